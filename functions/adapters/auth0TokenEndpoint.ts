@@ -1,0 +1,219 @@
+/**
+ * Auth0's token endpoint: `POST https://{domain}/oauth/token`, client_credentials grant, JSON body.
+ * Every call has a timeout; every answer is validated; JWT access tokens are verified against the
+ * tenant's JWKS (signature, `iss`, `aud`, `exp`) before anything is cached or served. HTTP
+ * failures become domain errors here, where they enter (STYLE.md §7).
+ */
+import { createRemoteJWKSet, customFetch, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import {
+  IdpRejectedError,
+  IdpUnavailableError,
+  InvalidTokenResponseError,
+  type VendorError,
+} from '../core/errors.js';
+import type { IssuedToken, TokenEndpoint, TokenFetchRequest } from '../core/ports.js';
+
+export interface Auth0TokenEndpointOptions {
+  /** per-call timeout for the token request and the JWKS fetch */
+  readonly timeoutMs: number;
+  readonly fetch?: typeof fetch;
+  /** epoch milliseconds */
+  readonly now?: () => number;
+}
+
+/** Retry-After we suggest when the IdP gave none. */
+const DEFAULT_RETRY_AFTER_SECONDS = 5;
+/** A token response is a few KB; anything larger is not one. */
+const MAX_RESPONSE_BYTES = 64 * 1024;
+const OAUTH_ERROR_CODE = /^[a-z0-9_]{1,64}$/;
+
+export class Auth0TokenEndpoint implements TokenEndpoint {
+  private readonly fetch: typeof fetch;
+  private readonly now: () => number;
+  /** one remote key set per tenant, kept for the instance's life (jose caches and re-fetches on kid miss) */
+  private readonly keySets = new Map<string, JWTVerifyGetKey>();
+
+  constructor(private readonly options: Auth0TokenEndpointOptions) {
+    this.fetch = options.fetch ?? globalThis.fetch;
+    this.now = options.now ?? Date.now;
+  }
+
+  async fetchToken(request: TokenFetchRequest): Promise<IssuedToken> {
+    const { client, credentials } = request;
+    const body: Record<string, string> = {
+      grant_type: 'client_credentials',
+      client_id: credentials.clientId,
+      audience: request.audience,
+      // Always explicit: Auth0 answers a request without scope with every scope of the client grant.
+      scope: request.scopes.join(' '),
+    };
+    const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' };
+    if (client.authMethod === 'client_secret_basic') {
+      // RFC 6749 §2.3.1: id and secret are form-urlencoded before base64.
+      const pair = `${formEncode(credentials.clientId)}:${formEncode(credentials.clientSecret)}`;
+      headers.authorization = `Basic ${Buffer.from(pair).toString('base64')}`;
+    } else {
+      body.client_secret = credentials.clientSecret;
+    }
+
+    const url = `${client.origin}/oauth/token`;
+    let response: Response;
+    let text: string;
+    try {
+      response = await this.fetch(url, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify(body),
+        redirect: 'error',
+        signal: AbortSignal.timeout(this.options.timeoutMs),
+      });
+      text = await readCapped(response);
+    } catch (error) {
+      throw new IdpUnavailableError(`token request to ${url} failed: ${networkReason(error)}`, DEFAULT_RETRY_AFTER_SECONDS, { cause: error });
+    }
+    const receivedAt = this.now();
+
+    if (response.status === 429 || response.status >= 500) {
+      throw new IdpUnavailableError(
+        `token endpoint ${url} answered ${response.status}${oauthSummary(text)}`,
+        retryAfterSeconds(response.headers, receivedAt) ?? DEFAULT_RETRY_AFTER_SECONDS,
+      );
+    }
+    if (!response.ok) {
+      const parsed = parseJson(text) as { error?: unknown } | undefined;
+      const code = typeof parsed?.error === 'string' && OAUTH_ERROR_CODE.test(parsed.error) ? parsed.error : 'invalid_response';
+      throw new IdpRejectedError(code, response.status, `token endpoint ${url} answered ${response.status}${oauthSummary(text)}`);
+    }
+
+    const issued = validateTokenResponse(parseJson(text), receivedAt);
+    if (client.tokenFormat === 'jwt') {
+      const exp = await this.verifyJwt(issued.accessToken, client.origin, client.issuer, request.audience, receivedAt);
+      // Trust the earlier of the two: a token is dead at `exp` whatever `expires_in` said.
+      return { ...issued, expiresAt: Math.min(issued.expiresAt, exp) };
+    }
+    return issued;
+  }
+
+  /** Verify signature, issuer, audience and expiry; returns `exp`. */
+  private async verifyJwt(token: string, origin: string, issuer: string, audience: string, nowMs: number): Promise<number> {
+    try {
+      const { payload } = await jwtVerify(token, this.keySet(origin), {
+        issuer,
+        audience,
+        algorithms: ['RS256'],
+        requiredClaims: ['exp'],
+        currentDate: new Date(nowMs),
+      });
+      return payload.exp as number;
+    } catch (error) {
+      throw jwtError(error, origin);
+    }
+  }
+
+  private keySet(origin: string): JWTVerifyGetKey {
+    let keySet = this.keySets.get(origin);
+    if (keySet === undefined) {
+      keySet = createRemoteJWKSet(new URL(`${origin}/.well-known/jwks.json`), {
+        timeoutDuration: this.options.timeoutMs,
+        [customFetch]: this.fetch,
+      });
+      this.keySets.set(origin, keySet);
+    }
+    return keySet;
+  }
+}
+
+/** RFC 6749 §5.1 plus Auth0's habits; anything else is not a token we can serve. */
+function validateTokenResponse(doc: unknown, receivedAt: number): IssuedToken {
+  if (typeof doc !== 'object' || doc === null) {
+    throw new InvalidTokenResponseError('token response is not a JSON object');
+  }
+  const { access_token: accessToken, token_type: tokenType, expires_in: expiresIn, scope } = doc as Record<string, unknown>;
+  if (typeof accessToken !== 'string' || accessToken.length === 0) {
+    throw new InvalidTokenResponseError('token response has no access_token');
+  }
+  if (typeof tokenType !== 'string' || tokenType.toLowerCase() !== 'bearer') {
+    throw new InvalidTokenResponseError(`token_type is ${JSON.stringify(tokenType)}, not Bearer`);
+  }
+  if (typeof expiresIn !== 'number' || !Number.isSafeInteger(expiresIn) || expiresIn <= 0) {
+    throw new InvalidTokenResponseError(`expires_in is ${JSON.stringify(expiresIn)}, not a positive integer`);
+  }
+  if (scope !== undefined && typeof scope !== 'string') {
+    throw new InvalidTokenResponseError('scope is not a string');
+  }
+  return {
+    accessToken,
+    scope: scope ?? '',
+    // Counted from the moment the response arrived (openid-client's expiresIn(); RFC 6749 §5.1),
+    // rounded down so we never believe a token lives longer than it does.
+    expiresAt: Math.floor(receivedAt / 1000) + expiresIn,
+    fetchedAt: receivedAt,
+  };
+}
+
+function jwtError(error: unknown, origin: string): VendorError {
+  if (error instanceof joseErrors.JWKSTimeout || (error instanceof TypeError && !(error instanceof joseErrors.JOSEError))) {
+    return new IdpUnavailableError(`JWKS of ${origin} could not be fetched: ${networkReason(error)}`, DEFAULT_RETRY_AFTER_SECONDS, { cause: error });
+  }
+  const code = error instanceof joseErrors.JOSEError ? error.code : 'unknown';
+  const message = error instanceof Error ? error.message : String(error);
+  return new InvalidTokenResponseError(`access token from ${origin} failed verification (${code}: ${message})`, { cause: error });
+}
+
+/** Retry-After (seconds or HTTP date) or X-RateLimit-Reset (epoch seconds), as whole seconds from now. */
+export function retryAfterSeconds(headers: Headers, nowMs: number): number | undefined {
+  const retryAfter = headers.get('retry-after');
+  if (retryAfter !== null) {
+    if (/^\d+$/.test(retryAfter.trim())) return Math.max(1, Number(retryAfter.trim()));
+    const date = Date.parse(retryAfter);
+    if (!Number.isNaN(date)) return Math.max(1, Math.ceil((date - nowMs) / 1000));
+  }
+  const reset = headers.get('x-ratelimit-reset');
+  if (reset !== null && /^\d+$/.test(reset.trim())) {
+    return Math.max(1, Number(reset.trim()) - Math.floor(nowMs / 1000));
+  }
+  return undefined;
+}
+
+async function readCapped(response: Response): Promise<string> {
+  const declared = Number(response.headers.get('content-length'));
+  if (Number.isFinite(declared) && declared > MAX_RESPONSE_BYTES) {
+    await response.body?.cancel();
+    throw new Error(`response of ${declared} bytes exceeds ${MAX_RESPONSE_BYTES}`);
+  }
+  const text = await response.text();
+  if (text.length > MAX_RESPONSE_BYTES) throw new Error(`response exceeds ${MAX_RESPONSE_BYTES} bytes`);
+  return text;
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * `: <error> (<description>)` for the log. The description is Auth0's own text (for example
+ * "Unauthorized"); it never contains the secret we sent, but it is truncated all the same.
+ */
+function oauthSummary(text: string): string {
+  const doc = parseJson(text) as { error?: unknown; error_description?: unknown } | undefined;
+  if (typeof doc?.error !== 'string') return '';
+  const description = typeof doc.error_description === 'string' ? ` (${doc.error_description.slice(0, 200)})` : '';
+  return `: ${doc.error.slice(0, 64)}${description}`;
+}
+
+function networkReason(error: unknown): string {
+  if (error instanceof Error) {
+    if (error.name === 'TimeoutError') return 'timed out';
+    const cause = (error as { cause?: { code?: unknown } }).cause;
+    return typeof cause?.code === 'string' ? `${error.message} (${cause.code})` : error.message;
+  }
+  return String(error);
+}
+
+function formEncode(value: string): string {
+  return encodeURIComponent(value).replace(/%20/g, '+');
+}

@@ -1,0 +1,150 @@
+/**
+ * The fleet-wide cache tier: one DynamoDB table shared by every instance.
+ *
+ * Token item: { pk, accessToken, scope, expiresAt (epoch s), ttl (= expiresAt), fetchedAt (epoch ms), fingerprint }.
+ * Lease item: { pk: "lease#<key>", owner, leaseUntil (epoch ms), ttl }.
+ *
+ * Writes are conditional, in the manner of Powertools' idempotency layer: a lease is taken only
+ * if absent or expired, and a token only replaces one that expires sooner, so a stale item never
+ * blocks a fresh one and a slow writer never clobbers a newer token.
+ */
+import {
+  ConditionalCheckFailedException,
+  DeleteItemCommand,
+  GetItemCommand,
+  PutItemCommand,
+  type AttributeValue,
+  type DynamoDBClient,
+} from '@aws-sdk/client-dynamodb';
+import { StoreUnavailableError } from '../core/errors.js';
+import type { CachedToken, TokenStore } from '../core/ports.js';
+
+/** The table's partition key (string). */
+export const PARTITION_KEY = 'pk';
+/** The attribute DynamoDB TTL must be enabled on: epoch seconds. */
+export const TTL_ATTRIBUTE = 'ttl';
+const LEASE_PREFIX = 'lease#';
+/** Abandoned lease items are garbage-collected by TTL this long after they lapse. */
+const LEASE_GC_SECONDS = 3600;
+
+export interface DynamoTokenStoreOptions {
+  readonly client: DynamoDBClient;
+  readonly tableName: string;
+  readonly now?: () => number;
+}
+
+export class DynamoTokenStore implements TokenStore {
+  private readonly now: () => number;
+
+  constructor(private readonly options: DynamoTokenStoreOptions) {
+    this.now = options.now ?? Date.now;
+  }
+
+  async get(key: string): Promise<CachedToken | undefined> {
+    const out = await this.call('GetItem', () =>
+      this.options.client.send(
+        new GetItemCommand({
+          TableName: this.options.tableName,
+          Key: { [PARTITION_KEY]: { S: key } },
+          // A waiter polls for the lease holder's write: an eventually consistent read could
+          // miss it and send the waiter to the IdP.
+          ConsistentRead: true,
+        }),
+      ),
+    );
+    return out.Item === undefined ? undefined : itemToToken(key, out.Item);
+  }
+
+  async put(token: CachedToken): Promise<void> {
+    try {
+      await this.options.client.send(
+        new PutItemCommand({
+          TableName: this.options.tableName,
+          Item: {
+            [PARTITION_KEY]: { S: token.key },
+            accessToken: { S: token.accessToken },
+            scope: { S: token.scope },
+            expiresAt: { N: String(token.expiresAt) },
+            [TTL_ATTRIBUTE]: { N: String(token.expiresAt) },
+            fetchedAt: { N: String(token.fetchedAt) },
+            fingerprint: { S: token.fingerprint },
+          },
+          ConditionExpression: 'attribute_not_exists(#pk) OR #exp < :exp',
+          ExpressionAttributeNames: { '#pk': PARTITION_KEY, '#exp': 'expiresAt' },
+          ExpressionAttributeValues: { ':exp': { N: String(token.expiresAt) } },
+        }),
+      );
+    } catch (error) {
+      // A token that expires no sooner is already there: ours is still valid to serve.
+      if (error instanceof ConditionalCheckFailedException) return;
+      throw translate('PutItem', error);
+    }
+  }
+
+  async acquireLease(key: string, owner: string, untilMs: number): Promise<boolean> {
+    try {
+      await this.options.client.send(
+        new PutItemCommand({
+          TableName: this.options.tableName,
+          Item: {
+            [PARTITION_KEY]: { S: LEASE_PREFIX + key },
+            owner: { S: owner },
+            leaseUntil: { N: String(untilMs) },
+            [TTL_ATTRIBUTE]: { N: String(Math.ceil(untilMs / 1000) + LEASE_GC_SECONDS) },
+          },
+          ConditionExpression: 'attribute_not_exists(#pk) OR #until < :now',
+          ExpressionAttributeNames: { '#pk': PARTITION_KEY, '#until': 'leaseUntil' },
+          ExpressionAttributeValues: { ':now': { N: String(this.now()) } },
+        }),
+      );
+      return true;
+    } catch (error) {
+      // Someone else holds the lease: not an error, the caller waits for their token.
+      if (error instanceof ConditionalCheckFailedException) return false;
+      throw translate('PutItem', error);
+    }
+  }
+
+  async releaseLease(key: string, owner: string): Promise<void> {
+    try {
+      await this.options.client.send(
+        new DeleteItemCommand({
+          TableName: this.options.tableName,
+          Key: { [PARTITION_KEY]: { S: LEASE_PREFIX + key } },
+          ConditionExpression: '#owner = :owner',
+          ExpressionAttributeNames: { '#owner': 'owner' },
+          ExpressionAttributeValues: { ':owner': { S: owner } },
+        }),
+      );
+    } catch (error) {
+      // Our lease lapsed and someone else took it over: theirs to release.
+      if (error instanceof ConditionalCheckFailedException) return;
+      throw translate('DeleteItem', error);
+    }
+  }
+
+  private async call<T>(operation: string, send: () => Promise<T>): Promise<T> {
+    try {
+      return await send();
+    } catch (error) {
+      throw translate(operation, error);
+    }
+  }
+}
+
+function translate(operation: string, error: unknown): StoreUnavailableError {
+  const name = error instanceof Error ? error.name : 'Unknown';
+  return new StoreUnavailableError(`DynamoDB ${operation} failed (${name})`, { cause: error });
+}
+
+function itemToToken(key: string, item: Record<string, AttributeValue>): CachedToken | undefined {
+  const accessToken = item.accessToken?.S;
+  const scope = item.scope?.S;
+  const expiresAt = Number(item.expiresAt?.N);
+  const fetchedAt = Number(item.fetchedAt?.N);
+  const fingerprint = item.fingerprint?.S;
+  // A malformed item is a miss, not a crash: it will be overwritten by the next fetch.
+  if (accessToken === undefined || scope === undefined || fingerprint === undefined) return undefined;
+  if (!Number.isFinite(expiresAt) || !Number.isFinite(fetchedAt)) return undefined;
+  return { key, accessToken, scope, expiresAt, fetchedAt, fingerprint };
+}

@@ -1,0 +1,101 @@
+/**
+ * Configuration, parsed once at cold start into a frozen object (STYLE.md §4). A missing or
+ * malformed variable fails the cold start with a message that names it; nothing else in the
+ * code reads `process.env`.
+ */
+import { readFileSync } from 'node:fs';
+import { isAbsolute, join } from 'node:path';
+import { GrantBook } from './core/grants.js';
+
+export interface VendorConfig {
+  /** TOKEN_TABLE_NAME: the DynamoDB table shared by every instance */
+  readonly tableName: string;
+  /** GRANTS_FILE: path of the grants JSON (relative to the function's root) */
+  readonly grantsFile: string;
+  readonly grants: GrantBook;
+  /** EARLY_EXPIRY_SECONDS: stop serving a token this long before it expires (default 120) */
+  readonly earlyExpirySeconds: number;
+  /** IDP_TIMEOUT_MS: timeout of each call to the IdP (default 5000) */
+  readonly idpTimeoutMs: number;
+  /** LEASE_TTL_MS: how long a fetch lease is held (default 15000; must exceed 2 × IDP_TIMEOUT_MS) */
+  readonly leaseTtlMs: number;
+  /** LEASE_WAIT_MS: how long a request waits for another instance's fetch (default 8000) */
+  readonly leaseWaitMs: number;
+  /** SECRET_MAX_AGE_SECONDS: how long client credentials are reused per instance (default 300) */
+  readonly secretMaxAgeSeconds: number;
+  /** MEMORY_CACHE_ENTRIES: instance-cache size (default 500) */
+  readonly memoryCacheEntries: number;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly variable: string, problem: string, options?: { cause?: unknown }) {
+    super(`${variable}: ${problem}`, options);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/**
+ * Parse the environment. `root` is where a relative GRANTS_FILE is looked up: the Lambda task
+ * root in AWS, the working directory locally.
+ */
+export function loadConfig(env: Env = process.env, root: string = env.LAMBDA_TASK_ROOT ?? process.cwd()): VendorConfig {
+  const tableName = requiredString(env, 'TOKEN_TABLE_NAME');
+  const grantsFileSetting = env.GRANTS_FILE?.trim() || 'grants.json';
+  const grantsFile = isAbsolute(grantsFileSetting) ? grantsFileSetting : join(root, grantsFileSetting);
+  const idpTimeoutMs = integer(env, 'IDP_TIMEOUT_MS', 5000, 100, 60_000);
+  const leaseTtlMs = integer(env, 'LEASE_TTL_MS', 15_000, 1000, 120_000);
+  if (leaseTtlMs <= 2 * idpTimeoutMs) {
+    // A lease must outlive the token call plus the JWKS call, or a slow fetch loses its lease
+    // and a second instance fetches too.
+    throw new ConfigError('LEASE_TTL_MS', `must exceed 2 × IDP_TIMEOUT_MS (${2 * idpTimeoutMs})`);
+  }
+  return Object.freeze({
+    tableName,
+    grantsFile,
+    grants: loadGrants(grantsFile),
+    earlyExpirySeconds: integer(env, 'EARLY_EXPIRY_SECONDS', 120, 0, 3600),
+    idpTimeoutMs,
+    leaseTtlMs,
+    leaseWaitMs: integer(env, 'LEASE_WAIT_MS', 8000, 0, 25_000),
+    secretMaxAgeSeconds: integer(env, 'SECRET_MAX_AGE_SECONDS', 300, 0, 86_400),
+    memoryCacheEntries: integer(env, 'MEMORY_CACHE_ENTRIES', 500, 1, 100_000),
+  });
+}
+
+/** Read and validate a grants file; errors name GRANTS_FILE and the bad field. */
+export function loadGrants(path: string): GrantBook {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError('GRANTS_FILE', `cannot read ${path}`, { cause: error });
+  }
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError('GRANTS_FILE', `${path} is not valid JSON: ${(error as Error).message}`, { cause: error });
+  }
+  try {
+    return GrantBook.parse(doc);
+  } catch (error) {
+    throw new ConfigError('GRANTS_FILE', `${path}: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+function requiredString(env: Env, name: string): string {
+  const value = env[name]?.trim();
+  if (value === undefined || value === '') throw new ConfigError(name, 'is required');
+  return value;
+}
+
+function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name]?.trim();
+  if (raw === undefined || raw === '') return fallback;
+  if (!/^\d+$/.test(raw)) throw new ConfigError(name, `must be a whole number, got "${raw}"`);
+  const value = Number(raw);
+  if (value < min || value > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${value}`);
+  return value;
+}

@@ -1,0 +1,133 @@
+/**
+ * The vendor's error hierarchy. Every error a caller can see is one of these, with a stable
+ * OAuth-style `code` (RFC 6749 §5.2 where one fits) and the HTTP status it maps to. Adapters
+ * translate SDK and HTTP failures into these where they enter (STYLE.md §7); the handler maps
+ * them to responses in one place and exposes details only below 500 (middy's rule).
+ */
+export abstract class VendorError extends Error {
+  /** machine-readable, stable: the `error` field of the response body */
+  abstract readonly code: string;
+  /** HTTP status the handler answers with */
+  abstract readonly status: number;
+  /** what a caller may be told. For 5xx it is deliberately generic. */
+  abstract readonly publicDescription: string;
+
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** 400: the request itself is wrong (shape, types, size). */
+export class InvalidRequestError extends VendorError {
+  readonly code = 'invalid_request';
+  readonly status = 400;
+  get publicDescription(): string {
+    return this.message;
+  }
+}
+
+/** 403: no caller identity, or the caller is not granted the audience or a scope. */
+export class AccessDeniedError extends VendorError {
+  readonly code = 'access_denied';
+  readonly status = 403;
+  get publicDescription(): string {
+    return this.message;
+  }
+}
+
+/** 404 / 405: the route does not exist. */
+export class NotFoundError extends VendorError {
+  readonly code = 'not_found';
+  readonly status = 404;
+  get publicDescription(): string {
+    return this.message;
+  }
+}
+
+export class MethodNotAllowedError extends VendorError {
+  readonly code = 'method_not_allowed';
+  readonly status = 405;
+  constructor(readonly allow: string) {
+    super(`Only ${allow} is allowed here.`);
+  }
+  get publicDescription(): string {
+    return this.message;
+  }
+}
+
+/**
+ * 502: the IdP answered, and refused (invalid_client, access_denied, invalid_scope, ...).
+ * `code` carries the IdP's OAuth error so operators and callers can tell a rotated secret from
+ * a missing client grant; the IdP's own description goes to the log only.
+ */
+export class IdpRejectedError extends VendorError {
+  readonly status = 502;
+  constructor(
+    readonly code: string,
+    readonly idpStatus: number,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+  get publicDescription(): string {
+    return `The identity provider refused to issue the token (${this.code}).`;
+  }
+}
+
+/** 502: the IdP answered 2xx with something that is not a usable token (bad shape, bad signature, wrong aud). */
+export class InvalidTokenResponseError extends VendorError {
+  readonly code = 'server_error';
+  readonly status = 502;
+  readonly publicDescription = 'The identity provider returned an invalid token response.';
+}
+
+/** 503 + Retry-After: the IdP cannot be reached, is failing, or is rate limiting us. */
+export class IdpUnavailableError extends VendorError {
+  readonly code = 'temporarily_unavailable';
+  readonly status = 503;
+  readonly publicDescription = 'The identity provider is unavailable. Retry later.';
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** 503 + Retry-After: another instance holds the fetch lease and its token did not arrive in time. */
+export class LeaseTimeoutError extends VendorError {
+  readonly code = 'temporarily_unavailable';
+  readonly status = 503;
+  readonly publicDescription = 'A token is being fetched. Retry shortly.';
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super(message);
+  }
+}
+
+/** 503: the shared cache (DynamoDB) failed. Transient by nature (throttling, outage). */
+export class StoreUnavailableError extends VendorError {
+  readonly code = 'temporarily_unavailable';
+  readonly status = 503;
+  readonly publicDescription = 'The token cache is unavailable. Retry later.';
+  readonly retryAfterSeconds = 1;
+}
+
+/** 500: the function's own set-up is wrong (bad secret JSON, missing secret). Never the caller's fault. */
+export class ConfigurationError extends VendorError {
+  readonly code = 'server_error';
+  readonly status = 500;
+  readonly publicDescription = 'Internal error.';
+}
+
+/** Retry-After, for the errors that have one. */
+export function retryAfterOf(error: VendorError): number | undefined {
+  return 'retryAfterSeconds' in error && typeof error.retryAfterSeconds === 'number'
+    ? error.retryAfterSeconds
+    : undefined;
+}

@@ -1,0 +1,284 @@
+/**
+ * Grants: which IAM principals may obtain which Auth0 audience and scopes, and through which
+ * Auth0 client. The grants file is code-reviewed configuration deployed with the function; it is
+ * validated at build time (`npm run validate:grants`) and again at cold start, and every error
+ * names the offending field, e.g. `grants[2].principals[0]: ...`.
+ */
+import { AccessDeniedError, InvalidRequestError } from './errors.js';
+import type { Caller } from './principal.js';
+
+export type ClientAuthMethod = 'client_secret_post' | 'client_secret_basic';
+export type TokenFormat = 'jwt' | 'opaque';
+
+/** One Auth0 application (M2M client) the vendor holds credentials for. */
+export interface ClientConfig {
+  readonly name: string;
+  /** `https://tenant.eu.auth0.com` (or a loopback http origin, for the local stack and tests) */
+  readonly origin: string;
+  /** Auth0's issuer: the origin with a trailing slash */
+  readonly issuer: string;
+  /** Secrets Manager secret id (name or ARN) holding `{"client_id","client_secret"}` */
+  readonly secretId: string;
+  readonly authMethod: ClientAuthMethod;
+  /** `jwt` (default): tokens are verified against the tenant's JWKS; `opaque`: shape checks only */
+  readonly tokenFormat: TokenFormat;
+}
+
+interface PrincipalPattern {
+  readonly source: string;
+  readonly partition: string;
+  readonly account: string;
+  readonly type: 'role' | 'user';
+  /** only meaningful for users: STS session ARNs do not carry a role's path */
+  readonly path: string;
+  readonly name: RegExp;
+}
+
+export interface Grant {
+  readonly principals: readonly PrincipalPattern[];
+  /** whether direct Lambda invocation (scheduled jobs) may use this grant */
+  readonly directInvoke: boolean;
+  readonly client: ClientConfig;
+  readonly audience: string;
+  readonly scopes: readonly string[];
+}
+
+/** The outcome of a successful authorization: exactly what Auth0 will be asked for. */
+export interface AuthorizedRequest {
+  readonly client: ClientConfig;
+  readonly audience: string;
+  /** sorted, de-duplicated, never empty */
+  readonly scopes: readonly string[];
+}
+
+export class GrantsValidationError extends Error {
+  constructor(readonly field: string, problem: string) {
+    super(`${field}: ${problem}`);
+    this.name = 'GrantsValidationError';
+  }
+}
+
+// RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/;
+const CLIENT_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+const HOSTNAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$/;
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]']);
+const IAM_NAME_CHARS = /^[\w+=,.@-]+$/;
+const IAM_NAME_PATTERN_CHARS = /^[\w+=,.@*-]+$/;
+const PRINCIPAL_ARN = /^arn:(aws|aws-cn|aws-us-gov):iam::(\d{12}):(role|user)\/(.+)$/;
+const MAX_AUDIENCE_LENGTH = 600;
+
+/** The validated grants, with the authorization decision. Immutable once built. */
+export class GrantBook {
+  private constructor(
+    readonly clients: ReadonlyMap<string, ClientConfig>,
+    readonly grants: readonly Grant[],
+  ) {}
+
+  /**
+   * Parse and validate a grants document (already JSON-parsed).
+   * @throws GrantsValidationError naming the bad field
+   */
+  static parse(doc: unknown): GrantBook {
+    const root = expectObject(doc, '(root)', ['clients', 'grants']);
+    const clientsDoc = expectObject(root.clients, 'clients');
+    const clients = new Map<string, ClientConfig>();
+    for (const [name, value] of Object.entries(clientsDoc)) {
+      clients.set(name, parseClient(name, value));
+    }
+    if (clients.size === 0) throw new GrantsValidationError('clients', 'at least one client is required');
+
+    if (!Array.isArray(root.grants) || root.grants.length === 0) {
+      throw new GrantsValidationError('grants', 'must be a non-empty array');
+    }
+    const grants = root.grants.map((g, i) => parseGrant(g, `grants[${i}]`, clients));
+
+    // An audience is served through exactly one Auth0 client, so a caller's token never depends
+    // on which of several overlapping grants happened to match.
+    const clientOfAudience = new Map<string, string>();
+    grants.forEach((g, i) => {
+      const seen = clientOfAudience.get(g.audience);
+      if (seen !== undefined && seen !== g.client.name) {
+        throw new GrantsValidationError(
+          `grants[${i}].client`,
+          `audience "${g.audience}" is already served by client "${seen}"; one audience, one client`,
+        );
+      }
+      clientOfAudience.set(g.audience, g.client.name);
+    });
+    return Object.freeze(new GrantBook(clients, Object.freeze(grants)));
+  }
+
+  /**
+   * Decide what `caller` may get for `audience`. The scopes granted are the union over every
+   * grant that matches the caller for that audience. A requested scope must be a subset; no
+   * scope means every granted scope.
+   * @throws InvalidRequestError for a malformed scope, AccessDeniedError otherwise
+   */
+  authorize(caller: Caller, audience: string, requestedScope: string | undefined): AuthorizedRequest {
+    const requested = parseScope(requestedScope);
+    const matching = this.grants.filter((g) => g.audience === audience && grantMatches(g, caller));
+    const first = matching[0];
+    if (first === undefined) {
+      throw new AccessDeniedError(`The caller is not granted audience "${audience}".`);
+    }
+    const granted = new Set(matching.flatMap((g) => g.scopes));
+    const scopes = requested.length === 0 ? [...granted] : requested;
+    const missing = scopes.filter((s) => !granted.has(s));
+    if (missing.length > 0) {
+      throw new AccessDeniedError(
+        `The caller is not granted scope ${missing.map((s) => `"${s}"`).join(', ')} for audience "${audience}".`,
+      );
+    }
+    return { client: first.client, audience, scopes: [...new Set(scopes)].sort() };
+  }
+}
+
+/** Split a space-delimited scope string into scope tokens (RFC 6749 §3.3). Empty → []. */
+export function parseScope(scope: string | undefined): string[] {
+  if (scope === undefined) return [];
+  const tokens = scope.split(' ').filter((s) => s.length > 0);
+  for (const t of tokens) {
+    if (!SCOPE_TOKEN.test(t)) {
+      throw new InvalidRequestError('scope must be space-separated scope tokens (RFC 6749 §3.3).');
+    }
+  }
+  return [...new Set(tokens)].sort();
+}
+
+function grantMatches(grant: Grant, caller: Caller): boolean {
+  if (caller.kind === 'direct') return grant.directInvoke;
+  return grant.principals.some(
+    (p) =>
+      p.partition === caller.partition &&
+      p.account === caller.account &&
+      p.type === caller.type &&
+      // IAM role names are unique within an account whatever their path, and STS session ARNs
+      // omit the path, so a role is identified by account + name. Users keep their path.
+      (p.type === 'role' || p.path === caller.path) &&
+      p.name.test(caller.name),
+  );
+}
+
+function parseClient(name: string, value: unknown): ClientConfig {
+  const field = `clients.${name}`;
+  if (!CLIENT_NAME.test(name)) {
+    throw new GrantsValidationError(field, 'client names are 1-64 of A-Z a-z 0-9 _ . -');
+  }
+  const c = expectObject(value, field, ['domain', 'secretId', 'authMethod', 'tokenFormat']);
+  const origin = parseDomain(c.domain, `${field}.domain`);
+  const secretId = expectString(c.secretId, `${field}.secretId`, 2048);
+  const authMethod = c.authMethod ?? 'client_secret_post';
+  if (authMethod !== 'client_secret_post' && authMethod !== 'client_secret_basic') {
+    throw new GrantsValidationError(`${field}.authMethod`, 'must be "client_secret_post" or "client_secret_basic"');
+  }
+  const tokenFormat = c.tokenFormat ?? 'jwt';
+  if (tokenFormat !== 'jwt' && tokenFormat !== 'opaque') {
+    throw new GrantsValidationError(`${field}.tokenFormat`, 'must be "jwt" or "opaque"');
+  }
+  return Object.freeze({ name, origin, issuer: `${origin}/`, secretId, authMethod, tokenFormat });
+}
+
+/**
+ * An Auth0 domain (`tenant.eu.auth0.com`, or a custom domain) means `https://<domain>`. A full
+ * origin is accepted only for plain-http loopback hosts, for the local stack and tests: a token
+ * request must never leave the machine in clear text.
+ */
+function parseDomain(value: unknown, field: string): string {
+  const raw = expectString(value, field, 300);
+  if (!raw.includes('://')) {
+    if (!HOSTNAME.test(raw)) throw new GrantsValidationError(field, `"${raw}" is not a host name`);
+    return `https://${raw}`;
+  }
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new GrantsValidationError(field, `"${raw}" is not a URL`);
+  }
+  if (url.protocol !== 'http:' || !LOOPBACK_HOSTS.has(url.hostname)) {
+    throw new GrantsValidationError(field, 'a URL is only allowed for http://127.0.0.1 or localhost; give a bare domain for https');
+  }
+  if ((url.pathname !== '/' && url.pathname !== '') || url.search || url.hash || url.username) {
+    throw new GrantsValidationError(field, 'must be an origin, without path, query or credentials');
+  }
+  return url.origin;
+}
+
+function parseGrant(value: unknown, field: string, clients: ReadonlyMap<string, ClientConfig>): Grant {
+  const g = expectObject(value, field, ['principals', 'directInvoke', 'client', 'audience', 'scopes']);
+  const principalsDoc = g.principals ?? [];
+  if (!Array.isArray(principalsDoc)) throw new GrantsValidationError(`${field}.principals`, 'must be an array of IAM ARNs');
+  const principals = principalsDoc.map((p, i) => parsePrincipalPattern(p, `${field}.principals[${i}]`));
+  const directInvoke = g.directInvoke ?? false;
+  if (typeof directInvoke !== 'boolean') throw new GrantsValidationError(`${field}.directInvoke`, 'must be true or false');
+  if (principals.length === 0 && !directInvoke) {
+    throw new GrantsValidationError(`${field}.principals`, 'name at least one principal, or set directInvoke: true');
+  }
+  const clientName = expectString(g.client, `${field}.client`, 64);
+  const client = clients.get(clientName);
+  if (client === undefined) throw new GrantsValidationError(`${field}.client`, `no client named "${clientName}" in clients`);
+  const audience = expectString(g.audience, `${field}.audience`, MAX_AUDIENCE_LENGTH);
+  if (!Array.isArray(g.scopes) || g.scopes.length === 0) {
+    // Auth0 answers a request without scope with every scope of its client grant, which may be
+    // more than this grant allows: a grant must therefore name its scopes.
+    throw new GrantsValidationError(`${field}.scopes`, 'must be a non-empty array of scope strings');
+  }
+  const scopes = g.scopes.map((s, i) => {
+    const scope = expectString(s, `${field}.scopes[${i}]`, 256);
+    if (!SCOPE_TOKEN.test(scope)) throw new GrantsValidationError(`${field}.scopes[${i}]`, `"${scope}" is not a valid scope token`);
+    return scope;
+  });
+  return Object.freeze({ principals: Object.freeze(principals), directInvoke, client, audience, scopes: Object.freeze(scopes) });
+}
+
+function parsePrincipalPattern(value: unknown, field: string): PrincipalPattern {
+  const source = expectString(value, field, 2048);
+  const m = PRINCIPAL_ARN.exec(source);
+  if (m === null) {
+    throw new GrantsValidationError(field, `"${source}" is not an IAM role or user ARN (arn:aws:iam::<12-digit account>:role/<name>)`);
+  }
+  const [, partition = '', account = '', type = '', rest = ''] = m;
+  const segments = rest.split('/');
+  const name = segments.pop() ?? '';
+  const pathSegments = segments;
+  if (pathSegments.some((s) => !IAM_NAME_CHARS.test(s))) {
+    throw new GrantsValidationError(field, '"*" is allowed only within the role or user name, not in its path');
+  }
+  if (!IAM_NAME_PATTERN_CHARS.test(name)) throw new GrantsValidationError(field, `"${name}" is not a valid IAM name pattern`);
+  if (type === 'role' && pathSegments.length > 0 && name.includes('*')) {
+    // The caller's assumed-role ARN does not say which path its role lives under, so the path
+    // of a wildcard pattern could not be enforced and would silently widen the grant.
+    throw new GrantsValidationError(field, 'a role pattern with "*" cannot have a path: STS session ARNs omit the role path');
+  }
+  const regex = new RegExp(`^${name.replace(/[.+]/g, '\\$&').replace(/\*/g, '[\\w+=,.@-]*')}$`);
+  return {
+    source,
+    partition,
+    account,
+    type: type as 'role' | 'user',
+    path: pathSegments.join('/'),
+    name: regex,
+  };
+}
+
+function expectObject(value: unknown, field: string, allowed?: readonly string[]): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new GrantsValidationError(field, 'must be an object');
+  }
+  if (allowed !== undefined) {
+    for (const key of Object.keys(value)) {
+      if (!allowed.includes(key)) {
+        const where = field === '(root)' ? key : `${field}.${key}`;
+        throw new GrantsValidationError(where, `unknown field (expected one of: ${allowed.join(', ')})`);
+      }
+    }
+  }
+  return value as Record<string, unknown>;
+}
+
+function expectString(value: unknown, field: string, maxLength: number): string {
+  if (typeof value !== 'string' || value.length === 0) throw new GrantsValidationError(field, 'must be a non-empty string');
+  if (value.length > maxLength) throw new GrantsValidationError(field, `must be at most ${maxLength} characters`);
+  return value;
+}

@@ -1,0 +1,85 @@
+/**
+ * The core's view of the outside world: one small interface per outside system, each with one
+ * adapter in `functions/adapters/` (STYLE.md §2). The core is tested against these interfaces
+ * and the adapters against the real local services.
+ */
+import type { ClientConfig } from './grants.js';
+
+/** An Auth0 client's credentials, as stored in Secrets Manager. Never logged, never cached outside the instance. */
+export interface ClientCredentials {
+  readonly clientId: string;
+  readonly clientSecret: string;
+}
+
+/** Reads client credentials (Secrets Manager, through Powertools Parameters). */
+export interface CredentialSource {
+  get(secretId: string): Promise<ClientCredentials>;
+}
+
+export interface TokenFetchRequest {
+  readonly client: ClientConfig;
+  readonly credentials: ClientCredentials;
+  readonly audience: string;
+  /** exactly the scopes to ask for: sorted, non-empty */
+  readonly scopes: readonly string[];
+}
+
+/** A token as the IdP issued it, already validated (and, for JWTs, verified). */
+export interface IssuedToken {
+  readonly accessToken: string;
+  /** the scopes the IdP says it granted, space-separated */
+  readonly scope: string;
+  /** epoch seconds: the moment the response arrived plus `expires_in`, capped by the JWT's `exp` */
+  readonly expiresAt: number;
+  /** epoch milliseconds at which the response arrived */
+  readonly fetchedAt: number;
+}
+
+/** The IdP's token endpoint (Auth0 `POST /oauth/token`). */
+export interface TokenEndpoint {
+  fetchToken(request: TokenFetchRequest): Promise<IssuedToken>;
+}
+
+/** A token as the cache tiers hold it. */
+export interface CachedToken extends IssuedToken {
+  /** hash of (issuer, client_id, audience, sorted scopes): never the secret */
+  readonly key: string;
+  /** short, non-reversible: what logs and ops tools show instead of the token */
+  readonly fingerprint: string;
+}
+
+/**
+ * The fleet-wide tier (DynamoDB). Reads are strongly consistent, writes are conditional: a
+ * write never replaces a token that expires later, and a lease is taken only when free or expired.
+ */
+export interface TokenStore {
+  get(key: string): Promise<CachedToken | undefined>;
+  put(token: CachedToken): Promise<void>;
+  /** true when `owner` now holds the fetch lease for `key` until `untilMs` */
+  acquireLease(key: string, owner: string, untilMs: number): Promise<boolean>;
+  /** release only if `owner` still holds it */
+  releaseLease(key: string, owner: string): Promise<void>;
+}
+
+export type CacheTier = 'memory' | 'dynamodb';
+
+/** What the core reports; the adapter turns it into Powertools metrics. */
+export interface Observer {
+  cacheHit(tier: CacheTier): void;
+  cacheMiss(): void;
+  idpFetch(): void;
+  idpError(code: string): void;
+  leaseWait(): void;
+  leaseTimeout(): void;
+}
+
+/** Structured fields of a log line. */
+export type LogFields = { [key: string]: unknown };
+
+/** The subset of Powertools Logger the core uses. */
+export interface Log {
+  debug(message: string, ...fields: LogFields[]): void;
+  info(message: string, ...fields: LogFields[]): void;
+  warn(message: string, ...fields: LogFields[]): void;
+  error(message: string, ...fields: LogFields[]): void;
+}

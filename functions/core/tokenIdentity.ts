@@ -1,0 +1,19 @@
+import { createHash } from 'node:crypto';
+
+/**
+ * The cache key: a hash of everything that makes two tokens interchangeable — issuer, client id,
+ * audience and the exact scope set — and nothing secret. Encoding the parts as a JSON array keeps
+ * ("a b", "c") and ("a", "b c") apart.
+ */
+export function cacheKey(issuer: string, clientId: string, audience: string, scopes: readonly string[]): string {
+  const canonical = JSON.stringify([issuer, clientId, audience, [...new Set(scopes)].sort()]);
+  return createHash('sha256').update(canonical).digest('base64url');
+}
+
+/**
+ * What logs and ops tools show for a token: 12 characters of its SHA-256. Enough to correlate
+ * log lines with a token a caller holds, useless for presenting it anywhere.
+ */
+export function fingerprint(accessToken: string): string {
+  return createHash('sha256').update(accessToken).digest('base64url').slice(0, 12);
+}

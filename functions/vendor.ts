@@ -1,0 +1,64 @@
+/**
+ * The composition root: builds the token service from configuration and clients. Callers
+ * (the Lambda entry point, the local stack, tests, benchmarks) pass their own clients, fetch and
+ * clock (STYLE.md §3: Powertools' `awsSdkV3Client ?? new Client()`).
+ */
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics } from '@aws-lambda-powertools/metrics';
+import { Auth0TokenEndpoint } from './adapters/auth0TokenEndpoint.js';
+import { DynamoTokenStore } from './adapters/dynamoTokenStore.js';
+import { PowertoolsObserver } from './adapters/powertoolsObserver.js';
+import { SecretsManagerCredentials } from './adapters/secretsManagerCredentials.js';
+import type { VendorConfig } from './config.js';
+import { TokenService } from './core/tokenService.js';
+import { createVendHandler, type VendHandler } from './http/vendHandler.js';
+
+export const SERVICE_NAME = 'token-vendor';
+export const METRICS_NAMESPACE = 'TokenVendor';
+
+export interface VendorDeps {
+  readonly dynamodb?: DynamoDBClient;
+  readonly secretsManager?: SecretsManagerClient;
+  readonly fetch?: typeof fetch;
+  readonly now?: () => number;
+  readonly sleep?: (ms: number) => Promise<void>;
+  readonly logger?: Logger;
+  readonly metrics?: Metrics;
+}
+
+export interface Vendor {
+  readonly service: TokenService;
+  readonly handler: VendHandler;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+}
+
+export function createVendor(config: VendorConfig, deps: VendorDeps = {}): Vendor {
+  const logger = deps.logger ?? new Logger({ serviceName: SERVICE_NAME });
+  const metrics = deps.metrics ?? new Metrics({ namespace: METRICS_NAMESPACE, serviceName: SERVICE_NAME });
+  const now = deps.now ?? Date.now;
+  const service = new TokenService(
+    {
+      grants: config.grants,
+      credentials: new SecretsManagerCredentials({
+        client: deps.secretsManager ?? new SecretsManagerClient({}),
+        maxAgeSeconds: config.secretMaxAgeSeconds,
+      }),
+      idp: new Auth0TokenEndpoint({ timeoutMs: config.idpTimeoutMs, now, ...(deps.fetch ? { fetch: deps.fetch } : {}) }),
+      store: new DynamoTokenStore({ client: deps.dynamodb ?? new DynamoDBClient({}), tableName: config.tableName, now }),
+      observer: new PowertoolsObserver(metrics),
+      log: logger,
+      now,
+      ...(deps.sleep ? { sleep: deps.sleep } : {}),
+    },
+    {
+      earlyExpirySeconds: config.earlyExpirySeconds,
+      leaseTtlMs: config.leaseTtlMs,
+      leaseWaitMs: config.leaseWaitMs,
+      memoryCacheEntries: config.memoryCacheEntries,
+    },
+  );
+  return { service, handler: createVendHandler({ service, logger, metrics, now }), logger, metrics };
+}

@@ -1,0 +1,62 @@
+#!/usr/bin/env node
+// Builds one esbuild bundle per entry point (STYLE.md §14): ESM, minified, tree-shaken, with
+// source maps, targeting the Lambda runtime (node22). The grants file is validated here, so a bad
+// grants file fails the build with a message naming the field, and is copied beside the bundle.
+import { build } from 'esbuild';
+import { copyFileSync, mkdirSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execFileSync } from 'node:child_process';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const out = join(root, 'dist');
+const grantsFile = process.env.GRANTS_FILE ?? join(root, 'grants.json');
+
+// Validate first: a broken grants file must not produce an artifact.
+execFileSync(process.execPath, ['--import', 'tsx', join(root, 'scripts/validate-grants.ts'), grantsFile], { stdio: 'inherit', cwd: root });
+
+rmSync(out, { recursive: true, force: true });
+
+// ESM bundles still meet CommonJS dependencies that call require() for node built-ins.
+const requireShim = "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);";
+
+/** Lambda functions: everything bundled (the SDK version is pinned by us, not the runtime). */
+const functions = { vend: 'functions/vend.ts' };
+for (const [name, entry] of Object.entries(functions)) {
+  await build({
+    entryPoints: [join(root, entry)],
+    outfile: join(out, name, 'index.mjs'),
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node22',
+    minify: true,
+    treeShaking: true,
+    sourcemap: true,
+    legalComments: 'none',
+    mainFields: ['module', 'main'],
+    banner: { js: requireShim },
+    logLevel: 'warning',
+  });
+  copyFileSync(grantsFile, join(out, name, 'grants.json'));
+}
+
+/** The caller client, for services to import; and the local stack. Dependencies stay external. */
+for (const [entry, outfile] of [
+  ['client/index.ts', 'client/index.mjs'],
+  ['local/stack.ts', 'local/stack.mjs'],
+]) {
+  mkdirSync(dirname(join(out, outfile)), { recursive: true });
+  await build({
+    entryPoints: [join(root, entry)],
+    outfile: join(out, outfile),
+    bundle: true,
+    packages: 'external',
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    sourcemap: true,
+    logLevel: 'warning',
+  });
+}
+console.log(`built ${Object.keys(functions).length} function bundle(s), the client and the local stack into dist/`);

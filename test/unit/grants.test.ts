@@ -1,0 +1,118 @@
+import { describe, expect, it } from 'vitest';
+import { AccessDeniedError, InvalidRequestError } from '../../functions/core/errors.js';
+import { GrantBook, GrantsValidationError, parseScope } from '../../functions/core/grants.js';
+import { callerFromArn, type Caller } from '../../functions/core/principal.js';
+
+const doc = () => ({
+  clients: {
+    orders: { domain: 'tenant.eu.auth0.com', secretId: 'vendor/orders' },
+    local: { domain: 'http://127.0.0.1:4000', secretId: 'vendor/local', authMethod: 'client_secret_basic', tokenFormat: 'opaque' },
+  },
+  grants: [
+    { principals: ['arn:aws:iam::111122223333:role/checkout'], client: 'orders', audience: 'https://orders', scopes: ['read:orders', 'write:orders'] },
+    { principals: ['arn:aws:iam::111122223333:role/report-*'], client: 'orders', audience: 'https://orders', scopes: ['read:orders'] },
+    { principals: ['arn:aws:iam::111122223333:role/teams/billing/billing-api'], client: 'orders', audience: 'https://orders', scopes: ['read:orders'] },
+    { principals: ['arn:aws:iam::111122223333:user/ops/alice'], client: 'local', audience: 'https://local', scopes: ['a', 'b'] },
+    { principals: [], directInvoke: true, client: 'local', audience: 'https://local', scopes: ['a'] },
+  ],
+});
+
+const role = (arn: string): Caller => {
+  const caller = callerFromArn(arn);
+  if (caller === undefined) throw new Error(`not a caller: ${arn}`);
+  return caller;
+};
+
+describe('GrantBook.parse', () => {
+  it('accepts a valid document and derives origins and issuers', () => {
+    const book = GrantBook.parse(doc());
+    expect(book.clients.get('orders')).toMatchObject({ origin: 'https://tenant.eu.auth0.com', issuer: 'https://tenant.eu.auth0.com/', authMethod: 'client_secret_post', tokenFormat: 'jwt' });
+    expect(book.clients.get('local')).toMatchObject({ origin: 'http://127.0.0.1:4000', authMethod: 'client_secret_basic', tokenFormat: 'opaque' });
+  });
+
+  it.each([
+    [(d: any) => (d.extra = 1), 'extra: unknown field'],
+    [(d: any) => (d.clients.orders.domain = 'http://tenant.auth0.com'), 'clients.orders.domain: a URL is only allowed'],
+    [(d: any) => (d.clients.orders.domain = 'not a host'), 'clients.orders.domain: "not a host" is not a host name'],
+    [(d: any) => (d.clients.orders.authMethod = 'private_key_jwt'), 'clients.orders.authMethod'],
+    [(d: any) => (d.clients.orders.secretKey = 'x'), 'clients.orders.secretKey: unknown field'],
+    [(d: any) => delete d.clients.orders.secretId, 'clients.orders.secretId: must be a non-empty string'],
+    [(d: any) => (d.grants[1].client = 'nope'), 'grants[1].client: no client named "nope"'],
+    [(d: any) => (d.grants[0].scopes = []), 'grants[0].scopes: must be a non-empty array'],
+    [(d: any) => (d.grants[0].scopes = ['ok', 'bad"scope']), 'grants[0].scopes[1]'],
+    [(d: any) => (d.grants[0].principals = ['arn:aws:iam::*:role/x']), 'grants[0].principals[0]'],
+    [(d: any) => (d.grants[0].principals = ['arn:aws:iam::111122223333:role/te*ms/x']), 'grants[0].principals[0]: "*" is allowed only within the role or user name'],
+    [(d: any) => (d.grants[0].principals = ['arn:aws:iam::111122223333:role/teams/x-*']), 'grants[0].principals[0]: a role pattern with "*" cannot have a path'],
+    [(d: any) => (d.grants[4].directInvoke = false), 'grants[4].principals: name at least one principal'],
+    [(d: any) => (d.grants[3].audience = 'https://orders'), 'grants[3].client: audience "https://orders" is already served by client "orders"'],
+    [(d: any) => (d.grants = []), 'grants: must be a non-empty array'],
+  ])('rejects a bad document naming the field (%#)', (mutate, message) => {
+    const d = doc();
+    mutate(d);
+    expect(() => GrantBook.parse(d)).toThrow(GrantsValidationError);
+    expect(() => GrantBook.parse(d)).toThrow(message);
+  });
+});
+
+describe('GrantBook.authorize', () => {
+  const book = GrantBook.parse(doc());
+
+  it('matches an assumed-role session as its role and grants all scopes when none are asked', () => {
+    const out = book.authorize(role('arn:aws:sts::111122223333:assumed-role/checkout/i-0abc'), 'https://orders', undefined);
+    expect(out.client.name).toBe('orders');
+    expect(out.scopes).toEqual(['read:orders', 'write:orders']);
+  });
+
+  it('grants a subset, sorted and de-duplicated', () => {
+    const out = book.authorize(role('arn:aws:sts::111122223333:assumed-role/checkout/ss'), 'https://orders', 'write:orders  read:orders write:orders');
+    expect(out.scopes).toEqual(['read:orders', 'write:orders']);
+  });
+
+  it('denies a scope outside the grant, naming it', () => {
+    expect(() => book.authorize(role('arn:aws:sts::111122223333:assumed-role/report-daily/ss'), 'https://orders', 'write:orders')).toThrow(
+      new AccessDeniedError('The caller is not granted scope "write:orders" for audience "https://orders".'),
+    );
+  });
+
+  it('matches * within a role name only', () => {
+    expect(book.authorize(role('arn:aws:sts::111122223333:assumed-role/report-daily/ss'), 'https://orders', undefined).scopes).toEqual(['read:orders']);
+    expect(() => book.authorize(role('arn:aws:sts::111122223333:assumed-role/xreport-daily/ss'), 'https://orders', undefined)).toThrow(AccessDeniedError);
+    expect(() => book.authorize(role('arn:aws:sts::999988887777:assumed-role/report-daily/ss'), 'https://orders', undefined)).toThrow(AccessDeniedError);
+  });
+
+  it('matches a role granted with a path (STS ARNs omit it)', () => {
+    expect(book.authorize(role('arn:aws:sts::111122223333:assumed-role/billing-api/ss'), 'https://orders', 'read:orders').scopes).toEqual(['read:orders']);
+  });
+
+  it('matches IAM users by full ARN, path included', () => {
+    expect(book.authorize(role('arn:aws:iam::111122223333:user/ops/alice'), 'https://local', undefined).scopes).toEqual(['a', 'b']);
+    expect(() => book.authorize(role('arn:aws:iam::111122223333:user/alice'), 'https://local', undefined)).toThrow(AccessDeniedError);
+  });
+
+  it('limits direct invocation to grants that allow it', () => {
+    expect(book.authorize({ kind: 'direct' }, 'https://local', undefined).scopes).toEqual(['a']);
+    expect(() => book.authorize({ kind: 'direct' }, 'https://local', 'b')).toThrow(AccessDeniedError);
+    expect(() => book.authorize({ kind: 'direct' }, 'https://orders', undefined)).toThrow(AccessDeniedError);
+  });
+
+  it('denies an unknown audience and rejects a malformed scope', () => {
+    expect(() => book.authorize(role('arn:aws:sts::111122223333:assumed-role/checkout/ss'), 'https://other', undefined)).toThrow(AccessDeniedError);
+    expect(() => book.authorize(role('arn:aws:sts::111122223333:assumed-role/checkout/ss'), 'https://orders', 'read:orders\\x')).toThrow(InvalidRequestError);
+  });
+});
+
+describe('callerFromArn', () => {
+  it('maps assumed roles to roles and rejects what is not a principal', () => {
+    expect(callerFromArn('arn:aws:sts::111122223333:assumed-role/my-role/session')).toMatchObject({ type: 'role', name: 'my-role', arn: 'arn:aws:iam::111122223333:role/my-role' });
+    expect(callerFromArn('arn:aws-us-gov:sts::111122223333:assumed-role/r/ss')).toMatchObject({ partition: 'aws-us-gov' });
+    for (const bad of [undefined, null, '', 'arn:aws:iam::111122223333:root', 'arn:aws:sts::111122223333:federated-user/bob', 'arn:aws:sts::1:assumed-role/r/ss']) {
+      expect(callerFromArn(bad)).toBeUndefined();
+    }
+  });
+
+  it('parses scopes per RFC 6749', () => {
+    expect(parseScope(' b a  b ')).toEqual(['a', 'b']);
+    expect(parseScope('')).toEqual([]);
+    expect(() => parseScope('a\tb')).toThrow(InvalidRequestError);
+  });
+});
