@@ -1,6 +1,13 @@
-import type { TestProject } from 'vitest/node';
-
 /**
- * Placeholder: filled in with moto_server start-up once the harness exists.
+ * Starts one moto_server (Secrets Manager, DynamoDB) on a free loopback port for the whole run;
+ * test files share it and isolate themselves with their own table and secret names. A missing
+ * moto_server fails the run with a message naming it: never a silent skip.
  */
-export default function setup(_project: TestProject): void {}
+import type { TestProject } from 'vitest/node';
+import { startMoto } from '../local/moto.js';
+
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const moto = await startMoto();
+  project.provide('motoEndpoint', moto.endpoint);
+  return () => moto.stop();
+}

@@ -1,0 +1,107 @@
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics } from '@aws-lambda-powertools/metrics';
+import type { APIGatewayProxyResult } from 'aws-lambda';
+import { describe, expect, it } from 'vitest';
+import { IdpRejectedError, IdpUnavailableError } from '../../functions/core/errors.js';
+import type { VendRequest } from '../../functions/core/tokenService.js';
+import { createVendHandler } from '../../functions/http/vendHandler.js';
+import { apiEvent } from '../helpers/events.js';
+
+function setup(fail?: Error) {
+  const calls: VendRequest[] = [];
+  const service = {
+    async vend(req: VendRequest) {
+      calls.push(req);
+      if (fail) throw fail;
+      return { access_token: 'eyJ.test.token', token_type: 'Bearer' as const, expires_in: 3599, scope: 'read:orders' };
+    },
+  };
+  const handler = createVendHandler({ service, logger: new Logger({ logLevel: 'SILENT' }), metrics: new Metrics({ namespace: 'Test', serviceName: 'test' }) });
+  const http = async (...args: Parameters<typeof apiEvent>) => (await handler(apiEvent(...args))) as APIGatewayProxyResult;
+  return { calls, handler, http };
+}
+
+const body = (r: APIGatewayProxyResult) => JSON.parse(r.body) as Record<string, unknown>;
+
+describe('vend handler (API Gateway)', () => {
+  it('vends to an assumed-role caller, matched as its role, with no-store', async () => {
+    const { calls, http } = setup();
+    const res = await http({ body: JSON.stringify({ audience: 'https://orders.example.com', scope: 'read:orders' }) });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers?.['Cache-Control']).toBe('no-store');
+    expect(body(res)).toEqual({ access_token: 'eyJ.test.token', token_type: 'Bearer', expires_in: 3599, scope: 'read:orders' });
+    expect(calls[0]).toMatchObject({ audience: 'https://orders.example.com', scope: 'read:orders', caller: { kind: 'iam', type: 'role', name: 'checkout-service', arn: 'arn:aws:iam::111122223333:role/checkout-service' } });
+  });
+
+  it('decodes base64 bodies', async () => {
+    const { calls, http } = setup();
+    const res = await http({ body: Buffer.from(JSON.stringify({ audience: 'https://a' })).toString('base64'), isBase64Encoded: true });
+    expect(res.statusCode).toBe(200);
+    expect(calls[0]?.audience).toBe('https://a');
+  });
+
+  it.each([
+    ['no identity', { userArn: null }, 403, 'access_denied'],
+    ['a root identity', { userArn: 'arn:aws:iam::111122223333:root' }, 403, 'access_denied'],
+    ['malformed JSON', { body: '{"audience":' }, 400, 'invalid_request'],
+    ['a JSON array', { body: '[]' }, 400, 'invalid_request'],
+    ['no body', { body: null }, 400, 'invalid_request'],
+    ['missing audience', { body: '{"scope":"a"}' }, 400, 'invalid_request'],
+    ['a numeric audience', { body: '{"audience":42}' }, 400, 'invalid_request'],
+    ['a non-string scope', { body: '{"audience":"a","scope":["x"]}' }, 400, 'invalid_request'],
+    ['an unknown field', { body: '{"audience":"a","client_secret":"x"}' }, 400, 'invalid_request'],
+    ['an oversized body', { body: JSON.stringify({ audience: 'a'.repeat(5000) }) }, 400, 'invalid_request'],
+    ['an oversized base64 body', { body: Buffer.from('x'.repeat(5000)).toString('base64'), isBase64Encoded: true }, 400, 'invalid_request'],
+    ['bad base64', { body: '***', isBase64Encoded: true }, 400, 'invalid_request'],
+    ['a form body', { headers: { 'Content-Type': 'application/x-www-form-urlencoded' } }, 400, 'invalid_request'],
+    ['an unknown path', { path: '/admin' }, 404, 'not_found'],
+    ['a GET', { method: 'GET' }, 405, 'method_not_allowed'],
+  ])('answers %s with an OAuth error body', async (_name, opts, status, code) => {
+    const { calls, http } = setup();
+    const res = await http(opts);
+    expect(res.statusCode).toBe(status);
+    expect(body(res)).toMatchObject({ error: code, error_description: expect.any(String) });
+    expect(calls).toHaveLength(0);
+  });
+
+  it('sends Allow on 405', async () => {
+    const res = await setup().http({ method: 'DELETE' });
+    expect(res.headers?.Allow).toBe('POST');
+  });
+
+  it('carries the IdP error code on 502 without its description', async () => {
+    const res = await setup(new IdpRejectedError('invalid_client', 401, 'token endpoint answered 401: invalid_client (Unauthorized secret xyz)')).http();
+    expect(res.statusCode).toBe(502);
+    expect(body(res).error).toBe('invalid_client');
+    expect(res.body).not.toContain('xyz');
+  });
+
+  it('answers 503 with Retry-After when the IdP is unreachable', async () => {
+    const res = await setup(new IdpUnavailableError('connect ECONNREFUSED 127.0.0.1:1', 7)).http();
+    expect(res.statusCode).toBe(503);
+    expect(res.headers?.['Retry-After']).toBe('7');
+    expect(body(res).error).toBe('temporarily_unavailable');
+    expect(res.body).not.toContain('ECONNREFUSED');
+  });
+
+  it('hides an unexpected error behind a generic 500', async () => {
+    const res = await setup(new TypeError('cannot read properties of undefined (secret stuff)')).http();
+    expect(res.statusCode).toBe(500);
+    expect(body(res)).toEqual({ error: 'server_error', error_description: 'Internal error.' });
+  });
+});
+
+describe('vend handler (direct invocation)', () => {
+  it('returns the same body as the API, as a direct caller', async () => {
+    const { calls, handler } = setup();
+    const out = await handler({ audience: 'https://orders.example.com', scope: 'read:orders' });
+    expect(out).toEqual({ access_token: 'eyJ.test.token', token_type: 'Bearer', expires_in: 3599, scope: 'read:orders' });
+    expect(calls[0]?.caller).toEqual({ kind: 'direct' });
+  });
+
+  it.each([[null], ['a string'], [{}], [{ audience: 'a', extra: 1 }]])('returns an OAuth error body for %j', async (event) => {
+    const { calls, handler } = setup();
+    expect(await handler(event)).toMatchObject({ error: 'invalid_request' });
+    expect(calls).toHaveLength(0);
+  });
+});
