@@ -1,0 +1,149 @@
+/**
+ * `npm start`: the whole product on this machine, with real components.
+ *
+ * - moto_server stands in for Secrets Manager and DynamoDB;
+ * - an oidc-provider tenant stands in for Auth0 (`/oauth/token`, JSON bodies, `audience`, RS256 JWTs);
+ * - the real vend bundle (dist/vend/index.mjs) serves POST /token behind a local gateway that
+ *   verifies SigV4 as API Gateway's AWS_IAM does, with access keys mapped to role ARNs by
+ *   .local/credentials.json (generated on first start, never committed).
+ *
+ * Once up, it vends a token to a signed caller with the caller client, prints the fingerprint,
+ * expires_in and scope, and keeps serving until Ctrl-C, which stops everything it started.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
+import { TokenVendorClient } from '../client/index.js';
+import { fingerprint } from '../functions/core/tokenIdentity.js';
+import { startLocalAuth0Tenant } from './auth0Tenant.js';
+import { startLocalGateway, type LocalCredential } from './gateway.js';
+import { startMoto } from './moto.js';
+import { LOCAL_AWS_CREDENTIALS, LOCAL_REGION, createTokenTable, localDynamoDb, localSecretsManager, putClientSecret } from './seed.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repo = resolve(here, '..', '..');
+const stateDir = join(repo, '.local');
+const AUDIENCE = 'https://orders.example.com';
+const CALLER_ROLE = 'arn:aws:iam::111122223333:role/checkout-service';
+const TABLE = 'token-vendor-local';
+const SECRET_ID = 'token-vendor/local/orders-m2m';
+const STAGE = 'local';
+
+const stops: Array<() => Promise<void>> = [];
+let stopping = false;
+
+async function stopAll(code: number): Promise<never> {
+  if (!stopping) {
+    stopping = true;
+    for (const stop of stops.reverse()) await stop().catch((e: unknown) => console.error('stop failed:', e));
+  }
+  process.exit(code);
+}
+process.on('SIGINT', () => void stopAll(0));
+process.on('SIGTERM', () => void stopAll(0));
+
+/** The local credentials file: access keys that the gateway maps to IAM principals. */
+function localCredentials(): LocalCredential[] {
+  const file = join(stateDir, 'credentials.json');
+  if (!existsSync(file)) {
+    mkdirSync(stateDir, { recursive: true });
+    const creds: LocalCredential[] = [
+      {
+        accessKeyId: `AKIALOCAL${randomBytes(6).toString('hex').toUpperCase()}`,
+        secretAccessKey: randomBytes(30).toString('base64url'),
+        principalArn: CALLER_ROLE,
+        sessionName: 'local-caller',
+      },
+    ];
+    writeFileSync(file, `${JSON.stringify(creds, null, 2)}\n`, { mode: 0o600 });
+  }
+  return JSON.parse(readFileSync(file, 'utf8')) as LocalCredential[];
+}
+
+async function main(): Promise<void> {
+  // Local machines may run Node 20; the deployed runtime is nodejs22.x. Keep the console readable.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+  const port = Number(process.env.PORT ?? '3000');
+  console.log('starting moto_server (Secrets Manager, DynamoDB) ...');
+  const moto = await startMoto();
+  stops.push(() => moto.stop());
+
+  // The Auth0 stand-in. Its client secret exists here and in Secrets Manager, nowhere else.
+  const clientSecret = randomBytes(24).toString('base64url');
+  const tenant = await startLocalAuth0Tenant({
+    clients: [{ clientId: 'local-orders-m2m', clientSecret, authMethod: 'client_secret_post' }],
+    apis: [{ audience: AUDIENCE, scopes: ['read:orders', 'write:orders'] }],
+    clientGrants: { 'local-orders-m2m': { [AUDIENCE]: ['read:orders', 'write:orders'] } },
+  });
+  stops.push(() => tenant.close());
+  console.log(`Auth0 tenant (oidc-provider) at ${tenant.issuer}`);
+
+  const dynamodb = localDynamoDb(moto.endpoint);
+  const secrets = localSecretsManager(moto.endpoint);
+  await createTokenTable(dynamodb, TABLE);
+  await putClientSecret(secrets, SECRET_ID, { client_id: 'local-orders-m2m', client_secret: clientSecret });
+
+  const grantsFile = join(stateDir, 'grants.local.json');
+  mkdirSync(stateDir, { recursive: true });
+  writeFileSync(
+    grantsFile,
+    `${JSON.stringify(
+      {
+        clients: { 'orders-m2m': { domain: tenant.origin, secretId: SECRET_ID, authMethod: 'client_secret_post' } },
+        grants: [{ principals: [CALLER_ROLE], directInvoke: true, client: 'orders-m2m', audience: AUDIENCE, scopes: ['read:orders', 'write:orders'] }],
+      },
+      null,
+      2,
+    )}\n`,
+  );
+
+  // The function's environment, as Lambda would set it; the SDK reaches moto via AWS_ENDPOINT_URL.
+  Object.assign(process.env, {
+    TOKEN_TABLE_NAME: TABLE,
+    GRANTS_FILE: grantsFile,
+    AWS_ENDPOINT_URL: moto.endpoint,
+    AWS_REGION: LOCAL_REGION,
+    AWS_ACCESS_KEY_ID: LOCAL_AWS_CREDENTIALS.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: LOCAL_AWS_CREDENTIALS.secretAccessKey,
+    POWERTOOLS_SERVICE_NAME: 'token-vendor',
+    POWERTOOLS_METRICS_DISABLED: process.env.POWERTOOLS_METRICS_DISABLED ?? 'true',
+  });
+  const bundle = join(repo, 'dist', 'vend', 'index.mjs');
+  if (!existsSync(bundle)) throw new Error(`${bundle} is missing: run npm run build (npm start does)`);
+  const { handler } = (await import(pathToFileURL(bundle).href)) as {
+    handler: (event: APIGatewayProxyEvent, context: Context) => Promise<APIGatewayProxyResult>;
+  };
+
+  const credentials = localCredentials();
+  const gateway = await startLocalGateway({ port, region: LOCAL_REGION, stage: STAGE, credentials, handler });
+  stops.push(() => gateway.close());
+
+  // The signed caller, with the client internal services import.
+  const caller = credentials[0];
+  if (caller === undefined) throw new Error(`${join(stateDir, 'credentials.json')} holds no credentials`);
+  const client = new TokenVendorClient({
+    endpoint: gateway.url,
+    region: LOCAL_REGION,
+    credentials: { accessKeyId: caller.accessKeyId, secretAccessKey: caller.secretAccessKey },
+  });
+  const token = await client.getToken({ audience: AUDIENCE, scope: 'read:orders' });
+  const expiresIn = Math.floor((token.expiresAt - Date.now()) / 1000);
+
+  console.log('');
+  console.log(`token vendor listening at ${gateway.url}/token (SigV4, region ${LOCAL_REGION}, service execute-api)`);
+  console.log(`vended to ${caller.principalArn}: fingerprint=${fingerprint(token.accessToken)} expires_in=${expiresIn} scope="${token.scope}"`);
+  console.log('');
+  console.log('try it (signed with the local credentials in .local/credentials.json):');
+  console.log(
+    `  curl -s --aws-sigv4 "aws:amz:${LOCAL_REGION}:execute-api" --user "${caller.accessKeyId}:<secretAccessKey from .local/credentials.json>" \\\n` +
+      `    -H 'content-type: application/json' -d '{"audience":"${AUDIENCE}","scope":"read:orders"}' ${gateway.url}/token`,
+  );
+  console.log('Ctrl-C stops everything.');
+}
+
+main().catch(async (error: unknown) => {
+  console.error(`local stack failed: ${error instanceof Error ? error.message : String(error)}`);
+  await stopAll(1);
+});
