@@ -59,4 +59,7 @@ for (const [entry, outfile] of [
     logLevel: 'warning',
   });
 }
+// Declarations for the client, so services importing it get its types.
+execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.client.json')], { stdio: 'inherit', cwd: root });
+
 console.log(`built ${Object.keys(functions).length} function bundle(s), the client and the local stack into dist/`);

@@ -228,5 +228,6 @@ export function describe(error: unknown): { name: string; message: string; code?
     const code = (error as { code?: unknown }).code;
     return { name: error.name, message: error.message, ...(typeof code === 'string' ? { code } : {}) };
   }
-  return { name: 'NonError', message: String(error) };
+  // Not an Error: its type only, since its contents are unknown (jose's claim errors carry the payload as cause).
+  return { name: 'NonError', message: typeof error };
 }

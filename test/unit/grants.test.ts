@@ -1,3 +1,4 @@
+/* eslint-disable @typescript-eslint/no-explicit-any -- the table below mutates a valid document into invalid shapes on purpose */
 import { describe, expect, it } from 'vitest';
 import { AccessDeniedError, InvalidRequestError } from '../../functions/core/errors.js';
 import { GrantBook, GrantsValidationError, parseScope } from '../../functions/core/grants.js';
