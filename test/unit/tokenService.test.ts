@@ -61,12 +61,14 @@ function setup(opts: Partial<TokenServiceOptions> = {}, expiresIn = 3600) {
     leaseTimeout: () => events.push('timeout'),
   };
   const quiet = { debug() {}, info() {}, warn() {}, error() {} };
+  /** runs on each wait step, before the fake clock advances: "meanwhile, elsewhere in the fleet" */
+  const meanwhile: Array<() => void> = [];
   const make = () =>
     new TokenService(
-      { grants, credentials: { get: async () => ({ clientId: 'cid', clientSecret: 'sekret' }) }, idp, store, observer, log: quiet, now: () => clock.now, sleep: async (ms) => { clock.now += ms; await new Promise((r) => setImmediate(r)); } },
+      { grants, credentials: { get: async () => ({ clientId: 'cid', clientSecret: 'sekret' }) }, idp, store, observer, log: quiet, now: () => clock.now, sleep: async (ms) => { meanwhile.shift()?.(); clock.now += ms; } },
       { earlyExpirySeconds: 60, leaseTtlMs: 10_000, leaseWaitMs: 2_000, memoryCacheEntries: 10, ...opts },
     );
-  return { clock, store, requests, idp, events, make };
+  return { clock, store, requests, idp, events, make, meanwhile };
 }
 
 describe('TokenService', () => {
@@ -137,7 +139,7 @@ describe('TokenService', () => {
   });
 
   it('waits for another instance holding the lease and serves its token', async () => {
-    const { clock, requests, make, store, events } = setup();
+    const { clock, requests, make, store, events, meanwhile } = setup();
     const service = make();
     const other = make();
     await other.vend({ caller, audience: 'https://api', scope: 'read' }); // learn the key
@@ -145,7 +147,8 @@ describe('TokenService', () => {
     store.tokens.clear();
     store.leases.set(key, { owner: 'someone', until: clock.now + 10_000 });
     const token = { key, accessToken: 'theirs', scope: 'read', expiresAt: Math.floor(clock.now / 1000) + 3600, fetchedAt: clock.now, fingerprint: 'f' };
-    setTimeout(() => store.tokens.set(key, token), 0);
+    // The lease holder's write lands while we wait.
+    meanwhile.push(() => store.tokens.set(key, token));
     const served = await service.vend({ caller, audience: 'https://api', scope: 'read' });
     expect(served.access_token).toBe('theirs');
     expect(requests).toHaveLength(1);
