@@ -18,41 +18,36 @@ export abstract class VendorError extends Error {
   }
 }
 
-/** 400: the request itself is wrong (shape, types, size). */
-export class InvalidRequestError extends VendorError {
-  readonly code = 'invalid_request';
-  readonly status = 400;
+/** 4xx: the caller's mistake. The message is written for the caller and is exposed as is. */
+abstract class ClientError extends VendorError {
   get publicDescription(): string {
     return this.message;
   }
+}
+
+/** 400: the request itself is wrong (shape, types, size). */
+export class InvalidRequestError extends ClientError {
+  readonly code = 'invalid_request';
+  readonly status = 400;
 }
 
 /** 403: no caller identity, or the caller is not granted the audience or a scope. */
-export class AccessDeniedError extends VendorError {
+export class AccessDeniedError extends ClientError {
   readonly code = 'access_denied';
   readonly status = 403;
-  get publicDescription(): string {
-    return this.message;
-  }
 }
 
 /** 404 / 405: the route does not exist. */
-export class NotFoundError extends VendorError {
+export class NotFoundError extends ClientError {
   readonly code = 'not_found';
   readonly status = 404;
-  get publicDescription(): string {
-    return this.message;
-  }
 }
 
-export class MethodNotAllowedError extends VendorError {
+export class MethodNotAllowedError extends ClientError {
   readonly code = 'method_not_allowed';
   readonly status = 405;
   constructor(readonly allow: string) {
     super(`Only ${allow} is allowed here.`);
-  }
-  get publicDescription(): string {
-    return this.message;
   }
 }
 
