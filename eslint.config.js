@@ -17,6 +17,12 @@ export default tseslint.config(
     },
   },
   {
+    // Serverless Framework loads plugins and `${file(x.cjs)}` variables with require(): CommonJS.
+    files: ['**/*.cjs'],
+    languageOptions: { sourceType: 'commonjs', globals: { require: 'readonly', module: 'writable', __dirname: 'readonly' } },
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
+  },
+  {
     // The local stack, scripts, benches and tests are command-line programs: printing is their job.
     files: ['local/**', 'scripts/**', 'test/**', 'bench/**'],
     rules: { 'no-console': 'off' },

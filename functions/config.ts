@@ -25,6 +25,10 @@ export interface VendorConfig {
   readonly secretMaxAgeSeconds: number;
   /** MEMORY_CACHE_ENTRIES: instance-cache size (default 500) */
   readonly memoryCacheEntries: number;
+  /** POWERTOOLS_SERVICE_NAME: the `service` of every log line and metric (default token-vendor) */
+  readonly serviceName: string;
+  /** POWERTOOLS_METRICS_NAMESPACE: the CloudWatch namespace (default TokenVendor) */
+  readonly metricsNamespace: string;
 }
 
 export class ConfigError extends Error {
@@ -33,6 +37,23 @@ export class ConfigError extends Error {
     this.name = 'ConfigError';
   }
 }
+
+/**
+ * Every variable `loadConfig` reads (besides LAMBDA_TASK_ROOT, which Lambda sets). The deployment
+ * sets each of them explicitly, and a test holds the two lists together.
+ */
+export const CONFIG_VARIABLES = [
+  'TOKEN_TABLE_NAME',
+  'GRANTS_FILE',
+  'EARLY_EXPIRY_SECONDS',
+  'IDP_TIMEOUT_MS',
+  'LEASE_TTL_MS',
+  'LEASE_WAIT_MS',
+  'SECRET_MAX_AGE_SECONDS',
+  'MEMORY_CACHE_ENTRIES',
+  'POWERTOOLS_SERVICE_NAME',
+  'POWERTOOLS_METRICS_NAMESPACE',
+] as const;
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -61,6 +82,10 @@ export function loadConfig(env: Env = process.env, root: string = env.LAMBDA_TAS
     leaseWaitMs: integer(env, 'LEASE_WAIT_MS', 8000, 0, 25_000),
     secretMaxAgeSeconds: integer(env, 'SECRET_MAX_AGE_SECONDS', 300, 0, 86_400),
     memoryCacheEntries: integer(env, 'MEMORY_CACHE_ENTRIES', 500, 1, 100_000),
+    // Powertools reads these itself, but an explicit option would override them: read once here
+    // so the deployment's per-stage service name wins and local runs still get a sane default.
+    serviceName: env.POWERTOOLS_SERVICE_NAME?.trim() || 'token-vendor',
+    metricsNamespace: env.POWERTOOLS_METRICS_NAMESPACE?.trim() || 'TokenVendor',
   });
 }
 

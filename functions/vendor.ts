@@ -15,9 +15,6 @@ import type { VendorConfig } from './config.js';
 import { TokenService } from './core/tokenService.js';
 import { createVendHandler, type VendHandler } from './http/vendHandler.js';
 
-export const SERVICE_NAME = 'token-vendor';
-export const METRICS_NAMESPACE = 'TokenVendor';
-
 export interface VendorDeps {
   readonly dynamodb?: DynamoDBClient;
   readonly secretsManager?: SecretsManagerClient;
@@ -36,8 +33,8 @@ export interface Vendor {
 }
 
 export function createVendor(config: VendorConfig, deps: VendorDeps = {}): Vendor {
-  const logger = deps.logger ?? new Logger({ serviceName: SERVICE_NAME });
-  const metrics = deps.metrics ?? new Metrics({ namespace: METRICS_NAMESPACE, serviceName: SERVICE_NAME });
+  const logger = deps.logger ?? new Logger({ serviceName: config.serviceName });
+  const metrics = deps.metrics ?? new Metrics({ namespace: config.metricsNamespace, serviceName: config.serviceName });
   const now = deps.now ?? Date.now;
   const service = new TokenService(
     {

@@ -3,7 +3,7 @@
  *
  * - moto_server stands in for Secrets Manager and DynamoDB;
  * - an oidc-provider tenant stands in for Auth0 (`/oauth/token`, JSON bodies, `audience`, RS256 JWTs);
- * - the real vend bundle (dist/vend/index.mjs) serves POST /token behind a local gateway that
+ * - the real vend bundle (dist/vend/index.js) serves POST /token behind a local gateway that
  *   verifies SigV4 as API Gateway's AWS_IAM does, with access keys mapped to role ARNs by
  *   .local/credentials.json (generated on first start, never committed).
  *
@@ -11,7 +11,7 @@
  * expires_in and scope, and keeps serving until Ctrl-C, which stops everything it started.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
@@ -110,7 +110,18 @@ async function main(): Promise<void> {
     POWERTOOLS_SERVICE_NAME: 'token-vendor',
     POWERTOOLS_METRICS_DISABLED: process.env.POWERTOOLS_METRICS_DISABLED ?? 'true',
   });
-  const bundle = join(repo, 'dist', 'vend', 'index.mjs');
+  // What `npm run invoke:local` passes to `osls invoke local` so it reaches this stack.
+  const invokeEnv = {
+    GRANTS_FILE: grantsFile,
+    AWS_ENDPOINT_URL: moto.endpoint,
+    AWS_REGION: LOCAL_REGION,
+    AWS_ACCESS_KEY_ID: LOCAL_AWS_CREDENTIALS.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: LOCAL_AWS_CREDENTIALS.secretAccessKey,
+  };
+  writeFileSync(join(stateDir, 'invoke-local.env.json'), `${JSON.stringify(invokeEnv, null, 2)}\n`);
+  stops.push(async () => rmSync(join(stateDir, 'invoke-local.env.json'), { force: true }));
+
+  const bundle = join(repo, 'dist', 'vend', 'index.js');
   if (!existsSync(bundle)) throw new Error(`${bundle} is missing: run npm run build (npm start does)`);
   const { handler } = (await import(pathToFileURL(bundle).href)) as {
     handler: (event: APIGatewayProxyEvent, context: Context) => Promise<APIGatewayProxyResult>;
@@ -140,6 +151,8 @@ async function main(): Promise<void> {
     `  curl -s --aws-sigv4 "aws:amz:${LOCAL_REGION}:execute-api" --user "${caller.accessKeyId}:<secretAccessKey from .local/credentials.json>" \\\n` +
       `    -H 'content-type: application/json' -d '{"audience":"${AUDIENCE}","scope":"read:orders"}' ${gateway.url}/token`,
   );
+  console.log('or run the function as Lambda would, through osls, against this stack:');
+  console.log('  npm run invoke:local -- events/direct-invoke.json');
   console.log('Ctrl-C stops everything.');
 }
 

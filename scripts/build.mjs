@@ -3,14 +3,16 @@
 // source maps, targeting the Lambda runtime (node22). The grants file is validated here, so a bad
 // grants file fails the build with a message naming the field, and is copied beside the bundle.
 import { build } from 'esbuild';
-import { copyFileSync, mkdirSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const out = join(root, 'dist');
-const grantsFile = process.env.GRANTS_FILE ?? join(root, 'grants.json');
+// `--grants <file>` packages another grants file (a stage's own); grants.json by default.
+const grantsArg = process.argv.indexOf('--grants');
+const grantsFile = grantsArg > 0 && process.argv[grantsArg + 1] ? process.argv[grantsArg + 1] : join(root, 'grants.json');
 
 // Validate first: a broken grants file must not produce an artifact.
 execFileSync(process.execPath, ['--import', 'tsx', join(root, 'scripts/validate-grants.ts'), grantsFile], { stdio: 'inherit', cwd: root });
@@ -25,19 +27,27 @@ const functions = { vend: 'functions/vend.ts' };
 for (const [name, entry] of Object.entries(functions)) {
   await build({
     entryPoints: [join(root, entry)],
-    outfile: join(out, name, 'index.mjs'),
+    // index.js beside a {"type":"module"} package.json rather than index.mjs: Lambda loads both,
+    // but `osls invoke local` only finds .js and .cjs handlers.
+    outfile: join(out, name, 'index.js'),
     bundle: true,
     platform: 'node',
     format: 'esm',
     target: 'node22',
     minify: true,
     treeShaking: true,
+    // Error classes name themselves from their constructor (`this.name = new.target.name`): keep
+    // the names readable in logs despite minification.
+    keepNames: true,
     sourcemap: true,
+    // File and line are what --enable-source-maps needs; the embedded sources would triple the zip.
+    sourcesContent: false,
     legalComments: 'none',
     mainFields: ['module', 'main'],
     banner: { js: requireShim },
     logLevel: 'warning',
   });
+  writeFileSync(join(out, name, 'package.json'), '{ "type": "module" }\n');
   copyFileSync(grantsFile, join(out, name, 'grants.json'));
 }
 

@@ -22,6 +22,9 @@ export class PowertoolsObserver implements Observer {
   }
 
   idpError(code: string): void {
+    // Twice: all codes together (what an alarm watches; an alarm cannot sum across a
+    // dimension) and per code (what the dashboard breaks down).
+    this.metrics.addMetric('IdpError', MetricUnit.Count, 1);
     this.dimensioned('IdpError', 'code', code);
   }
 

@@ -41,6 +41,7 @@ export function createVendHandler(deps: VendHandlerDeps): VendHandler {
       status = result.status;
       return result.body;
     } finally {
+      deps.metrics.addMetric('Request', MetricUnit.Count, 1);
       deps.metrics.addMetric('Latency', MetricUnit.Milliseconds, now() - started);
       const single = deps.metrics.singleMetric();
       single.addDimension('status', `${Math.floor(status / 100)}xx`);

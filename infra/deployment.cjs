@@ -1,0 +1,122 @@
+// Deployment values that depend on the stage parameters and on grants.json, computed in one
+// reviewed place for serverless.yml (`${file(infra/deployment.cjs):<key>}`).
+//
+// - validates grants.json exactly as the function does at cold start (a bad grants file fails
+//   packaging with a message naming the field);
+// - declares one Secrets Manager secret per client in grants.json, created without a value;
+// - builds the API's resource policy from the allowed accounts / organization / VPC endpoint.
+'use strict';
+
+const { execFileSync } = require('node:child_process');
+const { readFileSync } = require('node:fs');
+const path = require('node:path');
+
+const root = path.join(__dirname, '..');
+
+/** Validate with the function's own validator (TypeScript, run through tsx), or throw its message. */
+function validatedGrants(grantsFile) {
+  try {
+    execFileSync(process.execPath, ['--import', 'tsx', path.join(root, 'scripts/validate-grants.ts'), grantsFile], {
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      encoding: 'utf8',
+    });
+  } catch (error) {
+    const message = String(error.stderr || error.message).trim();
+    throw new Error(`grants file rejected: ${message}`);
+  }
+  return JSON.parse(readFileSync(grantsFile, 'utf8'));
+}
+
+/** CloudFormation logical id for a client's secret: alphanumeric, stable per client name. */
+function secretLogicalId(clientName) {
+  return `ClientSecret${clientName.replace(/[^A-Za-z0-9]/g, '')}`;
+}
+
+function list(value) {
+  return String(value ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+}
+
+module.exports = async ({ resolveVariable }) => {
+  const param = async (name) => {
+    const value = await resolveVariable(`param:${name}, ''`);
+    return value == null ? '' : String(value);
+  };
+  const grantsFile = path.resolve(root, (await param('grantsFile')) || 'grants.json');
+  const grants = validatedGrants(grantsFile);
+
+  const secrets = {};
+  const secretArns = [];
+  const seenLogicalIds = new Map();
+  for (const [name, client] of Object.entries(grants.clients)) {
+    const logicalId = secretLogicalId(name);
+    if (seenLogicalIds.has(logicalId)) {
+      throw new Error(`grants file rejected: clients.${name}: name collides with clients.${seenLogicalIds.get(logicalId)} once reduced to a CloudFormation id`);
+    }
+    seenLogicalIds.set(logicalId, name);
+    if (client.secretId.startsWith('arn:')) {
+      // A secret managed elsewhere (another stack, another team): grant read on it, do not create it.
+      secretArns.push(client.secretId);
+      continue;
+    }
+    secrets[logicalId] = {
+      Type: 'AWS::SecretsManager::Secret',
+      // Keep the credentials if the stack is deleted: Auth0 would still hold the client.
+      DeletionPolicy: 'Retain',
+      UpdateReplacePolicy: 'Retain',
+      Properties: {
+        Name: client.secretId,
+        Description: `Auth0 client credentials {"client_id","client_secret"} for ${name} (${client.domain}). Set the value out of band; never in this template.`,
+        KmsKeyId: { Ref: 'TokenVendorKey' },
+        // No SecretString and no GenerateSecretString: the secret is created empty.
+      },
+    };
+    secretArns.push({ Ref: logicalId });
+  }
+
+  const accounts = list(await param('allowedAccountIds'));
+  const organizationId = await param('organizationId');
+  const vpcEndpointId = await param('vpcEndpointId');
+  for (const account of accounts) {
+    if (!/^\d{12}$/.test(account)) throw new Error(`param allowedAccountIds: "${account}" is not a 12-digit AWS account id`);
+  }
+  if (organizationId !== '' && !/^o-[a-z0-9]{10,32}$/.test(organizationId)) {
+    throw new Error(`param organizationId: "${organizationId}" is not an AWS Organizations id (o-...)`);
+  }
+  if (vpcEndpointId !== '' && !/^vpce-[0-9a-f]{8,17}$/.test(vpcEndpointId)) {
+    throw new Error(`param vpcEndpointId: "${vpcEndpointId}" is not a VPC endpoint id (vpce-...)`);
+  }
+
+  // Without an explicit list, only the deploying account may call.
+  const principalAccounts = accounts.length > 0 ? accounts : [{ Ref: 'AWS::AccountId' }];
+  const allowed = { StringNotEquals: { 'aws:PrincipalAccount': principalAccounts } };
+  if (organizationId !== '') allowed.StringNotEquals['aws:PrincipalOrgID'] = organizationId;
+  const resourcePolicy = [
+    { Effect: 'Allow', Principal: '*', Action: 'execute-api:Invoke', Resource: 'execute-api:/*' },
+    // Conditions in one statement are ANDed: denied unless the caller's account is listed OR it
+    // belongs to the organization. IAM still decides within those accounts.
+    { Effect: 'Deny', Principal: '*', Action: 'execute-api:Invoke', Resource: 'execute-api:/*', Condition: allowed },
+  ];
+  if (vpcEndpointId !== '') {
+    resourcePolicy.push({
+      Effect: 'Deny',
+      Principal: '*',
+      Action: 'execute-api:Invoke',
+      Resource: 'execute-api:/*',
+      Condition: { StringNotEquals: { 'aws:SourceVpce': vpcEndpointId } },
+    });
+  }
+
+  return {
+    grantsFile,
+    secretResources: { Resources: secrets },
+    secretArns,
+    resourcePolicy,
+    endpointType: vpcEndpointId === '' ? 'REGIONAL' : 'PRIVATE',
+    // Absent (null) unless PRIVATE: osls refuses endpoint ids on a regional API.
+    vpcEndpointIds: vpcEndpointId === '' ? null : [vpcEndpointId],
+  };
+};

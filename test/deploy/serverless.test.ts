@@ -1,0 +1,209 @@
+/**
+ * The deployment, checked offline: `osls package` on this repository (no AWS credentials), then
+ * cfn-lint and assertions on the packaged CloudFormation template and artifacts.
+ */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PARTITION_KEY, TTL_ATTRIBUTE } from '../../functions/adapters/dynamoTokenStore.js';
+import { CONFIG_VARIABLES } from '../../functions/config.js';
+import { createTokenTable } from '../../local/seed.js';
+import { startTestStack, type TestStack } from '../helpers/testStack.js';
+import { cfnLint, packageService, runPackage, zipEntries, type CfnResource, type Packaged } from '../../scripts/packaging.js';
+
+const execFileAsync = promisify(execFile);
+
+let regional: Packaged;
+let privateApi: Packaged;
+beforeAll(() => {
+  // One after the other: each run rebuilds dist/.
+  regional = packageService('citest', { allowedAccountIds: '111122223333,444455556666', organizationId: 'o-abcdef1234' });
+  privateApi = packageService('citestprivate', { vpcEndpointId: 'vpce-0123456789abcdef0' });
+}, 300_000);
+
+const ofType = (p: Packaged, type: string): Array<[string, CfnResource]> => Object.entries(p.template.Resources).filter(([, r]) => r.Type === type);
+const props = (r: CfnResource | undefined): Record<string, any> => (r?.Properties ?? {}) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+describe('packaged template', () => {
+  it('passes cfn-lint', () => {
+    for (const p of [regional, privateApi]) {
+      const lint = cfnLint(p.templatePath);
+      expect(lint.output).toBe('');
+      expect(lint.status).toBe(0);
+    }
+  });
+
+  it('puts every API method behind AWS_IAM', () => {
+    const methods = ofType(regional, 'AWS::ApiGateway::Method');
+    expect(methods.length).toBeGreaterThanOrEqual(1);
+    expect(methods.map(([id]) => id)).toContain('ApiGatewayMethodTokenPost');
+    for (const [id, m] of methods) expect([id, props(m).AuthorizationType]).toEqual([id, 'AWS_IAM']);
+  });
+
+  it('lets in only the configured accounts and organization', () => {
+    const api = props(regional.template.Resources.ApiGatewayRestApi);
+    expect(api.EndpointConfiguration.Types).toEqual(['REGIONAL']);
+    const deny = api.Policy.Statement.find((s: { Effect: string }) => s.Effect === 'Deny');
+    expect(deny.Condition.StringNotEquals['aws:PrincipalAccount']).toEqual(['111122223333', '444455556666']);
+    expect(deny.Condition.StringNotEquals['aws:PrincipalOrgID']).toBe('o-abcdef1234');
+  });
+
+  it('defaults to the deploying account only', () => {
+    const deny = props(privateApi.template.Resources.ApiGatewayRestApi).Policy.Statement.find(
+      (s: { Effect: string; Condition: Record<string, Record<string, unknown>> }) => s.Effect === 'Deny' && s.Condition.StringNotEquals?.['aws:PrincipalAccount'],
+    );
+    expect(deny.Condition.StringNotEquals['aws:PrincipalAccount']).toEqual([{ Ref: 'AWS::AccountId' }]);
+  });
+
+  it('makes a PRIVATE API reachable only through the VPC endpoint', () => {
+    const api = props(privateApi.template.Resources.ApiGatewayRestApi);
+    expect(api.EndpointConfiguration).toEqual({ Types: ['PRIVATE'], VpcEndpointIds: ['vpce-0123456789abcdef0'] });
+    expect(api.Policy.Statement).toContainEqual(
+      expect.objectContaining({ Effect: 'Deny', Condition: { StringNotEquals: { 'aws:SourceVpce': 'vpce-0123456789abcdef0' } } }),
+    );
+  });
+
+  it('declares the table the code expects: key, TTL attribute, CMK encryption, on demand, protected', () => {
+    const [[, table] = []] = ofType(regional, 'AWS::DynamoDB::Table');
+    const t = props(table);
+    expect(t.KeySchema).toEqual([{ AttributeName: PARTITION_KEY, KeyType: 'HASH' }]);
+    expect(t.TimeToLiveSpecification).toEqual({ AttributeName: TTL_ATTRIBUTE, Enabled: true });
+    expect(t.SSESpecification).toEqual({ SSEEnabled: true, SSEType: 'KMS', KMSMasterKeyId: { Ref: 'TokenVendorKey' } });
+    expect(t.BillingMode).toBe('PAY_PER_REQUEST');
+    expect(t.DeletionProtectionEnabled).toBe(true);
+    expect(regional.template.Resources.TokenVendorKey?.Type).toBe('AWS::KMS::Key');
+  });
+
+  it('sets every environment variable the code reads, and the table name matches', () => {
+    const fn = props(regional.template.Resources.VendLambdaFunction);
+    const vars = fn.Environment.Variables as Record<string, unknown>;
+    for (const name of CONFIG_VARIABLES) expect(Object.keys(vars)).toContain(name);
+    expect(vars.TOKEN_TABLE_NAME).toBe(props(regional.template.Resources.TokenTable).TableName);
+    expect(vars.GRANTS_FILE).toBe('dist/vend/grants.json');
+  });
+
+  it('runs every function on nodejs22.x / arm64 with its own role', () => {
+    const functions = ofType(regional, 'AWS::Lambda::Function');
+    expect(functions.length).toBeGreaterThanOrEqual(1);
+    const roles = functions.map(([, f]) => JSON.stringify(props(f).Role));
+    expect(new Set(roles).size).toBe(functions.length);
+    for (const [, f] of functions) {
+      expect(props(f).Runtime).toBe('nodejs22.x');
+      expect(props(f).Architectures).toEqual(['arm64']);
+    }
+  });
+
+  it('grants no data-plane action on Resource "*"', () => {
+    const statements = ofType(regional, 'AWS::IAM::Role').flatMap(([, role]) =>
+      (props(role).Policies ?? []).flatMap((p: { PolicyDocument: { Statement: unknown[] } }) => p.PolicyDocument.Statement),
+    ) as Array<{ Action: string | string[]; Resource: unknown }>;
+    expect(statements.length).toBeGreaterThan(0);
+    for (const s of statements) {
+      const resources = Array.isArray(s.Resource) ? s.Resource : [s.Resource];
+      expect([s.Action, resources.includes('*')]).toEqual([s.Action, false]);
+    }
+    const actions = statements.flatMap((s) => (Array.isArray(s.Action) ? s.Action : [s.Action]));
+    expect(actions.filter((a) => a.startsWith('dynamodb:')).sort()).toEqual(['dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:PutItem']);
+    expect(actions.filter((a) => a.startsWith('secretsmanager:'))).toEqual(['secretsmanager:GetSecretValue']);
+  });
+
+  it('creates the client secrets without a value', () => {
+    const secrets = ofType(regional, 'AWS::SecretsManager::Secret');
+    expect(secrets.map(([, s]) => props(s).Name)).toEqual(['token-vendor/orders-m2m']);
+    for (const [, s] of secrets) {
+      expect(props(s)).not.toHaveProperty('SecretString');
+      expect(props(s)).not.toHaveProperty('GenerateSecretString');
+    }
+  });
+
+  it('keeps logs for the configured retention', () => {
+    const groups = ofType(regional, 'AWS::Logs::LogGroup');
+    expect(groups.length).toBeGreaterThanOrEqual(1);
+    for (const [, g] of groups) expect(props(g).RetentionInDays).toBe(90);
+  });
+
+  it('alarms on IdP errors, 5xx, throttles and lease timeouts, and has a dashboard', () => {
+    const metrics = ofType(regional, 'AWS::CloudWatch::Alarm').map(([, a]) => props(a).MetricName);
+    expect(metrics).toEqual(expect.arrayContaining(['IdpError', '5XXError', 'Throttles', 'LeaseTimeout']));
+    expect(ofType(regional, 'AWS::CloudWatch::Dashboard')).toHaveLength(1);
+  });
+
+  it('ships each function as its own bundle, without node_modules', () => {
+    const functions = ofType(regional, 'AWS::Lambda::Function');
+    for (const [id, f] of functions) {
+      const name = id.replace(/LambdaFunction$/, '').toLowerCase();
+      const key = props(f).Code.S3Key as string;
+      expect(key.endsWith(`/${name}.zip`)).toBe(true);
+      const entries = zipEntries(join(regional.dir, `${name}.zip`));
+      expect(entries.sort()).toEqual([`dist/${name}/grants.json`, `dist/${name}/index.js`, `dist/${name}/index.js.map`, `dist/${name}/package.json`]);
+    }
+  });
+});
+
+describe('packaging with a broken grants file', () => {
+  it('fails, naming the bad field', () => {
+    const result = runPackage('citestbroken', join(regional.dir, 'broken'), { grantsFile: 'test/fixtures/grants-broken.json' });
+    expect(result.status).not.toBe(0);
+    expect(result.output).toContain('grants[0].scopes[1]');
+  }, 120_000);
+});
+
+describe('osls invoke local, with the sample events, against the local stack', () => {
+  let stack: TestStack;
+  const stage = `inv${Date.now().toString(36)}`;
+  beforeAll(async () => {
+    stack = await startTestStack();
+    // The deployed function's table name is token-vendor-<stage>; give this stage its own.
+    await createTokenTable(stack.dynamodb, `token-vendor-${stage}`);
+  }, 60_000);
+  afterAll(async () => {
+    await stack?.close();
+  });
+
+  // Asynchronous: the local Auth0 tenant runs in this process and must keep answering.
+  const invoke = async (event: string): Promise<unknown> => {
+    const env: NodeJS.ProcessEnv = { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', POWERTOOLS_LOG_LEVEL: 'WARN' };
+    const args = ['node_modules/osls/bin/serverless.js', 'invoke', 'local', '-f', 'vend', '--stage', stage, '-p', event];
+    for (const key of ['GRANTS_FILE', 'AWS_ENDPOINT_URL', 'AWS_REGION', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY'] as const) {
+      args.push('-e', `${key}=${stack.env[key]}`);
+    }
+    const { stdout } = await execFileAsync(process.execPath, args, { env, encoding: 'utf8', timeout: 120_000 });
+    // invoke local prints the handler's result as the last JSON document on stdout.
+    const start = stdout.lastIndexOf('\n{\n');
+    return JSON.parse(stdout.slice(start + 1));
+  };
+
+  // osls prints a JSON body already parsed.
+  const body = (res: { body: unknown }): Record<string, unknown> => (typeof res.body === 'string' ? JSON.parse(res.body) : res.body) as Record<string, unknown>;
+
+  it('has a sample event for every entry point', () => {
+    expect(readdirSync('events').sort()).toEqual(['api-assumed-role.json', 'api-base64-body.json', 'api-denied-caller.json', 'direct-invoke.json']);
+  });
+
+  it('direct-invoke.json: a scheduled job gets a token', async () => {
+    expect(await invoke('events/direct-invoke.json')).toMatchObject({ token_type: 'Bearer', scope: 'read:orders', expires_in: expect.any(Number) });
+  });
+
+  it('api-assumed-role.json: an assumed-role caller gets 200 with the token', async () => {
+    const res = (await invoke('events/api-assumed-role.json')) as { statusCode: number; body: unknown };
+    expect(res.statusCode).toBe(200);
+    expect(body(res)).toMatchObject({ token_type: 'Bearer', scope: 'read:orders' });
+  });
+
+  it('api-base64-body.json: a base64 body is decoded', async () => {
+    expect(((await invoke('events/api-base64-body.json')) as { statusCode: number }).statusCode).toBe(200);
+  });
+
+  it('api-denied-caller.json: a caller without a grant gets 403 access_denied', async () => {
+    const res = (await invoke('events/api-denied-caller.json')) as { statusCode: number; body: unknown };
+    expect(res.statusCode).toBe(403);
+    expect(body(res).error).toBe('access_denied');
+  });
+
+  it('each separate invocation reused the table: one IdP call per distinct scope set', () => {
+    // read:orders (three events) and, for the base64 event that names no scope, read:orders write:orders
+    expect(stack.tenant.tokenRequests()).toBe(2);
+  });
+});
