@@ -15,12 +15,29 @@ export interface VendorConfig {
   readonly grants: GrantBook;
   /** EARLY_EXPIRY_SECONDS: stop serving a token this long before it expires (default 120) */
   readonly earlyExpirySeconds: number;
+  /** REFRESH_AHEAD_PERCENT: refresh a token once this share of its lifetime is left (default 25) */
+  readonly refreshAheadRatio: number;
   /** IDP_TIMEOUT_MS: timeout of each call to the IdP (default 5000) */
   readonly idpTimeoutMs: number;
-  /** LEASE_TTL_MS: how long a fetch lease is held (default 15000; must exceed 2 × IDP_TIMEOUT_MS) */
+  /** IDP_DEADLINE_MS: total time for one fetch, retries included (default 10000) */
+  readonly idpDeadlineMs: number;
+  /** RETRY_BASE_MS, RETRY_CAP_MS: full-jitter back-off between retries (defaults 100, 2000) */
+  readonly retryBaseMs: number;
+  readonly retryCapMs: number;
+  /** FAILURE_BACKOFF_SECONDS: fleet-wide pause after retries are exhausted (default 10) */
+  readonly failureBackoffSeconds: number;
+  /** QUOTA_PER_CLIENT_PER_HOUR: most IdP fetches per client per hour, fleet-wide; 0 = no cap (default 60) */
+  readonly quotaPerClientPerHour: number;
+  /** LEASE_TTL_MS: how long a fetch lease is held (default 20000; must exceed IDP_DEADLINE_MS + IDP_TIMEOUT_MS) */
   readonly leaseTtlMs: number;
-  /** LEASE_WAIT_MS: how long a request waits for another instance's fetch (default 8000) */
+  /** LEASE_WAIT_MS: how long a request waits for another instance's fetch (default 12000) */
   readonly leaseWaitMs: number;
+  /** USAGE_WRITE_INTERVAL_SECONDS: how often an instance records a token's use (default 60) */
+  readonly usageWriteIntervalMs: number;
+  /** REFRESHER_LOOKAHEAD_SECONDS: the refresher replaces tokens whose refresh point is this close (default 300) */
+  readonly refresherLookaheadMs: number;
+  /** RECENT_USE_SECONDS: the refresher keeps tokens used within this window (default 7200) */
+  readonly recentUseMs: number;
   /** SECRET_MAX_AGE_SECONDS: how long client credentials are reused per instance (default 300) */
   readonly secretMaxAgeSeconds: number;
   /** MEMORY_CACHE_ENTRIES: instance-cache size (default 500) */
@@ -46,9 +63,18 @@ export const CONFIG_VARIABLES = [
   'TOKEN_TABLE_NAME',
   'GRANTS_FILE',
   'EARLY_EXPIRY_SECONDS',
+  'REFRESH_AHEAD_PERCENT',
   'IDP_TIMEOUT_MS',
+  'IDP_DEADLINE_MS',
+  'RETRY_BASE_MS',
+  'RETRY_CAP_MS',
+  'FAILURE_BACKOFF_SECONDS',
+  'QUOTA_PER_CLIENT_PER_HOUR',
   'LEASE_TTL_MS',
   'LEASE_WAIT_MS',
+  'USAGE_WRITE_INTERVAL_SECONDS',
+  'REFRESHER_LOOKAHEAD_SECONDS',
+  'RECENT_USE_SECONDS',
   'SECRET_MAX_AGE_SECONDS',
   'MEMORY_CACHE_ENTRIES',
   'POWERTOOLS_SERVICE_NAME',
@@ -66,20 +92,30 @@ export function loadConfig(env: Env = process.env, root: string = env.LAMBDA_TAS
   const grantsFileSetting = env.GRANTS_FILE?.trim() || 'grants.json';
   const grantsFile = isAbsolute(grantsFileSetting) ? grantsFileSetting : join(root, grantsFileSetting);
   const idpTimeoutMs = integer(env, 'IDP_TIMEOUT_MS', 5000, 100, 60_000);
-  const leaseTtlMs = integer(env, 'LEASE_TTL_MS', 15_000, 1000, 120_000);
-  if (leaseTtlMs <= 2 * idpTimeoutMs) {
-    // A lease must outlive the token call plus the JWKS call, or a slow fetch loses its lease
-    // and a second instance fetches too.
-    throw new ConfigError('LEASE_TTL_MS', `must exceed 2 × IDP_TIMEOUT_MS (${2 * idpTimeoutMs})`);
+  const idpDeadlineMs = integer(env, 'IDP_DEADLINE_MS', 10_000, 100, 25_000);
+  const leaseTtlMs = integer(env, 'LEASE_TTL_MS', 20_000, 1000, 120_000);
+  if (leaseTtlMs <= idpDeadlineMs + idpTimeoutMs) {
+    // A lease must outlive a fetch with its retries plus the JWKS call, or a slow fetch loses
+    // its lease and a second instance fetches too.
+    throw new ConfigError('LEASE_TTL_MS', `must exceed IDP_DEADLINE_MS + IDP_TIMEOUT_MS (${idpDeadlineMs + idpTimeoutMs})`);
   }
   return Object.freeze({
     tableName,
     grantsFile,
     grants: loadGrants(grantsFile),
     earlyExpirySeconds: integer(env, 'EARLY_EXPIRY_SECONDS', 120, 0, 3600),
+    refreshAheadRatio: integer(env, 'REFRESH_AHEAD_PERCENT', 25, 0, 90) / 100,
     idpTimeoutMs,
+    idpDeadlineMs,
+    retryBaseMs: integer(env, 'RETRY_BASE_MS', 100, 1, 10_000),
+    retryCapMs: integer(env, 'RETRY_CAP_MS', 2000, 1, 20_000),
+    failureBackoffSeconds: integer(env, 'FAILURE_BACKOFF_SECONDS', 10, 0, 3600),
+    quotaPerClientPerHour: integer(env, 'QUOTA_PER_CLIENT_PER_HOUR', 60, 0, 1_000_000),
     leaseTtlMs,
-    leaseWaitMs: integer(env, 'LEASE_WAIT_MS', 8000, 0, 25_000),
+    leaseWaitMs: integer(env, 'LEASE_WAIT_MS', 12_000, 0, 25_000),
+    usageWriteIntervalMs: integer(env, 'USAGE_WRITE_INTERVAL_SECONDS', 60, 0, 3600) * 1000,
+    refresherLookaheadMs: integer(env, 'REFRESHER_LOOKAHEAD_SECONDS', 300, 0, 86_400) * 1000,
+    recentUseMs: integer(env, 'RECENT_USE_SECONDS', 7200, 60, 30 * 86_400) * 1000,
     secretMaxAgeSeconds: integer(env, 'SECRET_MAX_AGE_SECONDS', 300, 0, 86_400),
     memoryCacheEntries: integer(env, 'MEMORY_CACHE_ENTRIES', 500, 1, 100_000),
     // Powertools reads these itself, but an explicit option would override them: read once here

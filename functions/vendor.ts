@@ -12,8 +12,10 @@ import { DynamoTokenStore } from './adapters/dynamoTokenStore.js';
 import { PowertoolsObserver } from './adapters/powertoolsObserver.js';
 import { SecretsManagerCredentials } from './adapters/secretsManagerCredentials.js';
 import type { VendorConfig } from './config.js';
+import { Refresher } from './core/refresher.js';
 import { TokenService } from './core/tokenService.js';
 import { createVendHandler, type VendHandler } from './http/vendHandler.js';
+import { createRefreshHandler, type RefreshHandler } from './scheduled/refreshHandler.js';
 
 export interface VendorDeps {
   readonly dynamodb?: DynamoDBClient;
@@ -21,13 +23,18 @@ export interface VendorDeps {
   readonly fetch?: typeof fetch;
   readonly now?: () => number;
   readonly sleep?: (ms: number) => Promise<void>;
+  readonly random?: () => number;
   readonly logger?: Logger;
   readonly metrics?: Metrics;
 }
 
 export interface Vendor {
   readonly service: TokenService;
+  readonly refresher: Refresher;
+  /** the `vend` entry point */
   readonly handler: VendHandler;
+  /** the `refresh` entry point */
+  readonly refreshHandler: RefreshHandler;
   readonly logger: Logger;
   readonly metrics: Metrics;
 }
@@ -36,6 +43,7 @@ export function createVendor(config: VendorConfig, deps: VendorDeps = {}): Vendo
   const logger = deps.logger ?? new Logger({ serviceName: config.serviceName });
   const metrics = deps.metrics ?? new Metrics({ namespace: config.metricsNamespace, serviceName: config.serviceName });
   const now = deps.now ?? Date.now;
+  const store = new DynamoTokenStore({ client: deps.dynamodb ?? new DynamoDBClient({}), tableName: config.tableName, now });
   const service = new TokenService(
     {
       grants: config.grants,
@@ -44,18 +52,37 @@ export function createVendor(config: VendorConfig, deps: VendorDeps = {}): Vendo
         maxAgeSeconds: config.secretMaxAgeSeconds,
       }),
       idp: new Auth0TokenEndpoint({ timeoutMs: config.idpTimeoutMs, now, ...(deps.fetch ? { fetch: deps.fetch } : {}) }),
-      store: new DynamoTokenStore({ client: deps.dynamodb ?? new DynamoDBClient({}), tableName: config.tableName, now }),
+      store,
       observer: new PowertoolsObserver(metrics),
       log: logger,
       now,
       ...(deps.sleep ? { sleep: deps.sleep } : {}),
+      ...(deps.random ? { random: deps.random } : {}),
     },
     {
       earlyExpirySeconds: config.earlyExpirySeconds,
+      refreshAheadRatio: config.refreshAheadRatio,
       leaseTtlMs: config.leaseTtlMs,
       leaseWaitMs: config.leaseWaitMs,
       memoryCacheEntries: config.memoryCacheEntries,
+      idpDeadlineMs: config.idpDeadlineMs,
+      retryBaseMs: config.retryBaseMs,
+      retryCapMs: config.retryCapMs,
+      failureBackoffSeconds: config.failureBackoffSeconds,
+      quotaPerClientPerHour: config.quotaPerClientPerHour,
+      usageWriteIntervalMs: config.usageWriteIntervalMs,
     },
   );
-  return { service, handler: createVendHandler({ service, logger, metrics, now }), logger, metrics };
+  const refresher = new Refresher(
+    { service, store, grants: config.grants, log: logger, now },
+    { lookaheadMs: config.refresherLookaheadMs, recentUseMs: config.recentUseMs, concurrency: 4 },
+  );
+  return {
+    service,
+    refresher,
+    handler: createVendHandler({ service, logger, metrics, now }),
+    refreshHandler: createRefreshHandler({ refresher, logger, metrics }),
+    logger,
+    metrics,
+  };
 }

@@ -6,6 +6,7 @@
  */
 import { createRemoteJWKSet, customFetch, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
 import {
+  IdpRateLimitedError,
   IdpRejectedError,
   IdpUnavailableError,
   InvalidTokenResponseError,
@@ -73,7 +74,13 @@ export class Auth0TokenEndpoint implements TokenEndpoint {
     }
     const receivedAt = this.now();
 
-    if (response.status === 429 || response.status >= 500) {
+    if (response.status === 429) {
+      throw new IdpRateLimitedError(
+        `token endpoint ${url} answered 429${oauthSummary(text)}`,
+        retryAfterSeconds(response.headers, receivedAt) ?? DEFAULT_RETRY_AFTER_SECONDS,
+      );
+    }
+    if (response.status >= 500) {
       throw new IdpUnavailableError(
         `token endpoint ${url} answered ${response.status}${oauthSummary(text)}`,
         retryAfterSeconds(response.headers, receivedAt) ?? DEFAULT_RETRY_AFTER_SECONDS,
@@ -160,19 +167,33 @@ function jwtError(error: unknown, origin: string): VendorError {
   return new InvalidTokenResponseError(`access token from ${origin} failed verification (${code}: ${message})`, { cause: error });
 }
 
-/** Retry-After (seconds or HTTP date) or X-RateLimit-Reset (epoch seconds), as whole seconds from now. */
+/**
+ * How long the IdP asks us to wait, in whole seconds from now: the longest of `Retry-After`
+ * (seconds or HTTP date), `X-RateLimit-Reset` (epoch seconds) and Auth0's
+ * `Auth0-Client-Quota-Limit: b=per_hour;q=…;r=…;t=<seconds to reset>` (for each bucket that is used up).
+ */
 export function retryAfterSeconds(headers: Headers, nowMs: number): number | undefined {
-  const retryAfter = headers.get('retry-after');
-  if (retryAfter !== null) {
-    if (/^\d+$/.test(retryAfter.trim())) return Math.max(1, Number(retryAfter.trim()));
-    const date = Date.parse(retryAfter);
-    if (!Number.isNaN(date)) return Math.max(1, Math.ceil((date - nowMs) / 1000));
+  const waits: number[] = [];
+  const retryAfter = headers.get('retry-after')?.trim();
+  if (retryAfter !== undefined) {
+    if (/^\d+$/.test(retryAfter)) waits.push(Number(retryAfter));
+    else {
+      const date = Date.parse(retryAfter);
+      if (!Number.isNaN(date)) waits.push(Math.ceil((date - nowMs) / 1000));
+    }
   }
-  const reset = headers.get('x-ratelimit-reset');
-  if (reset !== null && /^\d+$/.test(reset.trim())) {
-    return Math.max(1, Number(reset.trim()) - Math.floor(nowMs / 1000));
+  const reset = headers.get('x-ratelimit-reset')?.trim();
+  if (reset !== undefined && /^\d+$/.test(reset)) waits.push(Number(reset) - Math.floor(nowMs / 1000));
+  const quota = headers.get('auth0-client-quota-limit');
+  if (quota !== null) {
+    // Several buckets may be listed, comma-separated; a bucket with r=0 is exhausted until t.
+    for (const bucket of quota.split(',')) {
+      const fields = Object.fromEntries(bucket.split(';').map((kv) => kv.trim().split('=') as [string, string]));
+      if (fields.r === '0' && /^\d+$/.test(fields.t ?? '')) waits.push(Number(fields.t));
+    }
   }
-  return undefined;
+  if (waits.length === 0) return undefined;
+  return Math.max(1, ...waits);
 }
 
 async function readCapped(response: Response): Promise<string> {

@@ -1,8 +1,11 @@
 /**
  * The fleet-wide cache tier: one DynamoDB table shared by every instance.
  *
- * Token item: { pk, accessToken, scope, expiresAt (epoch s), ttl (= expiresAt), fetchedAt (epoch ms), fingerprint }.
- * Lease item: { pk: "lease#<key>", owner, leaseUntil (epoch ms), ttl }.
+ * Token item:   { pk, accessToken, scope, expiresAt (epoch s), ttl (= expiresAt), fetchedAt (epoch ms),
+ *                fingerprint, client, audience, scopes, lastUsedAt (epoch ms) }.
+ * Lease item:   { pk: "lease#<key>", owner, leaseUntil (epoch ms), ttl }.
+ * Back-off:     { pk: "backoff#<client key>", until (epoch ms), reason, ttl }.
+ * Fetch count:  { pk: "quota#<client key>#<hour start ms>", fetches, ttl }.
  *
  * Writes are conditional, in the manner of Powertools' idempotency layer: a lease is taken only
  * if absent or expired, and a token only replaces one that expires sooner, so a stale item never
@@ -13,17 +16,21 @@ import {
   DeleteItemCommand,
   GetItemCommand,
   PutItemCommand,
+  ScanCommand,
+  UpdateItemCommand,
   type AttributeValue,
   type DynamoDBClient,
 } from '@aws-sdk/client-dynamodb';
 import { StoreUnavailableError } from '../core/errors.js';
-import type { CachedToken, TokenStore } from '../core/ports.js';
+import type { Backoff, CachedToken, TokenStore } from '../core/ports.js';
 
 /** The table's partition key (string). */
 export const PARTITION_KEY = 'pk';
 /** The attribute DynamoDB TTL must be enabled on: epoch seconds. */
 export const TTL_ATTRIBUTE = 'ttl';
 const LEASE_PREFIX = 'lease#';
+const BACKOFF_PREFIX = 'backoff#';
+const QUOTA_PREFIX = 'quota#';
 /** Abandoned lease items are garbage-collected by TTL this long after they lapse. */
 const LEASE_GC_SECONDS = 3600;
 
@@ -68,6 +75,10 @@ export class DynamoTokenStore implements TokenStore {
             [TTL_ATTRIBUTE]: { N: String(token.expiresAt) },
             fetchedAt: { N: String(token.fetchedAt) },
             fingerprint: { S: token.fingerprint },
+            client: { S: token.client },
+            audience: { S: token.audience },
+            scopes: { S: token.scopes.join(' ') },
+            lastUsedAt: { N: String(token.lastUsedAt ?? token.fetchedAt) },
           },
           ConditionExpression: 'attribute_not_exists(#pk) OR #exp < :exp',
           ExpressionAttributeNames: { '#pk': PARTITION_KEY, '#exp': 'expiresAt' },
@@ -123,6 +134,107 @@ export class DynamoTokenStore implements TokenStore {
     }
   }
 
+  async touch(key: string, atMs: number): Promise<void> {
+    try {
+      await this.options.client.send(
+        new UpdateItemCommand({
+          TableName: this.options.tableName,
+          Key: { [PARTITION_KEY]: { S: key } },
+          UpdateExpression: 'SET #used = :at',
+          // Only an existing token, and never backwards in time.
+          ConditionExpression: 'attribute_exists(#pk) AND (attribute_not_exists(#used) OR #used < :at)',
+          ExpressionAttributeNames: { '#pk': PARTITION_KEY, '#used': 'lastUsedAt' },
+          ExpressionAttributeValues: { ':at': { N: String(atMs) } },
+        }),
+      );
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) return;
+      throw translate('UpdateItem', error);
+    }
+  }
+
+  async getBackoff(clientKey: string): Promise<Backoff | undefined> {
+    const out = await this.call('GetItem', () =>
+      this.options.client.send(
+        new GetItemCommand({ TableName: this.options.tableName, Key: { [PARTITION_KEY]: { S: BACKOFF_PREFIX + clientKey } }, ConsistentRead: true }),
+      ),
+    );
+    const until = Number(out.Item?.until?.N);
+    return Number.isFinite(until) ? { until, reason: out.Item?.reason?.S ?? 'unknown' } : undefined;
+  }
+
+  async putBackoff(clientKey: string, backoff: Backoff): Promise<void> {
+    try {
+      await this.options.client.send(
+        new PutItemCommand({
+          TableName: this.options.tableName,
+          Item: {
+            [PARTITION_KEY]: { S: BACKOFF_PREFIX + clientKey },
+            until: { N: String(backoff.until) },
+            reason: { S: backoff.reason },
+            [TTL_ATTRIBUTE]: { N: String(Math.ceil(backoff.until / 1000) + LEASE_GC_SECONDS) },
+          },
+          // Several instances may record one at once: the longest wins.
+          ConditionExpression: 'attribute_not_exists(#pk) OR #until < :until',
+          ExpressionAttributeNames: { '#pk': PARTITION_KEY, '#until': 'until' },
+          ExpressionAttributeValues: { ':until': { N: String(backoff.until) } },
+        }),
+      );
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) return;
+      throw translate('PutItem', error);
+    }
+  }
+
+  async countFetch(clientKey: string, hourStartMs: number, cap: number): Promise<boolean> {
+    try {
+      await this.options.client.send(
+        new UpdateItemCommand({
+          TableName: this.options.tableName,
+          Key: { [PARTITION_KEY]: { S: `${QUOTA_PREFIX}${clientKey}#${hourStartMs}` } },
+          // Atomic across the fleet: the increment happens only while under the cap.
+          UpdateExpression: 'ADD #n :one SET #ttl = :ttl',
+          ConditionExpression: 'attribute_not_exists(#n) OR #n < :cap',
+          ExpressionAttributeNames: { '#n': 'fetches', '#ttl': TTL_ATTRIBUTE },
+          ExpressionAttributeValues: {
+            ':one': { N: '1' },
+            ':cap': { N: String(cap) },
+            ':ttl': { N: String(Math.ceil(hourStartMs / 1000) + 2 * 3600) },
+          },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) return false;
+      throw translate('UpdateItem', error);
+    }
+  }
+
+  async listTokens(): Promise<CachedToken[]> {
+    const tokens: CachedToken[] = [];
+    let startKey: Record<string, AttributeValue> | undefined;
+    do {
+      const page = await this.call('Scan', () =>
+        this.options.client.send(
+          new ScanCommand({
+            TableName: this.options.tableName,
+            // Token items only; the table holds one item per distinct (client, audience, scopes).
+            FilterExpression: 'attribute_exists(accessToken)',
+            ConsistentRead: true,
+            ...(startKey ? { ExclusiveStartKey: startKey } : {}),
+          }),
+        ),
+      );
+      for (const item of page.Items ?? []) {
+        const key = item[PARTITION_KEY]?.S;
+        const token = key === undefined ? undefined : itemToToken(key, item);
+        if (token !== undefined) tokens.push(token);
+      }
+      startKey = page.LastEvaluatedKey;
+    } while (startKey !== undefined);
+    return tokens;
+  }
+
   private async call<T>(operation: string, send: () => Promise<T>): Promise<T> {
     try {
       return await send();
@@ -143,8 +255,24 @@ function itemToToken(key: string, item: Record<string, AttributeValue>): CachedT
   const expiresAt = Number(item.expiresAt?.N);
   const fetchedAt = Number(item.fetchedAt?.N);
   const fingerprint = item.fingerprint?.S;
+  const client = item.client?.S;
+  const audience = item.audience?.S;
+  const scopes = item.scopes?.S;
+  const lastUsedAt = Number(item.lastUsedAt?.N);
   // A malformed item is a miss, not a crash: it will be overwritten by the next fetch.
   if (accessToken === undefined || scope === undefined || fingerprint === undefined) return undefined;
+  if (client === undefined || audience === undefined || scopes === undefined) return undefined;
   if (!Number.isFinite(expiresAt) || !Number.isFinite(fetchedAt)) return undefined;
-  return { key, accessToken, scope, expiresAt, fetchedAt, fingerprint };
+  return {
+    key,
+    accessToken,
+    scope,
+    expiresAt,
+    fetchedAt,
+    fingerprint,
+    client,
+    audience,
+    scopes: scopes.split(' ').filter((s) => s !== ''),
+    lastUsedAt: Number.isFinite(lastUsedAt) ? lastUsedAt : undefined,
+  };
 }

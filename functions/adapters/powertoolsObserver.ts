@@ -1,10 +1,11 @@
 /**
- * The core's observations as Powertools metrics (CloudWatch EMF). Dimensioned counts (cache hit
- * by tier, IdP error by code) are emitted as single metrics so each keeps its own dimension;
- * plain counts accumulate and are flushed once per invocation by the handler.
+ * The core's observations as Powertools metrics (CloudWatch EMF). A count that has a breakdown
+ * (cache hit by tier, IdP fetch by cause, IdP error by code...) is emitted twice: plain, for
+ * alarms (an alarm cannot sum across a dimension), and as a single metric carrying the dimension,
+ * for the dashboard. Plain counts accumulate and are flushed once per invocation by the handler.
  */
 import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
-import type { CacheTier, Observer } from '../core/ports.js';
+import type { CacheTier, FetchCause, Observer } from '../core/ports.js';
 
 export class PowertoolsObserver implements Observer {
   constructor(private readonly metrics: Metrics) {}
@@ -14,26 +15,52 @@ export class PowertoolsObserver implements Observer {
   }
 
   cacheMiss(): void {
-    this.metrics.addMetric('CacheMiss', MetricUnit.Count, 1);
+    this.count('CacheMiss');
   }
 
-  idpFetch(): void {
-    this.metrics.addMetric('IdpFetch', MetricUnit.Count, 1);
+  idpFetch(cause: FetchCause): void {
+    this.count('IdpFetch');
+    this.dimensioned('IdpFetch', 'cause', cause);
   }
 
   idpError(code: string): void {
-    // Twice: all codes together (what an alarm watches; an alarm cannot sum across a
-    // dimension) and per code (what the dashboard breaks down).
-    this.metrics.addMetric('IdpError', MetricUnit.Count, 1);
+    this.count('IdpError');
     this.dimensioned('IdpError', 'code', code);
   }
 
   leaseWait(): void {
-    this.metrics.addMetric('LeaseWait', MetricUnit.Count, 1);
+    this.count('LeaseWait');
   }
 
   leaseTimeout(): void {
-    this.metrics.addMetric('LeaseTimeout', MetricUnit.Count, 1);
+    this.count('LeaseTimeout');
+  }
+
+  backoffRecorded(reason: string): void {
+    this.count('IdpBackoff');
+    this.dimensioned('IdpBackoff', 'reason', reason);
+  }
+
+  backoffActive(): void {
+    this.count('BackoffActive');
+  }
+
+  quotaGuardTripped(): void {
+    this.count('QuotaGuardTripped');
+  }
+
+  storeDegraded(operation: string): void {
+    this.count('DegradedMode');
+    this.dimensioned('DegradedMode', 'operation', operation);
+  }
+
+  refreshFailed(cause: FetchCause): void {
+    this.count('RefreshFailed');
+    this.dimensioned('RefreshFailed', 'cause', cause);
+  }
+
+  private count(name: string): void {
+    this.metrics.addMetric(name, MetricUnit.Count, 1);
   }
 
   private dimensioned(name: string, dimension: string, value: string): void {

@@ -78,11 +78,14 @@ export class InvalidTokenResponseError extends VendorError {
   readonly publicDescription = 'The identity provider returned an invalid token response.';
 }
 
-/** 503 + Retry-After: the IdP cannot be reached, is failing, or is rate limiting us. */
+/**
+ * 503 + Retry-After: the IdP cannot be reached, timed out or answered 5xx. Transient: worth a
+ * retry within the fetch deadline.
+ */
 export class IdpUnavailableError extends VendorError {
   readonly code = 'temporarily_unavailable';
   readonly status = 503;
-  readonly publicDescription = 'The identity provider is unavailable. Retry later.';
+  readonly publicDescription: string = 'The identity provider is unavailable. Retry later.';
   constructor(
     message: string,
     readonly retryAfterSeconds: number,
@@ -90,6 +93,21 @@ export class IdpUnavailableError extends VendorError {
   ) {
     super(message, options);
   }
+}
+
+/** 503: the IdP answered 429 (rate limit or quota). Never retried at once: the fleet backs off. */
+export class IdpRateLimitedError extends IdpUnavailableError {
+  override readonly publicDescription = 'The identity provider is rate limiting token requests. Retry later.';
+}
+
+/** 503: the fleet is backing off from the IdP for this client (after a 429 or repeated failures). */
+export class IdpBackoffError extends IdpUnavailableError {
+  override readonly publicDescription = 'Token requests to the identity provider are paused. Retry later.';
+}
+
+/** 503: the quota guard's cap on IdP fetches for this client this hour is reached. */
+export class QuotaGuardError extends IdpUnavailableError {
+  override readonly publicDescription = 'The hourly cap on new tokens for this client is reached. Retry later.';
 }
 
 /** 503 + Retry-After: another instance holds the fetch lease and its token did not arrive in time. */

@@ -38,6 +38,8 @@ export interface Grant {
   readonly principals: readonly PrincipalPattern[];
   /** whether direct Lambda invocation (scheduled jobs) may use this grant */
   readonly directInvoke: boolean;
+  /** whether the scheduled refresher keeps a token for exactly this grant's scopes ready */
+  readonly prefetch: boolean;
   readonly client: ClientConfig;
   readonly audience: string;
   readonly scopes: readonly string[];
@@ -132,6 +134,26 @@ export class GrantBook {
     }
     return { client: first.client, audience, scopes: [...new Set(scopes)].sort() };
   }
+
+  /**
+   * For the scheduled refresher: the request behind a cached token, if the grants still allow
+   * it — a token whose grant was removed or narrowed is not refreshed.
+   */
+  requestFor(clientName: string, audience: string, scopes: readonly string[]): AuthorizedRequest | undefined {
+    const matching = this.grants.filter((g) => g.client.name === clientName && g.audience === audience);
+    const first = matching[0];
+    if (first === undefined || scopes.length === 0) return undefined;
+    const granted = new Set(matching.flatMap((g) => g.scopes));
+    if (!scopes.every((s) => granted.has(s))) return undefined;
+    return { client: first.client, audience, scopes: [...new Set(scopes)].sort() };
+  }
+
+  /** The tokens grants ask to have fetched in advance: each prefetch grant's exact scope set. */
+  prefetchRequests(): AuthorizedRequest[] {
+    return this.grants
+      .filter((g) => g.prefetch)
+      .map((g) => ({ client: g.client, audience: g.audience, scopes: [...new Set(g.scopes)].sort() }));
+  }
 }
 
 /** Split a space-delimited scope string into scope tokens (RFC 6749 §3.3). Empty → []. */
@@ -206,12 +228,14 @@ function parseDomain(value: unknown, field: string): string {
 }
 
 function parseGrant(value: unknown, field: string, clients: ReadonlyMap<string, ClientConfig>): Grant {
-  const g = expectObject(value, field, ['principals', 'directInvoke', 'client', 'audience', 'scopes']);
+  const g = expectObject(value, field, ['principals', 'directInvoke', 'prefetch', 'client', 'audience', 'scopes']);
   const principalsDoc = g.principals ?? [];
   if (!Array.isArray(principalsDoc)) throw new GrantsValidationError(`${field}.principals`, 'must be an array of IAM ARNs');
   const principals = principalsDoc.map((p, i) => parsePrincipalPattern(p, `${field}.principals[${i}]`));
   const directInvoke = g.directInvoke ?? false;
   if (typeof directInvoke !== 'boolean') throw new GrantsValidationError(`${field}.directInvoke`, 'must be true or false');
+  const prefetch = g.prefetch ?? false;
+  if (typeof prefetch !== 'boolean') throw new GrantsValidationError(`${field}.prefetch`, 'must be true or false');
   if (principals.length === 0 && !directInvoke) {
     throw new GrantsValidationError(`${field}.principals`, 'name at least one principal, or set directInvoke: true');
   }
@@ -229,7 +253,7 @@ function parseGrant(value: unknown, field: string, clients: ReadonlyMap<string, 
     if (!SCOPE_TOKEN.test(scope)) throw new GrantsValidationError(`${field}.scopes[${i}]`, `"${scope}" is not a valid scope token`);
     return scope;
   });
-  return Object.freeze({ principals: Object.freeze(principals), directInvoke, client, audience, scopes: Object.freeze(scopes) });
+  return Object.freeze({ principals: Object.freeze(principals), directInvoke, prefetch, client, audience, scopes: Object.freeze(scopes) });
 }
 
 function parsePrincipalPattern(value: unknown, field: string): PrincipalPattern {

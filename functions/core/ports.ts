@@ -46,6 +46,21 @@ export interface CachedToken extends IssuedToken {
   readonly key: string;
   /** short, non-reversible: what logs and ops tools show instead of the token */
   readonly fingerprint: string;
+  /** what was asked for, so the scheduled refresher can ask again: the grants' client name ... */
+  readonly client: string;
+  readonly audience: string;
+  /** ... and the requested scope set, sorted */
+  readonly scopes: readonly string[];
+  /** epoch ms of the last recorded use (written at most once a minute per instance) */
+  readonly lastUsedAt?: number | undefined;
+}
+
+/** A fleet-wide pause on IdP calls for one client. */
+export interface Backoff {
+  /** epoch ms */
+  readonly until: number;
+  /** why: `rate_limited`, `unavailable` */
+  readonly reason: string;
 }
 
 /**
@@ -59,18 +74,41 @@ export interface TokenStore {
   acquireLease(key: string, owner: string, untilMs: number): Promise<boolean>;
   /** release only if `owner` still holds it */
   releaseLease(key: string, owner: string): Promise<void>;
+  /** record that `key` was served at `atMs` (for the scheduled refresher's "used recently") */
+  touch(key: string, atMs: number): Promise<void>;
+  /** the client's back-off, if one is recorded (possibly already lapsed) */
+  getBackoff(clientKey: string): Promise<Backoff | undefined>;
+  /** record a back-off; never shortens one already recorded */
+  putBackoff(clientKey: string, backoff: Backoff): Promise<void>;
+  /** count one IdP fetch for the client in the hour starting at `hourStartMs`; false once `cap` is reached */
+  countFetch(clientKey: string, hourStartMs: number, cap: number): Promise<boolean>;
+  /** every cached token (not leases or counters): the refresher's work list */
+  listTokens(): Promise<CachedToken[]>;
 }
 
 export type CacheTier = 'memory' | 'dynamodb';
+
+/** Why the IdP was called: a caller's miss, refresh-ahead on a caller's read, or the schedule. */
+export type FetchCause = 'miss' | 'refresh-ahead' | 'scheduled';
 
 /** What the core reports; the adapter turns it into Powertools metrics. */
 export interface Observer {
   cacheHit(tier: CacheTier): void;
   cacheMiss(): void;
-  idpFetch(): void;
+  idpFetch(cause: FetchCause): void;
   idpError(code: string): void;
   leaseWait(): void;
   leaseTimeout(): void;
+  /** a fleet-wide back-off was recorded */
+  backoffRecorded(reason: string): void;
+  /** a fetch was not attempted because of a back-off */
+  backoffActive(): void;
+  /** the quota guard refused a fetch */
+  quotaGuardTripped(): void;
+  /** DynamoDB failed and the instance carried on without it */
+  storeDegraded(operation: string): void;
+  /** a refresh-ahead or scheduled refresh failed (the old token, still valid, keeps being served) */
+  refreshFailed(cause: FetchCause): void;
 }
 
 /** Structured fields of a log line. */

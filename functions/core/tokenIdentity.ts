@@ -17,3 +17,8 @@ export function cacheKey(issuer: string, clientId: string, audience: string, sco
 export function fingerprint(accessToken: string): string {
   return createHash('sha256').update(accessToken).digest('base64url').slice(0, 12);
 }
+
+/** One Auth0 client (issuer, client id): what back-offs and the quota guard are kept per. */
+export function clientKey(issuer: string, clientId: string): string {
+  return createHash('sha256').update(JSON.stringify([issuer, clientId])).digest('base64url').slice(0, 22);
+}

@@ -77,11 +77,13 @@ describe('packaged template', () => {
   });
 
   it('sets every environment variable the code reads, and the table name matches', () => {
-    const fn = props(regional.template.Resources.VendLambdaFunction);
-    const vars = fn.Environment.Variables as Record<string, unknown>;
-    for (const name of CONFIG_VARIABLES) expect(Object.keys(vars)).toContain(name);
-    expect(vars.TOKEN_TABLE_NAME).toBe(props(regional.template.Resources.TokenTable).TableName);
-    expect(vars.GRANTS_FILE).toBe('dist/vend/grants.json');
+    for (const name of ['vend', 'refresh']) {
+      const fn = props(regional.template.Resources[`${name[0]!.toUpperCase()}${name.slice(1)}LambdaFunction`]);
+      const vars = fn.Environment.Variables as Record<string, unknown>;
+      for (const variable of CONFIG_VARIABLES) expect([name, Object.keys(vars)]).toEqual([name, expect.arrayContaining([variable])]);
+      expect(vars.TOKEN_TABLE_NAME).toBe(props(regional.template.Resources.TokenTable).TableName);
+      expect(vars.GRANTS_FILE).toBe(`dist/${name}/grants.json`);
+    }
   });
 
   it('runs every function on nodejs22.x / arm64 with its own role', () => {
@@ -104,9 +106,20 @@ describe('packaged template', () => {
       const resources = Array.isArray(s.Resource) ? s.Resource : [s.Resource];
       expect([s.Action, resources.includes('*')]).toEqual([s.Action, false]);
     }
-    const actions = statements.flatMap((s) => (Array.isArray(s.Action) ? s.Action : [s.Action]));
-    expect(actions.filter((a) => a.startsWith('dynamodb:')).sort()).toEqual(['dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:PutItem']);
-    expect(actions.filter((a) => a.startsWith('secretsmanager:'))).toEqual(['secretsmanager:GetSecretValue']);
+    const actionsOf = (roleId: string) =>
+      (props(regional.template.Resources[roleId]).Policies as Array<{ PolicyDocument: { Statement: Array<{ Action: string | string[] }> } }>)
+        .flatMap((p) => p.PolicyDocument.Statement)
+        .flatMap((s) => (Array.isArray(s.Action) ? s.Action : [s.Action]));
+    // exactly what functions/adapters/dynamoTokenStore.ts calls on each path
+    expect(actionsOf('VendRole').filter((a) => a.startsWith('dynamodb:')).sort()).toEqual(['dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem']);
+    expect(actionsOf('RefreshRole').filter((a) => a.startsWith('dynamodb:')).sort()).toEqual(['dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Scan', 'dynamodb:UpdateItem']);
+    for (const role of ['VendRole', 'RefreshRole']) expect(actionsOf(role).filter((a) => a.startsWith('secretsmanager:'))).toEqual(['secretsmanager:GetSecretValue']);
+  });
+
+  it('runs the refresher on a schedule, one pass at a time', () => {
+    const rules = ofType(regional, 'AWS::Events::Rule');
+    expect(rules.map(([, r]) => props(r).ScheduleExpression)).toEqual(['rate(1 minute)']);
+    expect(props(regional.template.Resources.RefreshLambdaFunction).ReservedConcurrentExecutions).toBe(1);
   });
 
   it('creates the client secrets without a value', () => {
@@ -163,9 +176,9 @@ describe('osls invoke local, with the sample events, against the local stack', (
   });
 
   // Asynchronous: the local Auth0 tenant runs in this process and must keep answering.
-  const invoke = async (event: string): Promise<unknown> => {
+  const invoke = async (event: string, fn = 'vend'): Promise<unknown> => {
     const env: NodeJS.ProcessEnv = { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', POWERTOOLS_LOG_LEVEL: 'WARN' };
-    const args = ['node_modules/osls/bin/serverless.js', 'invoke', 'local', '-f', 'vend', '--stage', stage, '-p', event];
+    const args = ['node_modules/osls/bin/serverless.js', 'invoke', 'local', '-f', fn, '--stage', stage, '-p', event];
     for (const key of ['GRANTS_FILE', 'AWS_ENDPOINT_URL', 'AWS_REGION', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY'] as const) {
       args.push('-e', `${key}=${stack.env[key]}`);
     }
@@ -179,7 +192,7 @@ describe('osls invoke local, with the sample events, against the local stack', (
   const body = (res: { body: unknown }): Record<string, unknown> => (typeof res.body === 'string' ? JSON.parse(res.body) : res.body) as Record<string, unknown>;
 
   it('has a sample event for every entry point', () => {
-    expect(readdirSync('events').sort()).toEqual(['api-assumed-role.json', 'api-base64-body.json', 'api-denied-caller.json', 'direct-invoke.json']);
+    expect(readdirSync('events').sort()).toEqual(['api-assumed-role.json', 'api-base64-body.json', 'api-denied-caller.json', 'direct-invoke.json', 'scheduled-refresh.json']);
   });
 
   it('direct-invoke.json: a scheduled job gets a token', async () => {
@@ -204,6 +217,11 @@ describe('osls invoke local, with the sample events, against the local stack', (
 
   it('each separate invocation reused the table: one IdP call per distinct scope set', () => {
     // read:orders (three events) and, for the base64 event that names no scope, read:orders write:orders
+    expect(stack.tenant.tokenRequests()).toBe(2);
+  });
+
+  it('scheduled-refresh.json: the refresher finds the two recently used tokens fresh and leaves them', async () => {
+    expect(await invoke('events/scheduled-refresh.json', 'refresh')).toMatchObject({ considered: 2, fresh: 2, refreshed: 0, failed: 0 });
     expect(stack.tenant.tokenRequests()).toBe(2);
   });
 });

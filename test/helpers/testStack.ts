@@ -106,6 +106,10 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
     AWS_ACCESS_KEY_ID: LOCAL_AWS_CREDENTIALS.accessKeyId,
     AWS_SECRET_ACCESS_KEY: LOCAL_AWS_CREDENTIALS.secretAccessKey,
     IDP_TIMEOUT_MS: '2000',
+    // Short deadlines and no fleet pause after a failure, so one test's fault does not leak into
+    // the next; the resilience suite sets its own.
+    IDP_DEADLINE_MS: '1500',
+    FAILURE_BACKOFF_SECONDS: '0',
     LEASE_TTL_MS: '5000',
     LEASE_WAIT_MS: '4000',
   };

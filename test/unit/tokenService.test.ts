@@ -1,7 +1,16 @@
 import { describe, expect, it } from 'vitest';
-import { IdpUnavailableError, InvalidTokenResponseError, LeaseTimeoutError } from '../../functions/core/errors.js';
+import {
+  IdpBackoffError,
+  IdpRateLimitedError,
+  IdpRejectedError,
+  IdpUnavailableError,
+  InvalidTokenResponseError,
+  LeaseTimeoutError,
+  QuotaGuardError,
+  StoreUnavailableError,
+} from '../../functions/core/errors.js';
 import { GrantBook } from '../../functions/core/grants.js';
-import type { CachedToken, IssuedToken, TokenFetchRequest, TokenStore } from '../../functions/core/ports.js';
+import type { Backoff, CachedToken, IssuedToken, TokenFetchRequest, TokenStore } from '../../functions/core/ports.js';
 import { TokenService, type TokenServiceOptions } from '../../functions/core/tokenService.js';
 
 const grants = GrantBook.parse({
@@ -14,22 +23,59 @@ const caller = { kind: 'iam', partition: 'aws', account: '111122223333', type: '
 class FakeStore implements TokenStore {
   tokens = new Map<string, CachedToken>();
   leases = new Map<string, { owner: string; until: number }>();
+  backoffs = new Map<string, Backoff>();
+  counts = new Map<string, number>();
+  /** when true, every operation fails as DynamoDB would when unreachable */
+  down = false;
   constructor(private readonly clock: { now: number }) {}
+  private check() {
+    if (this.down) throw new StoreUnavailableError('DynamoDB GetItem failed (NetworkingError)');
+  }
   async get(key: string) {
+    this.check();
     return this.tokens.get(key);
   }
   async put(token: CachedToken) {
+    this.check();
     const existing = this.tokens.get(token.key);
     if (existing === undefined || existing.expiresAt < token.expiresAt) this.tokens.set(token.key, token);
   }
   async acquireLease(key: string, owner: string, until: number) {
+    this.check();
     const lease = this.leases.get(key);
     if (lease !== undefined && lease.until >= this.clock.now) return false;
     this.leases.set(key, { owner, until });
     return true;
   }
   async releaseLease(key: string, owner: string) {
+    this.check();
     if (this.leases.get(key)?.owner === owner) this.leases.delete(key);
+  }
+  async touch(key: string, at: number) {
+    this.check();
+    const t = this.tokens.get(key);
+    if (t) this.tokens.set(key, { ...t, lastUsedAt: at });
+  }
+  async getBackoff(clientKey: string) {
+    this.check();
+    return this.backoffs.get(clientKey);
+  }
+  async putBackoff(clientKey: string, backoff: Backoff) {
+    this.check();
+    const known = this.backoffs.get(clientKey);
+    if (!known || known.until < backoff.until) this.backoffs.set(clientKey, backoff);
+  }
+  async countFetch(clientKey: string, hour: number, cap: number) {
+    this.check();
+    const k = `${clientKey}#${hour}`;
+    const n = this.counts.get(k) ?? 0;
+    if (n >= cap) return false;
+    this.counts.set(k, n + 1);
+    return true;
+  }
+  async listTokens() {
+    this.check();
+    return [...this.tokens.values()];
   }
 }
 
@@ -38,16 +84,14 @@ function setup(opts: Partial<TokenServiceOptions> = {}, expiresIn = 3600) {
   const store = new FakeStore(clock);
   const requests: TokenFetchRequest[] = [];
   const idp = {
-    failNext: undefined as Error | undefined,
+    /** errors to throw, one per call, before succeeding again */
+    failures: [] as Error[],
     scope: undefined as string | undefined,
     async fetchToken(req: TokenFetchRequest): Promise<IssuedToken> {
       requests.push(req);
       await new Promise((r) => setTimeout(r, 5));
-      if (idp.failNext) {
-        const e = idp.failNext;
-        idp.failNext = undefined;
-        throw e;
-      }
+      const failure = idp.failures.shift();
+      if (failure) throw failure;
       return { accessToken: `tok-${requests.length}`, scope: idp.scope ?? req.scopes.join(' '), expiresAt: Math.floor(clock.now / 1000) + expiresIn, fetchedAt: clock.now };
     },
   };
@@ -55,10 +99,15 @@ function setup(opts: Partial<TokenServiceOptions> = {}, expiresIn = 3600) {
   const observer = {
     cacheHit: (t: string) => events.push(`hit:${t}`),
     cacheMiss: () => events.push('miss'),
-    idpFetch: () => events.push('fetch'),
+    idpFetch: (cause: string) => events.push(`fetch:${cause}`),
     idpError: (c: string) => events.push(`error:${c}`),
     leaseWait: () => events.push('wait'),
     leaseTimeout: () => events.push('timeout'),
+    backoffRecorded: (reason: string) => events.push(`backoff:${reason}`),
+    backoffActive: () => events.push('backoff-active'),
+    quotaGuardTripped: () => events.push('quota'),
+    storeDegraded: (op: string) => events.push(`degraded:${op}`),
+    refreshFailed: (cause: string) => events.push(`refresh-failed:${cause}`),
   };
   const quiet = { debug() {}, info() {}, warn() {}, error() {} };
   /** runs on each wait step, before the fake clock advances: "meanwhile, elsewhere in the fleet" */
@@ -66,7 +115,20 @@ function setup(opts: Partial<TokenServiceOptions> = {}, expiresIn = 3600) {
   const make = () =>
     new TokenService(
       { grants, credentials: { get: async () => ({ clientId: 'cid', clientSecret: 'sekret' }) }, idp, store, observer, log: quiet, now: () => clock.now, sleep: async (ms) => { meanwhile.shift()?.(); clock.now += ms; } },
-      { earlyExpirySeconds: 60, leaseTtlMs: 10_000, leaseWaitMs: 2_000, memoryCacheEntries: 10, ...opts },
+      {
+        earlyExpirySeconds: 60,
+        refreshAheadRatio: 0.25,
+        leaseTtlMs: 10_000,
+        leaseWaitMs: 2_000,
+        memoryCacheEntries: 10,
+        idpDeadlineMs: 3_000,
+        retryBaseMs: 100,
+        retryCapMs: 1_000,
+        failureBackoffSeconds: 10,
+        quotaPerClientPerHour: 0,
+        usageWriteIntervalMs: 60_000,
+        ...opts,
+      },
     );
   return { clock, store, requests, idp, events, make, meanwhile };
 }
@@ -94,7 +156,7 @@ describe('TokenService', () => {
   });
 
   it('never serves a token within the early-expiry margin, from either tier', async () => {
-    const { clock, requests, make, store } = setup();
+    const { clock, requests, make, store } = setup({ refreshAheadRatio: 0 });
     const service = make();
     await service.vend({ caller, audience: 'https://api' });
     clock.now += (3600 - 60) * 1000; // exactly at the margin
@@ -106,7 +168,7 @@ describe('TokenService', () => {
   });
 
   it('caps the margin at half the lifetime so short tokens stay cacheable', async () => {
-    const { clock, requests, make } = setup({ earlyExpirySeconds: 300 }, 100);
+    const { clock, requests, make } = setup({ earlyExpirySeconds: 300, refreshAheadRatio: 0 }, 100);
     const service = make();
     await service.vend({ caller, audience: 'https://api' });
     clock.now += 49_000;
@@ -126,9 +188,9 @@ describe('TokenService', () => {
   });
 
   it('never caches a failure', async () => {
-    const { requests, make, idp, store, events } = setup();
+    const { requests, make, idp, store, events } = setup({ idpDeadlineMs: 0, failureBackoffSeconds: 0 });
     const service = make();
-    idp.failNext = new IdpUnavailableError('down', 5);
+    idp.failures.push(new IdpUnavailableError('down', 5));
     await expect(service.vend({ caller, audience: 'https://api' })).rejects.toBeInstanceOf(IdpUnavailableError);
     expect(store.tokens.size).toBe(0);
     expect(store.leases.size).toBe(0);
@@ -146,7 +208,7 @@ describe('TokenService', () => {
     const key = [...store.tokens.keys()][0]!;
     store.tokens.clear();
     store.leases.set(key, { owner: 'someone', until: clock.now + 10_000 });
-    const token = { key, accessToken: 'theirs', scope: 'read', expiresAt: Math.floor(clock.now / 1000) + 3600, fetchedAt: clock.now, fingerprint: 'f' };
+    const token = { key, accessToken: 'theirs', scope: 'read', expiresAt: Math.floor(clock.now / 1000) + 3600, fetchedAt: clock.now, fingerprint: 'f', client: 'c', audience: 'https://api', scopes: ['read'] };
     // The lease holder's write lands while we wait.
     meanwhile.push(() => store.tokens.set(key, token));
     const served = await service.vend({ caller, audience: 'https://api', scope: 'read' });
@@ -172,5 +234,134 @@ describe('TokenService', () => {
     idp.scope = 'read write admin';
     await expect(make().vend({ caller, audience: 'https://api', scope: 'read' })).rejects.toBeInstanceOf(InvalidTokenResponseError);
     expect(store.tokens.size).toBe(0);
+  });
+
+  describe('refresh-ahead', () => {
+    it('past the refresh point, serves the still-valid token at once and refreshes once in the background', async () => {
+      const { clock, requests, make, store, events } = setup();
+      const service = make();
+      await service.vend({ caller, audience: 'https://api' });
+      clock.now += 2701_000; // 3600 s lifetime, refresh when 25% (900 s) is left
+      const served = await Promise.all(Array.from({ length: 10 }, () => service.vend({ caller, audience: 'https://api' })));
+      expect(served.every((t) => t.access_token === 'tok-1')).toBe(true);
+      await service.idle();
+      expect(requests).toHaveLength(2);
+      expect(events.filter((e) => e === 'fetch:refresh-ahead')).toHaveLength(1);
+      expect([...store.tokens.values()][0]?.accessToken).toBe('tok-2');
+      expect((await service.vend({ caller, audience: 'https://api' })).access_token).toBe('tok-2');
+    });
+
+    it('adopts a newer token another instance (or the refresher) stored, without the IdP', async () => {
+      const { clock, requests, make } = setup();
+      const a = make();
+      const b = make();
+      await a.vend({ caller, audience: 'https://api' });
+      await b.vend({ caller, audience: 'https://api' });
+      clock.now += 2701_000;
+      await a.vend({ caller, audience: 'https://api' });
+      await a.idle();
+      expect(requests).toHaveLength(2);
+      expect((await b.vend({ caller, audience: 'https://api' })).access_token).toBe('tok-2');
+      await b.idle();
+      expect(requests).toHaveLength(2);
+    });
+
+    it('keeps serving the old token while refreshes fail, and never past its margin', async () => {
+      const { clock, make, idp, events } = setup({ idpDeadlineMs: 0, failureBackoffSeconds: 0 });
+      const service = make();
+      await service.vend({ caller, audience: 'https://api' });
+      clock.now += 2701_000;
+      idp.failures.push(new IdpUnavailableError('down', 5), new IdpUnavailableError('down', 5));
+      expect((await service.vend({ caller, audience: 'https://api' })).access_token).toBe('tok-1');
+      await service.idle();
+      expect(events).toContain('refresh-failed:refresh-ahead');
+      clock.now += (900 - 60) * 1000; // at the margin: no longer servable
+      idp.failures.push(new IdpUnavailableError('down', 5));
+      await expect(service.vend({ caller, audience: 'https://api' })).rejects.toBeInstanceOf(IdpUnavailableError);
+    });
+  });
+
+  describe('resilience', () => {
+    it('retries transient failures with full-jitter back-off inside the deadline', async () => {
+      const { make, idp, requests, events } = setup();
+      idp.failures.push(new IdpUnavailableError('500', 5), new IdpUnavailableError('timeout', 5));
+      const token = await make().vend({ caller, audience: 'https://api' });
+      expect(token.access_token).toBe('tok-3');
+      expect(requests).toHaveLength(3);
+      expect(events.filter((e) => e.startsWith('fetch:'))).toHaveLength(3);
+    });
+
+    it('does not retry a refusal', async () => {
+      const { make, idp, requests } = setup();
+      idp.failures.push(new IdpRejectedError('invalid_client', 401, 'bad secret'));
+      await expect(make().vend({ caller, audience: 'https://api' })).rejects.toBeInstanceOf(IdpRejectedError);
+      expect(requests).toHaveLength(1);
+    });
+
+    it('after retries run out, the whole fleet backs off for a while', async () => {
+      const { clock, make, idp, requests, store } = setup({ idpDeadlineMs: 500, failureBackoffSeconds: 10 });
+      idp.failures.push(...Array.from({ length: 50 }, () => new IdpUnavailableError('down', 5)));
+      await expect(make().vend({ caller, audience: 'https://api' })).rejects.toBeInstanceOf(IdpUnavailableError);
+      const attempts = requests.length;
+      expect(attempts).toBeGreaterThan(1);
+      expect([...store.backoffs.values()][0]?.reason).toBe('unavailable');
+      await expect(make().vend({ caller, audience: 'https://api' })).rejects.toBeInstanceOf(IdpBackoffError);
+      expect(requests).toHaveLength(attempts);
+      clock.now += 10_001;
+      idp.failures.length = 0;
+      expect((await make().vend({ caller, audience: 'https://api' })).access_token).toMatch(/^tok-/);
+    });
+
+    it('a 429 is not retried: the fleet backs off for Retry-After and keeps serving valid tokens', async () => {
+      const { clock, make, idp, requests, store, events } = setup();
+      const a = make();
+      await a.vend({ caller, audience: 'https://api', scope: 'read' });
+      idp.failures.push(new IdpRateLimitedError('429', 30));
+      const b = make();
+      const err = await b.vend({ caller, audience: 'https://api', scope: 'write' }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(IdpRateLimitedError);
+      expect(requests).toHaveLength(2);
+      expect([...store.backoffs.values()][0]).toMatchObject({ reason: 'rate_limited', until: clock.now + 30_000 });
+      expect(events).toContain('backoff:rate_limited');
+      // another instance does not call the IdP while the back-off lasts...
+      const c = make();
+      const paused = await c.vend({ caller, audience: 'https://api', scope: 'write' }).catch((e: unknown) => e);
+      expect(paused).toBeInstanceOf(IdpBackoffError);
+      expect((paused as IdpBackoffError).retryAfterSeconds).toBe(30);
+      expect(requests).toHaveLength(2);
+      // ...but serves the tokens it can
+      expect((await c.vend({ caller, audience: 'https://api', scope: 'read' })).access_token).toBe('tok-1');
+      clock.now += 30_001;
+      expect((await c.vend({ caller, audience: 'https://api', scope: 'write' })).access_token).toBe('tok-3');
+    });
+
+    it('the quota guard caps fetches per client per hour across the fleet', async () => {
+      const { clock, make, requests, events } = setup({ quotaPerClientPerHour: 2 });
+      clock.now = Math.floor(clock.now / 3_600_000) * 3_600_000; // top of an hour
+      await make().vend({ caller, audience: 'https://api', scope: 'read' });
+      await make().vend({ caller, audience: 'https://api', scope: 'write' });
+      const refused = await make().vend({ caller, audience: 'https://api' }).catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(QuotaGuardError);
+      expect((refused as QuotaGuardError).retryAfterSeconds).toBe(3600);
+      expect(requests).toHaveLength(2);
+      expect(events).toContain('quota');
+      clock.now += 3_600_000;
+      await make().vend({ caller, audience: 'https://api' });
+      expect(requests).toHaveLength(3);
+    });
+
+    it('without DynamoDB, serves from memory and keeps one fetch per instance', async () => {
+      const { make, store, requests, events } = setup();
+      const service = make();
+      await service.vend({ caller, audience: 'https://api', scope: 'read' });
+      store.down = true;
+      const results = await Promise.all([
+        ...Array.from({ length: 10 }, () => service.vend({ caller, audience: 'https://api', scope: 'read' })),
+        ...Array.from({ length: 10 }, () => service.vend({ caller, audience: 'https://api', scope: 'write' })),
+      ]);
+      expect(results.map((r) => r.access_token)).toEqual([...Array(10).fill('tok-1'), ...Array(10).fill('tok-2')]);
+      expect(requests).toHaveLength(2);
+      expect(events.some((e) => e.startsWith('degraded:'))).toBe(true);
+    });
   });
 });

@@ -1,0 +1,93 @@
+/**
+ * The scheduled refresher: on a schedule, replace — before their refresh point — the tokens
+ * callers used recently, and fetch in advance the ones a grant marks `prefetch`, so that in steady
+ * state no caller request ever waits on the IdP. Each refresh goes through the token service
+ * (fleet lease, back-off, quota guard), so the refresher never races the vend path.
+ */
+import type { AuthorizedRequest, GrantBook } from './grants.js';
+import type { Log, TokenStore } from './ports.js';
+import { describe, type RefreshOutcome, type TokenService } from './tokenService.js';
+
+export interface RefresherOptions {
+  /** refresh tokens whose refresh point falls within this window (at least two schedule periods) */
+  readonly lookaheadMs: number;
+  /** tokens not used for this long are left to expire */
+  readonly recentUseMs: number;
+  /** refreshes run at most this many at a time */
+  readonly concurrency: number;
+}
+
+export interface RefreshReport {
+  readonly considered: number;
+  readonly refreshed: number;
+  readonly fresh: number;
+  readonly busy: number;
+  readonly failed: number;
+  /** not used within the window: left to expire */
+  readonly idle: number;
+  /** the grants no longer allow it: not refreshed */
+  readonly ungranted: number;
+}
+
+export class Refresher {
+  private readonly now: () => number;
+
+  constructor(
+    private readonly deps: { service: TokenService; store: TokenStore; grants: GrantBook; log: Log; now?: () => number },
+    private readonly options: RefresherOptions,
+  ) {
+    this.now = deps.now ?? Date.now;
+  }
+
+  async run(): Promise<RefreshReport> {
+    const tokens = await this.deps.store.listTokens();
+    const work = new Map<string, AuthorizedRequest>();
+    let idle = 0;
+    let ungranted = 0;
+    for (const token of tokens) {
+      if ((token.lastUsedAt ?? token.fetchedAt) < this.now() - this.options.recentUseMs) {
+        idle += 1;
+        continue;
+      }
+      const request = this.deps.grants.requestFor(token.client, token.audience, token.scopes);
+      if (request === undefined) {
+        ungranted += 1;
+        continue;
+      }
+      work.set(workKey(request), request);
+    }
+    for (const request of this.deps.grants.prefetchRequests()) work.set(workKey(request), request);
+
+    const outcomes: RefreshOutcome[] = [];
+    const queue = [...work.values()];
+    const worker = async (): Promise<void> => {
+      for (let request = queue.shift(); request !== undefined; request = queue.shift()) {
+        try {
+          outcomes.push(await this.deps.service.refresh(request, this.options.lookaheadMs));
+        } catch (error) {
+          // e.g. the client's secret cannot be read: this token fails, the others go on.
+          this.deps.log.error('scheduled refresh failed', { client: request.client.name, audience: request.audience, error: describe(error) });
+          outcomes.push('failed');
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.max(1, this.options.concurrency) }, worker));
+
+    const count = (outcome: RefreshOutcome) => outcomes.filter((o) => o === outcome).length;
+    const report: RefreshReport = {
+      considered: work.size,
+      refreshed: count('refreshed'),
+      fresh: count('fresh'),
+      busy: count('busy'),
+      failed: count('failed'),
+      idle,
+      ungranted,
+    };
+    this.deps.log.info('scheduled refresh done', { ...report });
+    return report;
+  }
+}
+
+function workKey(request: AuthorizedRequest): string {
+  return JSON.stringify([request.client.name, request.audience, request.scopes]);
+}
