@@ -103,6 +103,11 @@ export type RefreshOutcome = 'refreshed' | 'fresh' | 'busy' | 'failed';
 
 type FetchRequest = TokenFetchRequest & { readonly key: string; readonly clientKey: string };
 
+/**
+ * Retries per fetch, whatever the deadline says: with full jitter a pause can be near zero, and
+ * a deadline alone would let a fast-failing IdP be hit many times in a row.
+ */
+const MAX_ATTEMPTS = 5;
 const WAIT_STEP_MIN_MS = 25;
 const WAIT_STEP_MAX_MS = 250;
 /** After a background refresh fails, this instance leaves the key alone for a while. */
@@ -219,7 +224,8 @@ export class TokenService {
    * expired item for days. Without DynamoDB, the instance fetches on its own.
    */
   private async fromFleet(request: FetchRequest): Promise<CachedToken> {
-    const deadline = this.now() + this.options.leaseWaitMs;
+    const started = this.now();
+    let waited = 0;
     let waitStep = WAIT_STEP_MIN_MS;
     for (;;) {
       const stored = await this.readStore(request.key);
@@ -237,7 +243,9 @@ export class TokenService {
           if (lease === 'taken') await this.releaseLease(request.key, owner);
         }
       }
-      const left = deadline - this.now();
+      // Time is measured both ways (clock and the sum of pauses) so that the wait ends even under
+      // a clock that does not move, such as a test's.
+      const left = this.options.leaseWaitMs - Math.max(this.now() - started, waited);
       if (left <= 0) {
         this.deps.observer.leaseTimeout();
         this.deps.log.warn('gave up waiting for another instance to fetch', { key: request.key, waitedMs: this.options.leaseWaitMs });
@@ -245,7 +253,9 @@ export class TokenService {
       }
       this.deps.observer.leaseWait();
       // Jittered, growing steps: a holder's token usually lands within one IdP round trip.
-      await this.sleep(Math.min(left, waitStep / 2 + this.random() * (waitStep / 2)));
+      const pause = Math.min(left, waitStep / 2 + this.random() * (waitStep / 2));
+      await this.sleep(pause);
+      waited += pause;
       waitStep = Math.min(WAIT_STEP_MAX_MS, waitStep * 2);
     }
   }
@@ -344,7 +354,8 @@ export class TokenService {
   private async fetchFromIdp(request: FetchRequest, cause: FetchCause): Promise<IssuedToken> {
     await this.checkBackoff(request.clientKey);
     await this.checkQuota(request.clientKey);
-    const deadline = this.now() + this.options.idpDeadlineMs;
+    const started = this.now();
+    let paused = 0;
     for (let attempt = 0; ; attempt += 1) {
       this.deps.observer.idpFetch(cause);
       try {
@@ -359,13 +370,15 @@ export class TokenService {
         if (!(error instanceof IdpUnavailableError)) throw error;
         // Full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter").
         const pause = this.random() * Math.min(this.options.retryCapMs, this.options.retryBaseMs * 2 ** attempt);
-        if (this.now() + pause >= deadline) {
+        const spent = Math.max(this.now() - started, paused);
+        if (attempt + 1 >= MAX_ATTEMPTS || spent + pause >= this.options.idpDeadlineMs) {
           const until = this.now() + this.options.failureBackoffSeconds * 1000;
           await this.recordBackoff(request.clientKey, { until, reason: 'unavailable' });
           throw new IdpUnavailableError(`${error.message} (after ${attempt + 1} attempts)`, Math.max(error.retryAfterSeconds, this.options.failureBackoffSeconds), { cause: error });
         }
         this.deps.log.debug('retrying the IdP', { attempt: attempt + 1, pauseMs: Math.round(pause), error: describe(error) });
         await this.sleep(pause);
+        paused += pause;
       }
     }
   }
