@@ -13,6 +13,7 @@ import { PowertoolsObserver } from './adapters/powertoolsObserver.js';
 import { SecretsManagerCredentials } from './adapters/secretsManagerCredentials.js';
 import type { VendorConfig } from './config.js';
 import { Refresher } from './core/refresher.js';
+import type { Observer } from './core/ports.js';
 import { TokenService } from './core/tokenService.js';
 import { createVendHandler, type VendHandler } from './http/vendHandler.js';
 import { createRefreshHandler, type RefreshHandler } from './scheduled/refreshHandler.js';
@@ -26,6 +27,8 @@ export interface VendorDeps {
   readonly random?: () => number;
   readonly logger?: Logger;
   readonly metrics?: Metrics;
+  /** replaces the Powertools metrics observer (benchmarks count events with their own) */
+  readonly observer?: Observer;
 }
 
 export interface Vendor {
@@ -53,7 +56,7 @@ export function createVendor(config: VendorConfig, deps: VendorDeps = {}): Vendo
       }),
       idp: new Auth0TokenEndpoint({ timeoutMs: config.idpTimeoutMs, now, ...(deps.fetch ? { fetch: deps.fetch } : {}) }),
       store,
-      observer: new PowertoolsObserver(metrics),
+      observer: deps.observer ?? new PowertoolsObserver(metrics),
       log: logger,
       now,
       ...(deps.sleep ? { sleep: deps.sleep } : {}),

@@ -127,6 +127,16 @@ async function main(): Promise<void> {
     handler: (event: APIGatewayProxyEvent, context: Context) => Promise<APIGatewayProxyResult>;
   };
 
+  // The scheduled refresher, as EventBridge would run it: the real refresh bundle, every minute.
+  const refreshBundle = join(repo, 'dist', 'refresh', 'index.js');
+  const { handler: refresh } = (await import(pathToFileURL(refreshBundle).href)) as { handler: (event: unknown) => Promise<unknown> };
+  const schedule = setInterval(() => {
+    refresh({ source: 'aws.events', 'detail-type': 'Scheduled Event', detail: {} }).catch((error: unknown) =>
+      console.error(`scheduled refresh failed: ${error instanceof Error ? error.message : String(error)}`),
+    );
+  }, 60_000);
+  stops.push(async () => clearInterval(schedule));
+
   const credentials = localCredentials();
   const gateway = await startLocalGateway({ port, region: LOCAL_REGION, stage: STAGE, credentials, handler });
   stops.push(() => gateway.close());

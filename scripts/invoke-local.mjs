@@ -1,12 +1,13 @@
 #!/usr/bin/env node
-// `npm run invoke:local -- events/<file>.json`: `osls invoke local -f vend --stage local` with the
+// `npm run invoke:local -- events/<file>.json [function]`: `osls invoke local -f <function, default vend> --stage local` with the
 // environment that points the function at the running local stack (`npm start` writes it).
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 
 const event = process.argv[2];
+const fn = process.argv[3] ?? 'vend';
 if (!event) {
-  console.error('usage: npm run invoke:local -- events/<file>.json');
+  console.error('usage: npm run invoke:local -- events/<file>.json [vend|refresh]');
   process.exit(2);
 }
 const envFile = '.local/invoke-local.env.json';
@@ -15,7 +16,7 @@ if (!existsSync(envFile)) {
   process.exit(2);
 }
 const env = JSON.parse(readFileSync(envFile, 'utf8'));
-const args = ['osls', 'invoke', 'local', '-f', 'vend', '--stage', 'local', '-p', event];
+const args = ['osls', 'invoke', 'local', '-f', fn, '--stage', 'local', '-p', event];
 for (const [key, value] of Object.entries(env)) args.push('-e', `${key}=${value}`);
 const result = spawnSync('npx', args, {
   stdio: 'inherit',

@@ -1,0 +1,329 @@
+/**
+ * `npm run bench`: the benchmark tables of BENCHMARKS.md, measured on this machine against the
+ * real local components (moto_server, the oidc-provider Auth0 tenant), loopback only.
+ *
+ *   a. IdP calls for a storm (8 OS processes × 50 concurrent requests), cold and over a simulated
+ *      hour of token lifetime: this vendor against a per-instance cache and no cache;
+ *   b. warm latency in process: instance-cache hit and DynamoDB hit, p50 / p99; hit-path throughput;
+ *   c. cold start: bundle sizes and module load time, against a bundle of just the two AWS clients;
+ *   d. caller requests that waited on the IdP over 10 simulated token lifetimes with the refresher.
+ *
+ * Simulated time: the orchestrator moves Date.now() for the Auth0 tenant (in this process) and
+ * the clock of every worker by the same offset, so a token hour passes in seconds.
+ * `npm run bench -- --write` also rewrites BENCHMARKS.md.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { cpus, freemem, totalmem, tmpdir } from 'node:os';
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { build } from 'esbuild';
+import { loadConfig } from '../functions/config.js';
+import { createVendor } from '../functions/vendor.js';
+import { startLocalAuth0Tenant } from '../local/auth0Tenant.js';
+import { startMoto } from '../local/moto.js';
+import { LOCAL_AWS_CREDENTIALS, LOCAL_REGION, createTokenTable, localDynamoDb, localSecretsManager, putClientSecret } from '../local/seed.js';
+import { packageService, zipListing } from '../scripts/packaging.js';
+import { apiEvent } from '../test/helpers/events.js';
+
+const AUDIENCE = 'https://orders.example.com';
+const SCOPE = 'read:orders';
+const CALLER = 'arn:aws:sts::111122223333:assumed-role/checkout-service/bench';
+const TTL_SECONDS = 3600;
+
+// Quiet, metric-free vendors: the numbers are about the token path, not log volume.
+Object.assign(process.env, {
+  POWERTOOLS_LOG_LEVEL: 'ERROR',
+  POWERTOOLS_METRICS_DISABLED: 'true',
+  AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+});
+
+// Simulated time for the tenant (oidc-provider stamps iat/exp from Date.now()).
+const realNow = Date.now.bind(Date);
+let offsetMs = 0;
+Date.now = () => realNow() + offsetMs;
+
+const out: string[] = [];
+const print = (line = '') => {
+  console.log(line);
+  out.push(line);
+};
+const pct = (values: number[], p: number) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+};
+const fmt = (n: number, digits = 2) => n.toFixed(digits);
+
+// --- the local stack ---------------------------------------------------------------------
+const moto = await startMoto();
+const clientSecret = randomBytes(24).toString('base64url');
+const tenant = await startLocalAuth0Tenant({
+  clients: [{ clientId: 'bench-client', clientSecret, authMethod: 'client_secret_post' }],
+  apis: [{ audience: AUDIENCE, scopes: ['read:orders', 'write:orders'], tokenTtlSeconds: TTL_SECONDS }],
+  clientGrants: { 'bench-client': { [AUDIENCE]: ['read:orders', 'write:orders'] } },
+});
+const dynamodb = localDynamoDb(moto.endpoint);
+const secretId = 'bench/orders';
+await putClientSecret(localSecretsManager(moto.endpoint), secretId, { client_id: 'bench-client', client_secret: clientSecret });
+const dir = mkdtempSync(join(tmpdir(), 'bench-'));
+const grantsFile = join(dir, 'grants.json');
+writeFileSync(
+  grantsFile,
+  JSON.stringify({
+    clients: { orders: { domain: tenant.origin, secretId } },
+    // Callers ask for read:orders: the prefetched token is exactly theirs.
+    grants: [
+      { principals: ['arn:aws:iam::111122223333:role/checkout-service'], prefetch: true, client: 'orders', audience: AUDIENCE, scopes: ['read:orders'] },
+      { principals: ['arn:aws:iam::111122223333:role/checkout-service'], client: 'orders', audience: AUDIENCE, scopes: ['write:orders'] },
+    ],
+  }),
+);
+let tables = 0;
+async function vendorEnv(extra: Record<string, string> = {}): Promise<Record<string, string>> {
+  const table = `bench-${(tables += 1)}`;
+  await createTokenTable(dynamodb, table);
+  return {
+    TOKEN_TABLE_NAME: table,
+    GRANTS_FILE: grantsFile,
+    AWS_ENDPOINT_URL: moto.endpoint,
+    AWS_REGION: LOCAL_REGION,
+    AWS_ACCESS_KEY_ID: LOCAL_AWS_CREDENTIALS.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: LOCAL_AWS_CREDENTIALS.secretAccessKey,
+    ...extra,
+  };
+}
+
+// --- workers -------------------------------------------------------------------------------
+interface Worker {
+  send(cmd: object): Promise<Record<string, unknown>>;
+  child: ChildProcess;
+}
+async function startWorkers(count: number, mode: string, env: Record<string, string>): Promise<Worker[]> {
+  return Promise.all(
+    Array.from({ length: count }, async () => {
+      const child = spawn(process.execPath, ['--import', 'tsx', 'bench/worker.ts', mode], {
+        env: { ...process.env, ...env, BENCH_AUDIENCE: AUDIENCE, BENCH_SCOPE: SCOPE, BENCH_CALLER_ARN: CALLER, BENCH_SECRET_ID: secretId, BENCH_TOKEN_URL: `${tenant.origin}/oauth/token` },
+        stdio: ['pipe', 'pipe', 'inherit'],
+      });
+      const waiting: Array<(doc: Record<string, unknown>) => void> = [];
+      createInterface({ input: child.stdout! }).on('line', (line) => {
+        if (line.startsWith('BENCH ')) waiting.shift()?.(JSON.parse(line.slice(6)) as Record<string, unknown>);
+      });
+      const ready = new Promise<Record<string, unknown>>((resolve) => waiting.push(resolve));
+      await ready;
+      return {
+        child,
+        send: (cmd: object) =>
+          new Promise<Record<string, unknown>>((resolve) => {
+            waiting.push(resolve);
+            child.stdin!.write(`${JSON.stringify(cmd)}\n`);
+          }),
+      };
+    }),
+  );
+}
+async function stopWorkers(workers: Worker[]): Promise<void> {
+  await Promise.all(workers.map((w) => new Promise<void>((resolve) => {
+    w.child.on('exit', () => resolve());
+    w.child.stdin!.write('{"cmd":"exit"}\n');
+  })));
+}
+async function setTime(workers: Worker[], ms: number): Promise<void> {
+  offsetMs = ms;
+  await Promise.all(workers.map((w) => w.send({ cmd: 'time', offsetMs: ms })));
+}
+
+// --- a. the storm ---------------------------------------------------------------------------
+async function storm(mode: string): Promise<{ cold: number; hour: number; requests: number; failed: number }> {
+  const env = mode === 'vendor' ? await vendorEnv() : await vendorEnv();
+  const workers = await startWorkers(8, mode, env);
+  await setTime(workers, 0);
+  tenant.resetCounters();
+  let requests = 0;
+  let failed = 0;
+  const burst = async () => {
+    const replies = await Promise.all(workers.map((w) => w.send({ cmd: 'burst', n: 50 })));
+    for (const r of replies) {
+      const statuses = r.statuses as number[];
+      requests += statuses.length;
+      failed += statuses.filter((s) => s !== 200).length;
+    }
+  };
+  await burst();
+  const cold = tenant.tokenRequests();
+  // a simulated hour (one token lifetime): a storm every simulated minute
+  for (let minute = 1; minute <= 60; minute += 1) {
+    await setTime(workers, minute * 60_000);
+    await burst();
+  }
+  const hour = tenant.tokenRequests();
+  await stopWorkers(workers);
+  await setTime([], 0);
+  return { cold, hour, requests, failed };
+}
+
+// --- b. warm latency in process ------------------------------------------------------------
+async function warmLatency(): Promise<void> {
+  const body = (scope: string) => JSON.stringify({ audience: AUDIENCE, scope });
+  const time = async (n: number, event: () => unknown, handler: (e: unknown) => Promise<unknown>) => {
+    const samples: number[] = [];
+    const started = performance.now();
+    for (let i = 0; i < n; i += 1) {
+      const e = event();
+      const t0 = performance.now();
+      const res = (await handler(e)) as { statusCode: number };
+      samples.push(performance.now() - t0);
+      if (res.statusCode !== 200) throw new Error(`bench request failed: ${res.statusCode}`);
+    }
+    return { samples, seconds: (performance.now() - started) / 1000 };
+  };
+  const clients = { dynamodb, secretsManager: localSecretsManager(moto.endpoint) };
+  const memoryVendor = createVendor(loadConfig(await vendorEnv()), clients);
+  const memEvent = apiEvent({ body: body('read:orders'), userArn: CALLER });
+  await memoryVendor.handler(memEvent);
+  const mem = await time(20_000, () => memEvent, memoryVendor.handler);
+
+  // One entry in memory and two alternating scope sets: every request reads DynamoDB.
+  const dynamoVendor = createVendor(loadConfig(await vendorEnv({ MEMORY_CACHE_ENTRIES: '1' })), clients);
+  const events = [apiEvent({ body: body('read:orders'), userArn: CALLER }), apiEvent({ body: body('write:orders'), userArn: CALLER })];
+  for (const e of events) await dynamoVendor.handler(e);
+  let i = 0;
+  const ddb = await time(2_000, () => events[(i += 1) % 2], dynamoVendor.handler);
+
+  print('| path | requests | p50 (ms) | p99 (ms) | throughput (req/s, one instance, sequential) |');
+  print('| --- | ---: | ---: | ---: | ---: |');
+  print(`| instance-cache hit (memory) | ${mem.samples.length} | ${fmt(pct(mem.samples, 50), 3)} | ${fmt(pct(mem.samples, 99), 3)} | ${Math.round(mem.samples.length / mem.seconds)} |`);
+  print(`| DynamoDB hit (moto_server on loopback) | ${ddb.samples.length} | ${fmt(pct(ddb.samples, 50))} | ${fmt(pct(ddb.samples, 99))} | ${Math.round(ddb.samples.length / ddb.seconds)} |`);
+}
+
+// --- c. cold start --------------------------------------------------------------------------
+async function coldStart(): Promise<void> {
+  const baselineDir = mkdtempSync(join(tmpdir(), 'bench-baseline-'));
+  const baseline = join(baselineDir, 'index.js');
+  writeFileSync(join(baselineDir, 'package.json'), '{ "type": "module" }\n');
+  // Same esbuild options as scripts/build.mjs, over an entry that only builds the two clients.
+  await build({
+    stdin: {
+      contents: "import { DynamoDBClient } from '@aws-sdk/client-dynamodb'; import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager'; export const clients = [new DynamoDBClient({}), new SecretsManagerClient({})];",
+      resolveDir: process.cwd(),
+      loader: 'ts',
+    },
+    outfile: baseline,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node22',
+    minify: true,
+    treeShaking: true,
+    keepNames: true,
+    mainFields: ['module', 'main'],
+    banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
+    logLevel: 'warning',
+  });
+  const packaged = packageService('bench');
+  const loadTimes = async (file: string, env: Record<string, string>, runs = 15) => {
+    const times: number[] = [];
+    for (let r = 0; r < runs; r += 1) {
+      const script = `const t0 = performance.now(); await import(${JSON.stringify(`file://${file}`)}); process.stdout.write(String(performance.now() - t0));`;
+      const ms = await new Promise<number>((resolve, reject) => {
+        const child = spawn(process.execPath, ['--enable-source-maps', '--input-type=module', '-e', script], { env: { ...process.env, ...env } });
+        let text = '';
+        child.stdout.on('data', (d) => (text += d));
+        child.on('exit', (code) => (code === 0 ? resolve(Number(text)) : reject(new Error(`load of ${file} failed (${code})`))));
+      });
+      times.push(ms);
+    }
+    return times;
+  };
+  const env = await vendorEnv();
+  print('| bundle | zipped | unzipped code | module load p50 (ms) | p90 (ms) |');
+  print('| --- | ---: | ---: | ---: | ---: |');
+  for (const name of ['vend', 'refresh']) {
+    const zip = join(packaged.dir, `${name}.zip`);
+    const code = zipListing(zip).filter((e) => e.name.endsWith('.js')).reduce((s, e) => s + e.size, 0);
+    const times = await loadTimes(join(process.cwd(), 'dist', name, 'index.js'), { ...env, GRANTS_FILE: join(process.cwd(), 'dist', name, 'grants.json') });
+    print(`| ${name} | ${fmt(statSync(zip).size / 1024, 1)} KiB | ${fmt(code / 1024, 1)} KiB | ${fmt(pct(times, 50), 1)} | ${fmt(pct(times, 90), 1)} |`);
+  }
+  const baseTimes = await loadTimes(baseline, env);
+  print(`| baseline: the two AWS SDK clients only | — | ${fmt(statSync(baseline).size / 1024, 1)} KiB | ${fmt(pct(baseTimes, 50), 1)} | ${fmt(pct(baseTimes, 90), 1)} |`);
+}
+
+// --- d. steady state with the refresher -----------------------------------------------------
+async function steadyState(): Promise<void> {
+  const env = await vendorEnv();
+  const refresher = createVendor(loadConfig(env), { dynamodb, secretsManager: localSecretsManager(moto.endpoint) });
+  const workers = await startWorkers(4, 'vendor', env);
+  await setTime(workers, 0);
+  tenant.resetCounters();
+  let requests = 0;
+  let waited = 0;
+  let failed = 0;
+  const lifetimes = 10;
+  const fetches: Record<string, number> = {};
+  for (let minute = 0; minute <= lifetimes * (TTL_SECONDS / 60); minute += 1) {
+    await setTime(workers, minute * 60_000);
+    await refresher.refresher.run(); // the schedule: every (simulated) minute
+    const replies = await Promise.all(workers.map((w) => w.send({ cmd: 'sequential', n: 3 })));
+    for (const r of replies) {
+      const statuses = r.statuses as number[];
+      requests += statuses.length;
+      failed += statuses.filter((s) => s !== 200).length;
+      waited += r.waited as number;
+      if (minute === lifetimes * (TTL_SECONDS / 60)) for (const [cause, n] of Object.entries(r.fetches as Record<string, number>)) fetches[cause] = (fetches[cause] ?? 0) + n;
+    }
+  }
+  const idpCalls = tenant.tokenRequests();
+  await stopWorkers(workers);
+  await setTime([], 0);
+  print('| simulated time | caller requests | failed | waited on the IdP | IdP calls (all) | by callers: miss / refresh-ahead |');
+  print('| --- | ---: | ---: | ---: | ---: | --- |');
+  print(`| ${lifetimes} token lifetimes (${lifetimes} h), refresher every minute | ${requests} | ${failed} | **${waited}** | ${idpCalls} | ${fetches.miss ?? 0} / ${fetches['refresh-ahead'] ?? 0} |`);
+}
+
+// --- run ----------------------------------------------------------------------------------
+const started = new Date();
+print(`Machine: ${cpus()[0]?.model ?? 'unknown CPU'} × ${cpus().length} cores, ${fmt(totalmem() / 2 ** 30, 1)} GiB RAM (${fmt(freemem() / 2 ** 30, 1)} GiB free), Node ${process.version}, ${process.platform}/${process.arch}`);
+print(`Run: ${started.toISOString()} — command: \`npm run bench\``);
+print();
+print('### a. IdP calls for a storm: 8 OS processes × 50 concurrent requests');
+print();
+print(`Token lifetime ${TTL_SECONDS} s. Cold: one storm (400 requests) at t = 0. Hour: a storm every simulated minute for one token lifetime (61 storms, ${61 * 400} requests).`);
+print();
+print('| strategy | IdP calls, cold storm | IdP calls over the hour | caller requests | failed | IdP calls per token lifetime |');
+print('| --- | ---: | ---: | ---: | ---: | ---: |');
+for (const [mode, label] of (process.argv.includes('--skip-storm') ? [] : [
+  ['vendor', 'this vendor (memory + DynamoDB, fleet lease, refresh-ahead)'],
+  ['per-instance', 'per-instance cache (Auth0 SDK TokenProvider style)'],
+  ['no-cache', 'no cache'],
+] as const)) {
+  const r = await storm(mode);
+  print(`| ${label} | ${r.cold} | ${r.hour} | ${r.requests} | ${r.failed} | ${r.hour} |`);
+}
+print();
+print('The limit is 1 IdP call per token lifetime. Refresh-ahead replaces a token when 25% of its life is left, so in steady state the vendor spends 1 / 0.75 ≈ 1.33 calls per lifetime, and a cold start adds the first one.');
+print();
+print('### b. Warm latency in process (the `vend` handler, API Gateway event in, response out)');
+print();
+await warmLatency();
+print();
+print('### c. Cold start: bundle size and module load time (fresh `node` process, `--enable-source-maps`, 15 runs)');
+print();
+await coldStart();
+print();
+print('### d. Steady state: caller requests that waited on the IdP (goal: 0)');
+print();
+await steadyState();
+print();
+
+await tenant.close();
+await moto.stop();
+
+if (process.argv.includes('--write')) {
+  const doc = readFileSync('BENCHMARKS.md', 'utf8');
+  const marker = '<!-- bench:results -->';
+  const head = doc.includes(marker) ? doc.slice(0, doc.indexOf(marker) + marker.length) : `${doc.trimEnd()}\n\n${marker}`;
+  writeFileSync('BENCHMARKS.md', `${head}\n\n${out.join('\n')}\n`);
+  console.log('BENCHMARKS.md updated');
+}
+process.exit(0);
