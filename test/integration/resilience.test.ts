@@ -130,7 +130,8 @@ describe('the IdP fails', () => {
       const clock = fakeClock();
       const vendor = own.vendor({ deps: { now: clock.now } });
       const first = (await vendor.handler(request('read:orders'))) as Res;
-      const exp = decodeJwt(json(first).access_token as string).exp as number;
+      // The vendor's expiry for it: response time + expires_in, capped by the JWT's exp.
+      const exp = Math.min(Math.floor(clock.t / 1000) + 3600, decodeJwt(json(first).access_token as string).exp as number);
       await own.tenant.close();
 
       const served: number[] = [];
