@@ -38,6 +38,10 @@ export interface VendorConfig {
   readonly refresherLookaheadMs: number;
   /** RECENT_USE_SECONDS: the refresher keeps tokens used within this window (default 7200) */
   readonly recentUseMs: number;
+  /** ROTATION_TEST_TIMEOUT_MS: how long testSecret keeps trying a new credential (default 45000: Auth0 may take ~30 s) */
+  readonly rotationTestTimeoutMs: number;
+  /** ROTATION_TEST_INTERVAL_MS: pause between testSecret tries (default 2000) */
+  readonly rotationTestIntervalMs: number;
   /** SECRET_MAX_AGE_SECONDS: how long client credentials are reused per instance (default 300) */
   readonly secretMaxAgeSeconds: number;
   /** MEMORY_CACHE_ENTRIES: instance-cache size (default 500) */
@@ -75,6 +79,8 @@ export const CONFIG_VARIABLES = [
   'USAGE_WRITE_INTERVAL_SECONDS',
   'REFRESHER_LOOKAHEAD_SECONDS',
   'RECENT_USE_SECONDS',
+  'ROTATION_TEST_TIMEOUT_MS',
+  'ROTATION_TEST_INTERVAL_MS',
   'SECRET_MAX_AGE_SECONDS',
   'MEMORY_CACHE_ENTRIES',
   'POWERTOOLS_SERVICE_NAME',
@@ -116,6 +122,8 @@ export function loadConfig(env: Env = process.env, root: string = env.LAMBDA_TAS
     usageWriteIntervalMs: integer(env, 'USAGE_WRITE_INTERVAL_SECONDS', 60, 0, 3600) * 1000,
     refresherLookaheadMs: integer(env, 'REFRESHER_LOOKAHEAD_SECONDS', 300, 0, 86_400) * 1000,
     recentUseMs: integer(env, 'RECENT_USE_SECONDS', 7200, 60, 30 * 86_400) * 1000,
+    rotationTestTimeoutMs: integer(env, 'ROTATION_TEST_TIMEOUT_MS', 45_000, 0, 600_000),
+    rotationTestIntervalMs: integer(env, 'ROTATION_TEST_INTERVAL_MS', 2000, 10, 60_000),
     secretMaxAgeSeconds: integer(env, 'SECRET_MAX_AGE_SECONDS', 300, 0, 86_400),
     memoryCacheEntries: integer(env, 'MEMORY_CACHE_ENTRIES', 500, 1, 100_000),
     // Powertools reads these itself, but an explicit option would override them: read once here

@@ -12,7 +12,12 @@ import { DynamoTokenStore } from './adapters/dynamoTokenStore.js';
 import { PowertoolsObserver } from './adapters/powertoolsObserver.js';
 import { SecretsManagerCredentials } from './adapters/secretsManagerCredentials.js';
 import type { VendorConfig } from './config.js';
+import { Auth0Management } from './adapters/auth0Management.js';
+import { SecretsManagerRotationStore } from './adapters/secretsManagerRotation.js';
+import { parseCredentials } from './adapters/secretsManagerCredentials.js';
 import { Refresher } from './core/refresher.js';
+import { SecretRotator } from './core/rotation.js';
+import { createRotationHandler, type RotationHandler } from './rotation/rotationHandler.js';
 import type { Observer } from './core/ports.js';
 import { TokenService } from './core/tokenService.js';
 import { createVendHandler, type VendHandler } from './http/vendHandler.js';
@@ -38,6 +43,9 @@ export interface Vendor {
   readonly handler: VendHandler;
   /** the `refresh` entry point */
   readonly refreshHandler: RefreshHandler;
+  readonly rotator: SecretRotator;
+  /** the `rotate` entry point */
+  readonly rotationHandler: RotationHandler;
   readonly logger: Logger;
   readonly metrics: Metrics;
 }
@@ -46,15 +54,14 @@ export function createVendor(config: VendorConfig, deps: VendorDeps = {}): Vendo
   const logger = deps.logger ?? new Logger({ serviceName: config.serviceName });
   const metrics = deps.metrics ?? new Metrics({ namespace: config.metricsNamespace, serviceName: config.serviceName });
   const now = deps.now ?? Date.now;
+  const secretsManager = deps.secretsManager ?? new SecretsManagerClient({});
+  const idp = new Auth0TokenEndpoint({ timeoutMs: config.idpTimeoutMs, now, ...(deps.fetch ? { fetch: deps.fetch } : {}) });
   const store = new DynamoTokenStore({ client: deps.dynamodb ?? new DynamoDBClient({}), tableName: config.tableName, now });
   const service = new TokenService(
     {
       grants: config.grants,
-      credentials: new SecretsManagerCredentials({
-        client: deps.secretsManager ?? new SecretsManagerClient({}),
-        maxAgeSeconds: config.secretMaxAgeSeconds,
-      }),
-      idp: new Auth0TokenEndpoint({ timeoutMs: config.idpTimeoutMs, now, ...(deps.fetch ? { fetch: deps.fetch } : {}) }),
+      credentials: new SecretsManagerCredentials({ client: secretsManager, maxAgeSeconds: config.secretMaxAgeSeconds, now }),
+      idp,
       store,
       observer: deps.observer ?? new PowertoolsObserver(metrics),
       log: logger,
@@ -80,9 +87,25 @@ export function createVendor(config: VendorConfig, deps: VendorDeps = {}): Vendo
     { service, store, grants: config.grants, log: logger, now },
     { lookaheadMs: config.refresherLookaheadMs, recentUseMs: config.recentUseMs, concurrency: 4 },
   );
+  const rotator = new SecretRotator(
+    {
+      grants: config.grants,
+      secrets: new SecretsManagerRotationStore(secretsManager),
+      management: new Auth0Management({ timeoutMs: config.idpTimeoutMs, ...(deps.fetch ? { fetch: deps.fetch } : {}) }),
+      tokens: service,
+      idp,
+      parseCredentials,
+      log: logger,
+      now,
+      ...(deps.sleep ? { sleep: deps.sleep } : {}),
+    },
+    { testTimeoutMs: config.rotationTestTimeoutMs, testIntervalMs: config.rotationTestIntervalMs },
+  );
   return {
     service,
     refresher,
+    rotator,
+    rotationHandler: createRotationHandler({ rotator, logger, metrics }),
     handler: createVendHandler({ service, logger, metrics, now }),
     refreshHandler: createRefreshHandler({ refresher, logger, metrics }),
     logger,

@@ -23,7 +23,7 @@ rmSync(out, { recursive: true, force: true });
 const requireShim = "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);";
 
 /** Lambda functions: everything bundled (the SDK version is pinned by us, not the runtime). */
-const functions = { vend: 'functions/vend.ts', refresh: 'functions/refresh.ts' };
+const functions = { vend: 'functions/vend.ts', refresh: 'functions/refresh.ts', rotate: 'functions/rotate.ts' };
 for (const [name, entry] of Object.entries(functions)) {
   await build({
     entryPoints: [join(root, entry)],

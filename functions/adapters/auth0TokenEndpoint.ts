@@ -4,15 +4,17 @@
  * tenant's JWKS (signature, `iss`, `aud`, `exp`) before anything is cached or served. HTTP
  * failures become domain errors here, where they enter (STYLE.md §7).
  */
-import { createRemoteJWKSet, customFetch, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import { randomUUID } from 'node:crypto';
+import { SignJWT, createRemoteJWKSet, customFetch, errors as joseErrors, importPKCS8, jwtVerify, type JWTVerifyGetKey } from 'jose';
 import {
+  ConfigurationError,
   IdpRateLimitedError,
   IdpRejectedError,
   IdpUnavailableError,
   InvalidTokenResponseError,
   type VendorError,
 } from '../core/errors.js';
-import type { IssuedToken, TokenEndpoint, TokenFetchRequest } from '../core/ports.js';
+import type { ClientCredentials, IssuedToken, TokenEndpoint, TokenFetchRequest } from '../core/ports.js';
 
 export interface Auth0TokenEndpointOptions {
   /** per-call timeout for the token request and the JWKS fetch */
@@ -21,6 +23,8 @@ export interface Auth0TokenEndpointOptions {
   /** epoch milliseconds */
   readonly now?: () => number;
 }
+
+type SigningKey = Awaited<ReturnType<typeof importPKCS8>>;
 
 /** Retry-After we suggest when the IdP gave none. */
 const DEFAULT_RETRY_AFTER_SECONDS = 5;
@@ -33,6 +37,11 @@ export class Auth0TokenEndpoint implements TokenEndpoint {
   private readonly now: () => number;
   /** one remote key set per tenant, kept for the instance's life (jose caches and re-fetches on kid miss) */
   private readonly keySets = new Map<string, JWTVerifyGetKey>();
+  /**
+   * Imported signing keys, keyed by the (frozen) credentials object itself: a new secret version
+   * is a new object, and no key material ever becomes a map key.
+   */
+  private readonly signingKeys = new WeakMap<ClientCredentials, SigningKey>();
 
   constructor(private readonly options: Auth0TokenEndpointOptions) {
     this.fetch = options.fetch ?? globalThis.fetch;
@@ -49,7 +58,15 @@ export class Auth0TokenEndpoint implements TokenEndpoint {
       scope: request.scopes.join(' '),
     };
     const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' };
-    if (client.authMethod === 'client_secret_basic') {
+    if (client.authMethod === 'private_key_jwt') {
+      if (credentials.kind !== 'private_key') {
+        throw new ConfigurationError(`client ${client.name} uses private_key_jwt but its secret holds no private_key`);
+      }
+      body.client_assertion_type = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+      body.client_assertion = await this.clientAssertion(credentials, client.issuer);
+    } else if (credentials.kind !== 'secret') {
+      throw new ConfigurationError(`client ${client.name} uses ${client.authMethod} but its secret holds no client_secret`);
+    } else if (client.authMethod === 'client_secret_basic') {
       // RFC 6749 §2.3.1: id and secret are form-urlencoded before base64.
       const pair = `${formEncode(credentials.clientId)}:${formEncode(credentials.clientSecret)}`;
       headers.authorization = `Basic ${Buffer.from(pair).toString('base64')}`;
@@ -99,6 +116,34 @@ export class Auth0TokenEndpoint implements TokenEndpoint {
       return { ...issued, expiresAt: Math.min(issued.expiresAt, exp) };
     }
     return issued;
+  }
+
+  /**
+   * An RFC 7523 client assertion, as Auth0 expects it for private_key_jwt: iss = sub = client id,
+   * aud = the tenant (`https://{domain}/`), a one-minute lifetime and a unique jti (Auth0 refuses
+   * a replayed one).
+   */
+  private async clientAssertion(credentials: Extract<ClientCredentials, { kind: 'private_key' }>, audience: string): Promise<string> {
+    let key: SigningKey | undefined = this.signingKeys.get(credentials);
+    if (key === undefined) {
+      try {
+        key = await importPKCS8(credentials.privateKeyPem, 'RS256');
+      } catch (error) {
+        // jose's message does not quote the key; the cause is dropped all the same.
+        throw new ConfigurationError(`the private_key of client ${credentials.clientId} is not an RS256 PKCS#8 key (${(error as Error).name})`);
+      }
+      this.signingKeys.set(credentials, key);
+    }
+    const now = Math.floor(this.now() / 1000);
+    return new SignJWT({})
+      .setProtectedHeader({ alg: 'RS256', typ: 'JWT', ...(credentials.keyId ? { kid: credentials.keyId } : {}) })
+      .setIssuer(credentials.clientId)
+      .setSubject(credentials.clientId)
+      .setAudience(audience)
+      .setIssuedAt(now)
+      .setExpirationTime(now + 60)
+      .setJti(randomUUID())
+      .sign(key);
   }
 
   /** Verify signature, issuer, audience and expiry; returns `exp`. */

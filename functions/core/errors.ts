@@ -136,6 +136,14 @@ export class ConfigurationError extends VendorError {
   readonly code = 'server_error';
   readonly status = 500;
   readonly publicDescription = 'Internal error.';
+  constructor(
+    message: string,
+    options?: { cause?: unknown },
+    /** the thing configured does not exist (e.g. no AWSPENDING version) */
+    readonly notFound = false,
+  ) {
+    super(message, options);
+  }
 }
 
 /** Retry-After, for the errors that have one. */

@@ -7,7 +7,7 @@
 import { AccessDeniedError, InvalidRequestError } from './errors.js';
 import type { Caller } from './principal.js';
 
-export type ClientAuthMethod = 'client_secret_post' | 'client_secret_basic';
+export type ClientAuthMethod = 'client_secret_post' | 'client_secret_basic' | 'private_key_jwt';
 export type TokenFormat = 'jwt' | 'opaque';
 
 /** One Auth0 application (M2M client) the vendor holds credentials for. */
@@ -22,6 +22,11 @@ export interface ClientConfig {
   readonly authMethod: ClientAuthMethod;
   /** `jwt` (default): tokens are verified against the tenant's JWKS; `opaque`: shape checks only */
   readonly tokenFormat: TokenFormat;
+  /**
+   * The client whose Management API token rotates this client's credentials (`rotation.managementClient`),
+   * if rotation is set up.
+   */
+  readonly rotationManagementClient?: string | undefined;
 }
 
 interface PrincipalPattern {
@@ -89,6 +94,15 @@ export class GrantBook {
       clients.set(name, parseClient(name, value));
     }
     if (clients.size === 0) throw new GrantsValidationError('clients', 'at least one client is required');
+    for (const client of clients.values()) {
+      const manager = client.rotationManagementClient;
+      if (manager === undefined) continue;
+      const field = `clients.${client.name}.rotation.managementClient`;
+      const managerClient = clients.get(manager);
+      if (managerClient === undefined) throw new GrantsValidationError(field, `no client named "${manager}" in clients`);
+      if (managerClient.origin !== client.origin) throw new GrantsValidationError(field, `"${manager}" belongs to another tenant (${managerClient.origin})`);
+      if (manager === client.name) throw new GrantsValidationError(field, 'a client cannot rotate itself: its token would be refused mid-rotation');
+    }
 
     if (!Array.isArray(root.grants) || root.grants.length === 0) {
       throw new GrantsValidationError('grants', 'must be a non-empty array');
@@ -148,6 +162,17 @@ export class GrantBook {
     return { client: first.client, audience, scopes: [...new Set(scopes)].sort() };
   }
 
+  /** The client whose credentials live in `secretId` (a name or an ARN). */
+  clientForSecret(secretName: string, secretArn: string): ClientConfig | undefined {
+    return [...this.clients.values()].find((c) => c.secretId === secretName || c.secretId === secretArn);
+  }
+
+  /** What a rotation tests a new credential with: the client's first grant (audience and scopes). */
+  testRequestFor(client: ClientConfig): AuthorizedRequest | undefined {
+    const grant = this.grants.find((g) => g.client.name === client.name);
+    return grant === undefined ? undefined : { client, audience: grant.audience, scopes: [...new Set(grant.scopes)].sort() };
+  }
+
   /** The tokens grants ask to have fetched in advance: each prefetch grant's exact scope set. */
   prefetchRequests(): AuthorizedRequest[] {
     return this.grants
@@ -187,18 +212,23 @@ function parseClient(name: string, value: unknown): ClientConfig {
   if (!CLIENT_NAME.test(name)) {
     throw new GrantsValidationError(field, 'client names are 1-64 of A-Z a-z 0-9 _ . -');
   }
-  const c = expectObject(value, field, ['domain', 'secretId', 'authMethod', 'tokenFormat']);
+  const c = expectObject(value, field, ['domain', 'secretId', 'authMethod', 'tokenFormat', 'rotation']);
   const origin = parseDomain(c.domain, `${field}.domain`);
   const secretId = expectString(c.secretId, `${field}.secretId`, 2048);
   const authMethod = c.authMethod ?? 'client_secret_post';
-  if (authMethod !== 'client_secret_post' && authMethod !== 'client_secret_basic') {
-    throw new GrantsValidationError(`${field}.authMethod`, 'must be "client_secret_post" or "client_secret_basic"');
+  if (authMethod !== 'client_secret_post' && authMethod !== 'client_secret_basic' && authMethod !== 'private_key_jwt') {
+    throw new GrantsValidationError(`${field}.authMethod`, 'must be "client_secret_post", "client_secret_basic" or "private_key_jwt"');
   }
   const tokenFormat = c.tokenFormat ?? 'jwt';
   if (tokenFormat !== 'jwt' && tokenFormat !== 'opaque') {
     throw new GrantsValidationError(`${field}.tokenFormat`, 'must be "jwt" or "opaque"');
   }
-  return Object.freeze({ name, origin, issuer: `${origin}/`, secretId, authMethod, tokenFormat });
+  let rotationManagementClient: string | undefined;
+  if (c.rotation !== undefined) {
+    const rotation = expectObject(c.rotation, `${field}.rotation`, ['managementClient']);
+    rotationManagementClient = expectString(rotation.managementClient, `${field}.rotation.managementClient`, 64);
+  }
+  return Object.freeze({ name, origin, issuer: `${origin}/`, secretId, authMethod, tokenFormat, rotationManagementClient });
 }
 
 /**

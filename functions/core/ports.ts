@@ -5,15 +5,33 @@
  */
 import type { ClientConfig } from './grants.js';
 
-/** An Auth0 client's credentials, as stored in Secrets Manager. Never logged, never cached outside the instance. */
-export interface ClientCredentials {
-  readonly clientId: string;
-  readonly clientSecret: string;
-}
+/**
+ * An Auth0 client's credentials, as stored in Secrets Manager: a client secret
+ * (`client_secret_post` / `client_secret_basic`) or a private key (`private_key_jwt`). Never
+ * logged, never returned, never put in a cache key, never written anywhere but Secrets Manager.
+ */
+export type ClientCredentials =
+  | { readonly kind: 'secret'; readonly clientId: string; readonly clientSecret: string }
+  | {
+      readonly kind: 'private_key';
+      readonly clientId: string;
+      /** PKCS#8 PEM */
+      readonly privateKeyPem: string;
+      /** the `kid` to put in client assertions, if the credential has one */
+      readonly keyId?: string | undefined;
+    };
 
 /** Reads client credentials (Secrets Manager, through Powertools Parameters). */
 export interface CredentialSource {
   get(secretId: string): Promise<ClientCredentials>;
+  /**
+   * After the IdP refused `rejected` (invalid_client — typically a rotation in progress):
+   * credentials worth one more try, in order — AWSCURRENT read again, then AWSPENDING — without
+   * any that equal `rejected`. Empty when there is nothing else to try.
+   */
+  alternatives(secretId: string, rejected: ClientCredentials): Promise<ClientCredentials[]>;
+  /** Keep using `credentials` for `secretId` (they were just accepted) until the cache would expire anyway. */
+  prefer(secretId: string, credentials: ClientCredentials): void;
 }
 
 export interface TokenFetchRequest {

@@ -19,6 +19,7 @@ import { parseScope } from './grants.js';
 import {
   IdpBackoffError,
   IdpRateLimitedError,
+  IdpRejectedError,
   IdpUnavailableError,
   InvalidTokenResponseError,
   LeaseTimeoutError,
@@ -29,6 +30,7 @@ import type { Caller } from './principal.js';
 import type {
   Backoff,
   CachedToken,
+  ClientCredentials,
   CredentialSource,
   FetchCause,
   IssuedToken,
@@ -142,7 +144,14 @@ export class TokenService {
    *   IdpUnavailableError (and its kinds), InvalidTokenResponseError, LeaseTimeoutError otherwise
    */
   async vend(request: VendRequest): Promise<VendedToken> {
-    const authorized = this.deps.grants.authorize(request.caller, request.audience, request.scope);
+    return this.tokenFor(this.deps.grants.authorize(request.caller, request.audience, request.scope));
+  }
+
+  /**
+   * A token for a request the caller is already authorized for — by the grants (vend) or by the
+   * deployment itself (the rotator's Management API token, from the grants' `rotation` setting).
+   */
+  async tokenFor(authorized: AuthorizedRequest): Promise<VendedToken> {
     const fetchRequest = await this.prepare(authorized);
     const { key } = fetchRequest;
 
@@ -356,13 +365,28 @@ export class TokenService {
     await this.checkQuota(request.clientKey);
     const started = this.now();
     let paused = 0;
+    let credentials = request.credentials;
+    let alternatives: ClientCredentials[] | undefined;
     for (let attempt = 0; ; attempt += 1) {
       this.deps.observer.idpFetch(cause);
       try {
-        return await this.deps.idp.fetchToken(request);
+        const issued = await this.deps.idp.fetchToken({ ...request, credentials });
+        if (credentials !== request.credentials) this.deps.credentials.prefer(request.client.secretId, credentials);
+        return issued;
       } catch (error) {
         const code = typeof (error as { code?: unknown }).code === 'string' ? (error as { code: string }).code : 'unknown';
         this.deps.observer.idpError(error instanceof IdpRateLimitedError ? 'rate_limited' : code);
+        if (error instanceof IdpRejectedError && error.code === 'invalid_client') {
+          // Auth0's rotate-secret kills the old secret at once: the new one may already be
+          // AWSCURRENT (a finished rotation) or still AWSPENDING (one in progress). Try each
+          // once; nothing learnt from the failure is cached.
+          alternatives ??= await this.deps.credentials.alternatives(request.client.secretId, credentials);
+          const next = alternatives.shift();
+          if (next === undefined) throw error;
+          this.deps.log.warn('the IdP refused the client credentials; trying the secret as it is now (rotation?)', { client: request.client.name });
+          credentials = next;
+          continue;
+        }
         if (error instanceof IdpRateLimitedError) {
           await this.recordBackoff(request.clientKey, { until: this.now() + error.retryAfterSeconds * 1000, reason: 'rate_limited' });
           throw error;

@@ -35,7 +35,7 @@ describe('GrantBook.parse', () => {
     [(d: any) => (d.extra = 1), 'extra: unknown field'],
     [(d: any) => (d.clients.orders.domain = 'http://tenant.auth0.com'), 'clients.orders.domain: a URL is only allowed'],
     [(d: any) => (d.clients.orders.domain = 'not a host'), 'clients.orders.domain: "not a host" is not a host name'],
-    [(d: any) => (d.clients.orders.authMethod = 'private_key_jwt'), 'clients.orders.authMethod'],
+    [(d: any) => (d.clients.orders.authMethod = 'mtls'), 'clients.orders.authMethod: must be "client_secret_post", "client_secret_basic" or "private_key_jwt"'],
     [(d: any) => (d.clients.orders.secretKey = 'x'), 'clients.orders.secretKey: unknown field'],
     [(d: any) => delete d.clients.orders.secretId, 'clients.orders.secretId: must be a non-empty string'],
     [(d: any) => (d.grants[1].client = 'nope'), 'grants[1].client: no client named "nope"'],

@@ -114,7 +114,7 @@ function setup(opts: Partial<TokenServiceOptions> = {}, expiresIn = 3600) {
   const meanwhile: Array<() => void> = [];
   const make = () =>
     new TokenService(
-      { grants, credentials: { get: async () => ({ clientId: 'cid', clientSecret: 'sekret' }) }, idp, store, observer, log: quiet, now: () => clock.now, sleep: async (ms) => { meanwhile.shift()?.(); clock.now += ms; } },
+      { grants, credentials: { get: async () => ({ kind: 'secret' as const, clientId: 'cid', clientSecret: 'sekret' }), alternatives: async () => [], prefer: () => {} }, idp, store, observer, log: quiet, now: () => clock.now, sleep: async (ms) => { meanwhile.shift()?.(); clock.now += ms; } },
       {
         earlyExpirySeconds: 60,
         refreshAheadRatio: 0.25,

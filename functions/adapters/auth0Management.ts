@@ -1,0 +1,77 @@
+/**
+ * Auth0's Management API (`https://{domain}/api/v2/`), the few calls credential rotation makes.
+ * A timeout on every call; failures become RotationError with the status and Auth0's message,
+ * never a secret (responses that carry one are read, not logged).
+ */
+import { RotationError, type Auth0Credential, type ManagementApi } from '../core/rotation.js';
+
+export interface Auth0ManagementOptions {
+  readonly timeoutMs: number;
+  readonly fetch?: typeof fetch;
+}
+
+export class Auth0Management implements ManagementApi {
+  private readonly fetch: typeof fetch;
+
+  constructor(private readonly options: Auth0ManagementOptions) {
+    this.fetch = options.fetch ?? globalThis.fetch;
+  }
+
+  async rotateSecret(origin: string, accessToken: string, clientId: string): Promise<string> {
+    const client = (await this.call(origin, accessToken, 'POST', `/api/v2/clients/${encodeURIComponent(clientId)}/rotate-secret`)) as { client_secret?: unknown };
+    if (typeof client.client_secret !== 'string' || client.client_secret === '') throw new RotationError('rotate-secret answered without a client_secret');
+    return client.client_secret;
+  }
+
+  async listCredentials(origin: string, accessToken: string, clientId: string): Promise<Auth0Credential[]> {
+    const list = (await this.call(origin, accessToken, 'GET', `/api/v2/clients/${encodeURIComponent(clientId)}/credentials`)) as Array<{ id: string; name: string; kid?: string }>;
+    return list.map(({ id, name, kid }) => ({ id, name, kid }));
+  }
+
+  async createCredential(origin: string, accessToken: string, clientId: string, credential: { name: string; pem: string }): Promise<Auth0Credential> {
+    const created = (await this.call(origin, accessToken, 'POST', `/api/v2/clients/${encodeURIComponent(clientId)}/credentials`, {
+      credential_type: 'public_key',
+      name: credential.name,
+      pem: credential.pem,
+      alg: 'RS256',
+    })) as { id: string; name: string; kid?: string };
+    return { id: created.id, name: created.name, kid: created.kid };
+  }
+
+  async attachCredentials(origin: string, accessToken: string, clientId: string, ids: readonly string[]): Promise<void> {
+    await this.call(origin, accessToken, 'PATCH', `/api/v2/clients/${encodeURIComponent(clientId)}`, {
+      client_authentication_methods: { private_key_jwt: { credentials: ids.map((id) => ({ id })) } },
+    });
+  }
+
+  async deleteCredential(origin: string, accessToken: string, clientId: string, credentialId: string): Promise<void> {
+    await this.call(origin, accessToken, 'DELETE', `/api/v2/clients/${encodeURIComponent(clientId)}/credentials/${encodeURIComponent(credentialId)}`);
+  }
+
+  private async call(origin: string, accessToken: string, method: string, path: string, body?: unknown): Promise<unknown> {
+    let response: Response;
+    try {
+      response = await this.fetch(`${origin}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${accessToken}`, accept: 'application/json', ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        redirect: 'error',
+        signal: AbortSignal.timeout(this.options.timeoutMs),
+      });
+    } catch (error) {
+      throw new RotationError(`Management API ${method} ${path} failed: ${(error as Error).message}`, { cause: error });
+    }
+    const text = await response.text();
+    if (!response.ok) {
+      let message = '';
+      try {
+        const doc = JSON.parse(text) as { message?: unknown; error?: unknown };
+        message = typeof doc.message === 'string' ? doc.message.slice(0, 200) : typeof doc.error === 'string' ? doc.error : '';
+      } catch {
+        // not JSON: the status says enough
+      }
+      throw new RotationError(`Management API ${method} ${path} answered ${response.status}${message ? `: ${message}` : ''}`);
+    }
+    return text === '' ? undefined : (JSON.parse(text) as unknown);
+  }
+}
