@@ -50,6 +50,8 @@ module.exports = async ({ resolveVariable }) => {
 
   const secrets = {};
   const secretArns = [];
+  /** secret reference (Ref or ARN) per client name */
+  const secretRefOf = new Map();
   const seenLogicalIds = new Map();
   for (const [name, client] of Object.entries(grants.clients)) {
     const logicalId = secretLogicalId(name);
@@ -60,8 +62,10 @@ module.exports = async ({ resolveVariable }) => {
     if (client.secretId.startsWith('arn:')) {
       // A secret managed elsewhere (another stack, another team): grant read on it, do not create it.
       secretArns.push(client.secretId);
+      secretRefOf.set(name, client.secretId);
       continue;
     }
+    secretRefOf.set(name, { Ref: logicalId });
     secrets[logicalId] = {
       Type: 'AWS::SecretsManager::Secret',
       // Keep the credentials if the stack is deleted: Auth0 would still hold the client.
@@ -75,6 +79,38 @@ module.exports = async ({ resolveVariable }) => {
       },
     };
     secretArns.push({ Ref: logicalId });
+  }
+
+  // Rotation: a schedule per client whose grants entry has `rotation`, all on the rotate function.
+  const rotationSchedule = (await param('rotationSchedule')) || 'rate(30 days)';
+  const rotation = { Resources: {} };
+  const rotatableSecretArns = [];
+  for (const [name, client] of Object.entries(grants.clients)) {
+    if (client.rotation === undefined) continue;
+    const secretRef = secretRefOf.get(name);
+    rotatableSecretArns.push(secretRef);
+    rotation.Resources[`RotationSchedule${secretLogicalId(name).replace(/^ClientSecret/, '')}`] = {
+      Type: 'AWS::SecretsManager::RotationSchedule',
+      DependsOn: ['RotateLambdaPermissionSecretsManager'],
+      Properties: {
+        SecretId: secretRef,
+        RotationLambdaARN: { 'Fn::GetAtt': ['RotateLambdaFunction', 'Arn'] },
+        RotationRules: { ScheduleExpression: rotationSchedule },
+        // The first rotation is started by ops (npm run ops -- rotate) once the secret has a value.
+        RotateImmediatelyOnUpdate: false,
+      },
+    };
+  }
+  if (rotatableSecretArns.length > 0) {
+    rotation.Resources.RotateLambdaPermissionSecretsManager = {
+      Type: 'AWS::Lambda::Permission',
+      Properties: {
+        Action: 'lambda:InvokeFunction',
+        FunctionName: { 'Fn::GetAtt': ['RotateLambdaFunction', 'Arn'] },
+        Principal: 'secretsmanager.amazonaws.com',
+        SourceAccount: { Ref: 'AWS::AccountId' },
+      },
+    };
   }
 
   const accounts = list(await param('allowedAccountIds'));
@@ -114,6 +150,9 @@ module.exports = async ({ resolveVariable }) => {
     grantsFile,
     secretResources: { Resources: secrets },
     secretArns,
+    rotationResources: rotation,
+    // Never empty, so the role's statement stays valid when no client rotates (a name that matches nothing).
+    rotatableSecretArns: rotatableSecretArns.length > 0 ? rotatableSecretArns : [{ 'Fn::Sub': 'arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:token-vendor-no-rotation-*' }],
     resourcePolicy,
     endpointType: vpcEndpointId === '' ? 'REGIONAL' : 'PRIVATE',
     // Absent (null) unless PRIVATE: osls refuses endpoint ids on a regional API.

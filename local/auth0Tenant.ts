@@ -16,24 +16,69 @@
  * Auth0 policy that needs the authenticated client (client grants, default scopes, access_denied
  * being a 403) is enforced inside oidc-provider by its resourceIndicators hooks, which run after
  * client authentication, as Auth0 checks credentials before grants.
+ *
+ * The front also answers the part of Auth0's Management API (`/api/v2/…`) that credential rotation
+ * uses: rotate-secret, client credentials (public keys for private_key_jwt) and attaching them to
+ * the client. Those endpoints take the tenant's own JWTs for the Management API audience
+ * `${issuer}api/v2/`, obtained with client_credentials like any other API token. They change the
+ * live client table, which oidc-provider reads on every request.
  */
 import { appendFileSync } from 'node:fs';
 import { Agent, createServer, request as httpRequest } from 'node:http';
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { randomUUID } from 'node:crypto';
-import { SignJWT, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair } from 'jose';
+import { createPublicKey, randomBytes, randomUUID } from 'node:crypto';
+import { SignJWT, calculateJwkThumbprint, decodeJwt, decodeProtectedHeader, errors as joseErrors, exportJWK, generateKeyPair, jwtVerify } from 'jose';
 import type { JWK } from 'jose';
 
 export type ClientAuthMethod = 'client_secret_post' | 'client_secret_basic' | 'private_key_jwt';
 
+/** Signing algorithms Auth0 accepts for a `public_key` client credential. */
+export type CredentialAlg = 'RS256' | 'RS384' | 'PS256';
+
+/** A public key to register as an Auth0 client credential (`credential_type: 'public_key'`). */
+export interface TenantCredentialInput {
+  name: string;
+  /** SPKI PEM public key (`-----BEGIN PUBLIC KEY-----`), RSA, at least 2048 bits */
+  pem: string;
+  /** default 'RS256' */
+  alg?: CredentialAlg;
+}
+
 export interface TenantClient {
   clientId: string;
+  /** the application's name in Management API responses; default: the client id */
+  name?: string;
   /** for client_secret_* methods */
   clientSecret?: string;
   authMethod: ClientAuthMethod;
-  /** public keys, for private_key_jwt (two at once allow an overlapping rotation) */
+  /**
+   * public keys, for private_key_jwt (two at once allow an overlapping rotation). Bare keys: they
+   * have no credential id, so the Management API does not list them. Not together with `credentials`.
+   */
   jwks?: { keys: JWK[] };
+  /**
+   * private_key_jwt only: Auth0 client credentials, created with ids (`cred_…`) and kids (RFC 7638
+   * thumbprints) and all attached to the client (`client_authentication_methods.private_key_jwt`),
+   * as rotation through the Management API expects. At most 2 (Auth0's per-application limit).
+   */
+  credentials?: TenantCredentialInput[];
+}
+
+/** A client credential as `clientCredentials()` reports it: Auth0's fields plus whether it is attached. */
+export interface TenantCredential {
+  /** 'cred_…' */
+  id: string;
+  name: string;
+  credential_type: 'public_key';
+  /** RFC 7638 JWK thumbprint (SHA-256) of the public key; the kid client assertions may name */
+  kid: string;
+  alg: CredentialAlg;
+  /** ISO 8601 */
+  created_at: string;
+  updated_at: string;
+  /** listed in the client's `client_authentication_methods.private_key_jwt.credentials`: its key is accepted */
+  attached: boolean;
 }
 
 export interface TenantApi {
@@ -60,6 +105,20 @@ export interface TenantOptions {
    * or token leaks into logs.
    */
   recordFile?: string;
+  /**
+   * Register Auth0's Management API, audience `${issuer}api/v2/` (see `managementAudience`), with the
+   * scopes in `MANAGEMENT_API_SCOPES`. The issuer is only known once the tenant listens, so in
+   * `clientGrants` key its grant with the literal `'management'` (`MANAGEMENT_GRANT_KEY`), e.g.
+   * `{ rotator: { management: ['update:client_keys'] } }`; the full audience also works when the
+   * port is fixed. Without this option the API can still be declared in `apis` by its full audience.
+   */
+  managementApi?: boolean;
+  /**
+   * Milliseconds after a Management API rotate-secret during which the NEW secret is not accepted
+   * yet (Auth0: up to ~30 s to propagate) while the old one is already refused: both answer 401
+   * invalid_client. Default 0. `setClientSecret` is never delayed.
+   */
+  secretPropagationMs?: number;
 }
 
 export interface IssuedToken {
@@ -81,15 +140,35 @@ export interface LocalAuth0Tenant {
   /** 'http://127.0.0.1:PORT/' (Auth0 issuers end with '/') */
   readonly issuer: string;
   readonly port: number;
+  /**
+   * The Management API identifier, `${issuer}api/v2/` (as Auth0's `https://{domain}/api/v2/`): the
+   * audience to request, whether or not the API is registered (`TenantOptions.managementApi`).
+   */
+  readonly managementAudience: string;
   /** number of POST /oauth/token requests received (every outcome, including failures) since start or last reset */
   tokenRequests(): number;
+  /** number of Management API requests (any method under /api/v2/, every outcome) since start or last reset */
+  managementRequests(): number;
   /** successful issuances */
   issued(): ReadonlyArray<IssuedToken>;
+  /** resets tokenRequests(), managementRequests() and issued() */
   resetCounters(): void;
-  /** change a client's secret at once (Auth0's rotate-secret has no overlap) */
+  /**
+   * change a client's secret at once (Auth0's rotate-secret has no overlap). Never delayed by
+   * `secretPropagationMs`, and ends a propagation delay still running.
+   */
   setClientSecret(clientId: string, secret: string): void;
-  /** replace a client's registered public keys (private_key_jwt) */
+  /** the client's current secret (after any rotate-secret), undefined if it has none; throws for an unknown client */
+  clientSecret(clientId: string): string | undefined;
+  /**
+   * replace a client's registered public keys (private_key_jwt) with these bare keys; every
+   * Management API credential of the client is detached (they stay listed).
+   */
   setClientJwks(clientId: string, jwks: { keys: JWK[] }): void;
+  /** the client's Management API credentials, in creation order, with whether each is attached; throws for an unknown client */
+  clientCredentials(clientId: string): TenantCredential[];
+  /** the propagation delay for later rotate-secret calls (see `TenantOptions.secretPropagationMs`) */
+  setSecretPropagationMs(ms: number): void;
   /**
    * 'wrong-key' re-signs issued JWTs with a foreign RSA key (same kid); 'wrong-aud' re-signs them
    * with the tenant's real key but aud='https://not-the-requested-audience'. null = normal.
@@ -106,7 +185,38 @@ export interface LocalAuth0Tenant {
   close(): Promise<void>;
 }
 
+/** The `clientGrants` key that stands for the Management API audience (see `TenantOptions.managementApi`). */
+export const MANAGEMENT_GRANT_KEY = 'management';
+
+/**
+ * Scopes of the Management API the tenant registers with `managementApi: true`. Endpoints:
+ * - `GET /api/v2/clients/{id}`: read:clients or read:client_keys (client_secret only with the latter)
+ * - `PATCH /api/v2/clients/{id}` with only `client_authentication_methods`: update:client_keys
+ * - `POST /api/v2/clients/{id}/rotate-secret`: update:client_keys
+ * - `POST /api/v2/clients/{id}/credentials`: create:client_credentials
+ * - `GET /api/v2/clients/{id}/credentials[/{credential_id}]`: read:client_keys or read:client_credentials
+ * - `DELETE /api/v2/clients/{id}/credentials/{credential_id}`: delete:client_credentials
+ */
+export const MANAGEMENT_API_SCOPES: readonly string[] = [
+  'read:clients',
+  'update:client_keys',
+  'read:client_keys',
+  'create:client_credentials',
+  'read:client_credentials',
+  'update:client_credentials',
+  'delete:client_credentials',
+];
+
+/** The Management API audience of a tenant: `${tenant.issuer}api/v2/`. */
+export function managementAudience(tenant: { readonly issuer: string }): string {
+  return `${tenant.issuer}api/v2/`;
+}
+
 const TOKEN_PATH = '/oauth/token';
+const MANAGEMENT_PREFIX = '/api/v2/';
+/** Auth0's limit of credentials per application. */
+const MAX_CREDENTIALS = 2;
+const CREDENTIAL_ALGS: readonly CredentialAlg[] = ['RS256', 'RS384', 'PS256'];
 const DEFAULT_TTL_SECONDS = 86_400;
 const WRONG_AUDIENCE = 'https://not-the-requested-audience';
 /** Same limit as oidc-provider's own body parser. */
@@ -226,23 +336,87 @@ class FrontError extends Error {
   }
 }
 
+const HTTP_ERROR_NAMES: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  409: 'Conflict',
+  413: 'Payload Too Large',
+  415: 'Unsupported Media Type',
+};
+
+/** A Management API error, answered in Auth0's shape `{statusCode, error, message, errorCode?}`. */
+class ManagementError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly errorCode?: string,
+  ) {
+    super(message);
+  }
+
+  toJSON(): Record<string, unknown> {
+    return {
+      statusCode: this.status,
+      error: HTTP_ERROR_NAMES[this.status] ?? 'Error',
+      message: this.message,
+      ...(this.errorCode === undefined ? {} : { errorCode: this.errorCode }),
+    };
+  }
+}
+
+const invalidBody = (detail: string): ManagementError => new ManagementError(400, `Payload validation error: ${detail}`, 'invalid_body');
+
 interface Upstream {
   status: number;
   headers: IncomingHttpHeaders;
   body: Buffer;
 }
 
+/** An Auth0 client credential (public key) of a client. */
+interface CredentialState {
+  readonly id: string;
+  readonly name: string;
+  readonly alg: CredentialAlg;
+  readonly kid: string;
+  /** the public key as oidc-provider receives it: with kid and alg */
+  readonly jwk: JWK;
+  readonly createdAt: string;
+}
+
+/** A client of the live client table. */
+interface ClientState {
+  readonly clientId: string;
+  readonly name: string;
+  readonly authMethod: ClientAuthMethod;
+  clientSecret: string | undefined;
+  /** after a rotate-secret with a propagation delay, the secret is refused until this time (ms) */
+  secretAcceptedFrom: number;
+  /** what oidc-provider gets as the secret until then: a random value nobody is told */
+  pendingSecret: string;
+  /** bare public keys (TenantClient.jwks, setClientJwks), accepted besides the attached credentials */
+  jwks: { keys: JWK[] } | undefined;
+  credentials: CredentialState[];
+  /** ids of the attached credentials (client_authentication_methods.private_key_jwt.credentials) */
+  attached: string[];
+}
+
+interface ManagementResult {
+  status: number;
+  /** undefined = empty body */
+  body?: unknown;
+}
+
 export async function startLocalAuth0Tenant(opts: TenantOptions): Promise<LocalAuth0Tenant> {
+  let propagationMs = checkedDelay(opts.secretPropagationMs ?? 0);
   const apis = new Map(opts.apis.map((api) => [api.audience, api]));
-  const clients = new Map(opts.clients.map((client) => [client.clientId, { ...client }]));
-  validateGrants(opts.clientGrants, clients, apis);
+  const clients = new Map<string, ClientState>();
+  for (const client of opts.clients) clients.set(client.clientId, await initialClientState(client));
 
   const record = (kind: 'access_token' | 'client_secret', value: string): void => {
     if (opts.recordFile) appendFileSync(opts.recordFile, `${JSON.stringify({ kind, value })}\n`);
   };
-  for (const client of clients.values()) {
-    if (client.clientSecret !== undefined) record('client_secret', client.clientSecret);
-  }
 
   const [oidcProvider, signingKeys, foreignKeys] = await Promise.all([
     loadOidcProvider(),
@@ -253,6 +427,7 @@ export async function startLocalAuth0Tenant(opts: TenantOptions): Promise<LocalA
   const signingJwk = { ...(await exportJWK(signingKeys.privateKey)), kid, alg: 'RS256', use: 'sig' };
 
   let requestCount = 0;
+  let managementCount = 0;
   let issuedTokens: IssuedToken[] = [];
   let tamperMode: TamperMode = null;
   let fault: TokenFault = null;
@@ -273,16 +448,34 @@ export async function startLocalAuth0Tenant(opts: TenantOptions): Promise<LocalA
   const port = await listen(front, opts.port ?? 0);
   const origin = `http://127.0.0.1:${port}`;
   const issuer = `${origin}/`;
+  const mgmtAudience = managementAudience({ issuer });
 
   let inner: Server;
   let innerPort: number;
+  let clientGrants: TenantOptions['clientGrants'];
   try {
-    const provider = createProvider(oidcProvider, issuer, signingJwk, { apis, clients, clientGrants: opts.clientGrants });
+    if (opts.managementApi) {
+      if (apis.has(mgmtAudience)) throw new Error(`the Management API ${mgmtAudience} is both declared in apis and requested by managementApi`);
+      apis.set(mgmtAudience, { audience: mgmtAudience, scopes: [...MANAGEMENT_API_SCOPES] });
+    }
+    clientGrants = resolveGrants(opts.clientGrants, mgmtAudience);
+    validateGrants(clientGrants, clients, apis);
+    const provider = createProvider(oidcProvider, issuer, signingJwk, {
+      apis,
+      clientGrants,
+      clientMetadata: (clientId) => {
+        const client = clients.get(clientId);
+        return client && providerMetadata(client);
+      },
+    });
     inner = createServer(provider.callback());
     innerPort = await listen(inner, 0);
   } catch (err) {
     await closeServer(front);
     throw err;
+  }
+  for (const client of clients.values()) {
+    if (client.clientSecret !== undefined) record('client_secret', client.clientSecret);
   }
   const agent = new Agent({ keepAlive: true });
   markReady();
@@ -304,7 +497,12 @@ export async function startLocalAuth0Tenant(opts: TenantOptions): Promise<LocalA
   }
 
   async function handleFront(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const isTokenRequest = req.method === 'POST' && new URL(req.url ?? '/', origin).pathname === TOKEN_PATH;
+    const pathname = new URL(req.url ?? '/', origin).pathname;
+    if (pathname.startsWith(MANAGEMENT_PREFIX) || pathname === MANAGEMENT_PREFIX.slice(0, -1)) {
+      await handleManagement(req, res, pathname);
+      return;
+    }
+    const isTokenRequest = req.method === 'POST' && pathname === TOKEN_PATH;
     if (!isTokenRequest) {
       const upstream = await forward(req, endToEndHeaders(req.headers), await readBody(req));
       send(res, upstream.status, upstream.headers, upstream.body);
@@ -375,23 +573,182 @@ export async function startLocalAuth0Tenant(opts: TenantOptions): Promise<LocalA
       : new SignJWT({ ...payload, aud: WRONG_AUDIENCE }).setProtectedHeader(header).sign(signingKeys.privateKey);
   }
 
+  // -------------------------------------------------------------------------------------------
+  // Management API
+
+  async function handleManagement(req: IncomingMessage, res: ServerResponse, pathname: string): Promise<void> {
+    managementCount += 1;
+    let result: ManagementResult;
+    try {
+      result = await manage(req, pathname);
+    } catch (err) {
+      const failure = err instanceof FrontError ? new ManagementError(err.status, err.description) : err;
+      if (!(failure instanceof ManagementError)) throw failure;
+      sendJson(res, failure.status, failure.toJSON());
+      return;
+    }
+    if (result.body === undefined) send(res, result.status, {}, Buffer.alloc(0));
+    else sendJson(res, result.status, result.body);
+  }
+
+  async function manage(req: IncomingMessage, pathname: string): Promise<ManagementResult> {
+    const raw = await readBody(req);
+    const route = managementRoute(req.method ?? 'GET', pathname);
+    if (!route) throw new ManagementError(404, 'Not Found');
+    const scopes = await authenticate(req.headers.authorization, route.scopes);
+    const client = clients.get(route.clientId);
+    if (!client) throw new ManagementError(404, 'The client does not exist', 'inexistent_client');
+    const body = (): Record<string, unknown> => jsonBody(req.headers['content-type'], raw);
+
+    switch (route.action) {
+      case 'get-client':
+        return { status: 200, body: clientJson(client, scopes.has('read:client_keys')) };
+      case 'patch-client':
+        attachCredentials(client, body());
+        return { status: 200, body: clientJson(client, scopes.has('read:client_keys')) };
+      case 'rotate-secret':
+        rotateSecret(client);
+        return { status: 200, body: clientJson(client, true) };
+      case 'create-credential':
+        return { status: 201, body: credentialJson(await createCredential(client, body())) };
+      case 'list-credentials':
+        return { status: 200, body: client.credentials.map(credentialJson) };
+      case 'get-credential':
+        return { status: 200, body: credentialJson(knownCredential(client, route.credentialId)) };
+      case 'delete-credential':
+        deleteCredential(client, route.credentialId);
+        return { status: 204 };
+    }
+  }
+
+  /** Verifies a Management API bearer token as Auth0 does; returns its scopes. */
+  async function authenticate(authorization: string | undefined, anyOf: readonly string[]): Promise<Set<string>> {
+    if (authorization === undefined || authorization === '') throw new ManagementError(401, 'Missing authentication');
+    const token = /^Bearer +(\S+) *$/i.exec(authorization)?.[1];
+    if (token === undefined) throw new ManagementError(401, 'Bad HTTP authentication header format');
+    let payload: Record<string, unknown>;
+    try {
+      ({ payload } = await jwtVerify(token, signingKeys.publicKey, {
+        issuer,
+        audience: mgmtAudience,
+        algorithms: ['RS256'],
+        requiredClaims: ['exp'],
+      }));
+    } catch (err) {
+      throw new ManagementError(401, tokenErrorMessage(err));
+    }
+    const scopes = new Set(typeof payload.scope === 'string' ? payload.scope.split(' ').filter(Boolean) : []);
+    if (!anyOf.some((scope) => scopes.has(scope))) {
+      throw new ManagementError(403, `Insufficient scope, expected any of: ${anyOf.join(',')}`, 'insufficient_scope');
+    }
+    return scopes;
+  }
+
+  function rotateSecret(client: ClientState): void {
+    if (client.authMethod === 'private_key_jwt' || client.clientSecret === undefined) {
+      throw new ManagementError(400, 'Cannot rotate the secret of a client that authenticates with private_key_jwt');
+    }
+    const secret = randomBytes(48).toString('base64url');
+    client.clientSecret = secret;
+    client.pendingSecret = randomBytes(32).toString('base64url');
+    client.secretAcceptedFrom = Date.now() + propagationMs;
+    record('client_secret', secret);
+  }
+
+  async function createCredential(client: ClientState, body: Record<string, unknown>): Promise<CredentialState> {
+    const unknownFields = Object.keys(body).filter((field) => !['credential_type', 'name', 'pem', 'alg'].includes(field));
+    if (unknownFields.length > 0) throw invalidBody(`Additional properties not allowed: ${unknownFields.join(',')}`);
+    if (body.credential_type !== 'public_key') {
+      throw invalidBody(`credential_type must be 'public_key' (the only type the local tenant supports)`);
+    }
+    if (body.name !== undefined && typeof body.name !== 'string') throw invalidBody('name must be a string');
+    if (typeof body.pem !== 'string') throw invalidBody('Missing required property: pem');
+    if (body.alg !== undefined && !CREDENTIAL_ALGS.includes(body.alg as CredentialAlg)) {
+      throw invalidBody(`alg must be one of ${CREDENTIAL_ALGS.join(', ')}`);
+    }
+    if (client.credentials.length >= MAX_CREDENTIALS) {
+      throw new ManagementError(409, `The client already has ${MAX_CREDENTIALS} credentials, the maximum; delete an unused one first`);
+    }
+    const credential = await newCredential(body.name ?? '', body.pem, (body.alg as CredentialAlg | undefined) ?? 'RS256');
+    if (client.credentials.some((existing) => existing.kid === credential.kid)) {
+      throw new ManagementError(409, 'The client already has a credential with this public key');
+    }
+    client.credentials.push(credential);
+    return credential;
+  }
+
+  function attachCredentials(client: ClientState, body: Record<string, unknown>): void {
+    const unknownFields = Object.keys(body).filter((field) => field !== 'client_authentication_methods');
+    if (unknownFields.length > 0) {
+      throw invalidBody(`the local tenant updates only client_authentication_methods, not: ${unknownFields.join(',')}`);
+    }
+    const methods = body.client_authentication_methods;
+    const pkjwt = isObject(methods) ? methods.private_key_jwt : undefined;
+    const list = isObject(pkjwt) ? pkjwt.credentials : undefined;
+    if (!isObject(methods) || Object.keys(methods).some((method) => method !== 'private_key_jwt') || !Array.isArray(list)) {
+      throw invalidBody('expected client_authentication_methods: { private_key_jwt: { credentials: [{ id }, …] } }');
+    }
+    if (client.authMethod !== 'private_key_jwt') {
+      throw new ManagementError(400, `Client ${client.clientId} authenticates with ${client.authMethod}, not private_key_jwt`);
+    }
+    if (list.length < 1 || list.length > MAX_CREDENTIALS) {
+      throw invalidBody(`private_key_jwt.credentials must hold 1 to ${MAX_CREDENTIALS} items, got ${list.length}`);
+    }
+    const ids = list.map((item: unknown) => {
+      if (!isObject(item) || typeof item.id !== 'string' || Object.keys(item).length !== 1) throw invalidBody('each credential must be { id }');
+      if (!client.credentials.some((credential) => credential.id === item.id)) {
+        throw invalidBody(`credential ${item.id} does not belong to client ${client.clientId}`);
+      }
+      return item.id;
+    });
+    if (new Set(ids).size !== ids.length) throw invalidBody('private_key_jwt.credentials has duplicate ids');
+    client.attached = ids;
+    client.jwks = undefined;
+  }
+
+  function deleteCredential(client: ClientState, credentialId: string): void {
+    const credential = knownCredential(client, credentialId);
+    if (client.attached.includes(credential.id)) {
+      throw new ManagementError(
+        409,
+        `Credential ${credential.id} is in use by client_authentication_methods.private_key_jwt; detach it from the client first`,
+      );
+    }
+    client.credentials = client.credentials.filter((existing) => existing !== credential);
+  }
+
   let closing: Promise<void> | undefined;
   return {
     origin,
     issuer,
     port,
+    managementAudience: mgmtAudience,
     tokenRequests: () => requestCount,
+    managementRequests: () => managementCount,
     issued: () => [...issuedTokens],
     resetCounters: () => {
       requestCount = 0;
+      managementCount = 0;
       issuedTokens = [];
     },
     setClientSecret: (clientId, secret) => {
-      knownClient(clients, clientId).clientSecret = secret;
+      const client = knownClient(clients, clientId);
+      client.clientSecret = secret;
+      client.secretAcceptedFrom = 0;
       record('client_secret', secret);
     },
+    clientSecret: (clientId) => knownClient(clients, clientId).clientSecret,
     setClientJwks: (clientId, jwks) => {
-      knownClient(clients, clientId).jwks = jwks;
+      const client = knownClient(clients, clientId);
+      client.jwks = jwks;
+      client.attached = [];
+    },
+    clientCredentials: (clientId) => {
+      const client = knownClient(clients, clientId);
+      return client.credentials.map((credential) => ({ ...credentialJson(credential), attached: client.attached.includes(credential.id) }));
+    },
+    setSecretPropagationMs: (ms) => {
+      propagationMs = checkedDelay(ms);
     },
     setTamper: (mode) => {
       tamperMode = mode;
@@ -409,10 +766,224 @@ export async function startLocalAuth0Tenant(opts: TenantOptions): Promise<LocalA
   };
 }
 
+type ManagementAction =
+  | 'get-client'
+  | 'patch-client'
+  | 'rotate-secret'
+  | 'create-credential'
+  | 'list-credentials'
+  | 'get-credential'
+  | 'delete-credential';
+
+interface ManagementRoute {
+  action: ManagementAction;
+  /** the token needs any one of these */
+  scopes: readonly string[];
+  clientId: string;
+  credentialId: string;
+}
+
+const READ_CREDENTIALS = ['read:client_keys', 'read:client_credentials'];
+
+/** The Management API endpoint a request is for (see MANAGEMENT_API_SCOPES), or undefined. */
+function managementRoute(method: string, pathname: string): ManagementRoute | undefined {
+  let segments: string[];
+  try {
+    segments = pathname.slice(MANAGEMENT_PREFIX.length).split('/').map(decodeURIComponent);
+  } catch {
+    return undefined;
+  }
+  const [collection, clientId, sub, credentialId = '', ...rest] = segments;
+  if (collection !== 'clients' || !clientId || rest.length > 0) return undefined;
+  const route = (action: ManagementAction, scopes: readonly string[]): ManagementRoute => ({ action, scopes, clientId, credentialId });
+  if (sub === undefined) {
+    if (method === 'GET') return route('get-client', ['read:clients', 'read:client_keys']);
+    if (method === 'PATCH') return route('patch-client', ['update:client_keys']);
+  } else if (sub === 'rotate-secret' && segments.length === 3) {
+    if (method === 'POST') return route('rotate-secret', ['update:client_keys']);
+  } else if (sub === 'credentials' && segments.length === 3) {
+    if (method === 'GET') return route('list-credentials', READ_CREDENTIALS);
+    if (method === 'POST') return route('create-credential', ['create:client_credentials']);
+  } else if (sub === 'credentials' && credentialId !== '') {
+    if (method === 'GET') return route('get-credential', READ_CREDENTIALS);
+    if (method === 'DELETE') return route('delete-credential', ['delete:client_credentials']);
+  }
+  return undefined;
+}
+
+/** Auth0's messages for a rejected Management API token. */
+function tokenErrorMessage(err: unknown): string {
+  if (err instanceof joseErrors.JWTExpired) return 'Expired token received for JSON Web Token validation';
+  if (err instanceof joseErrors.JWSSignatureVerificationFailed) return 'Invalid signature received for JSON Web Token validation';
+  if (err instanceof joseErrors.JWTClaimValidationFailed && err.claim === 'aud') {
+    return `Bad audience: ${[err.payload.aud ?? ''].flat().join(' ')}`;
+  }
+  if (err instanceof joseErrors.JWTClaimValidationFailed && err.claim === 'iss') return 'Bad issuer';
+  return 'Invalid token';
+}
+
+function jsonBody(contentType: string | undefined, raw: Buffer): Record<string, unknown> {
+  const mediaType = contentType?.split(';')[0]?.trim().toLowerCase();
+  if (mediaType !== 'application/json') throw new ManagementError(415, 'Unsupported Media Type');
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw.toString('utf8'));
+  } catch {
+    throw new ManagementError(400, 'Invalid request payload JSON format');
+  }
+  if (!isObject(parsed)) throw invalidBody('the request body must be a JSON object');
+  return parsed;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+function knownCredential(client: ClientState, credentialId: string): CredentialState {
+  const credential = client.credentials.find((existing) => existing.id === credentialId);
+  if (!credential) throw new ManagementError(404, 'The credential does not exist');
+  return credential;
+}
+
+/** The client as Auth0's Management API returns it (the fields this tenant has). */
+function clientJson(client: ClientState, includeSecret: boolean): Record<string, unknown> {
+  return {
+    client_id: client.clientId,
+    name: client.name,
+    app_type: 'non_interactive',
+    is_first_party: true,
+    grant_types: ['client_credentials'],
+    jwt_configuration: { alg: 'RS256', lifetime_in_seconds: 36000, secret_encoded: false },
+    ...(client.authMethod === 'private_key_jwt'
+      ? { client_authentication_methods: { private_key_jwt: { credentials: client.attached.map((id) => ({ id })) } } }
+      : { token_endpoint_auth_method: client.authMethod }),
+    ...(includeSecret && client.clientSecret !== undefined ? { client_secret: client.clientSecret } : {}),
+  };
+}
+
+function credentialJson(credential: CredentialState): Omit<TenantCredential, 'attached'> {
+  return {
+    id: credential.id,
+    name: credential.name,
+    credential_type: 'public_key',
+    kid: credential.kid,
+    alg: credential.alg,
+    created_at: credential.createdAt,
+    updated_at: credential.createdAt,
+  };
+}
+
+/** The client's metadata as oidc-provider reads it on every request. */
+function providerMetadata(client: ClientState): Record<string, unknown> {
+  const pending = Date.now() < client.secretAcceptedFrom;
+  const attachedKeys = client.credentials.filter((credential) => client.attached.includes(credential.id)).map((credential) => credential.jwk);
+  const hasKeys = client.jwks !== undefined || client.attached.length > 0;
+  return {
+    client_id: client.clientId,
+    client_secret: pending ? client.pendingSecret : client.clientSecret,
+    token_endpoint_auth_method: client.authMethod,
+    jwks: hasKeys ? { keys: [...(client.jwks?.keys ?? []), ...attachedKeys] } : undefined,
+    grant_types: ['client_credentials'],
+    response_types: [],
+    redirect_uris: [],
+  };
+}
+
+async function initialClientState(client: TenantClient): Promise<ClientState> {
+  const credentials: CredentialState[] = [];
+  if (client.credentials !== undefined) {
+    const fail = (problem: string): Error => new Error(`client ${client.clientId}: ${problem}`);
+    if (client.authMethod !== 'private_key_jwt') throw fail('credentials are for private_key_jwt clients');
+    if (client.jwks !== undefined) throw fail('give jwks or credentials, not both');
+    if (client.credentials.length > MAX_CREDENTIALS) throw fail(`at most ${MAX_CREDENTIALS} credentials`);
+    for (const input of client.credentials) {
+      let credential: CredentialState;
+      try {
+        credential = await newCredential(input.name, input.pem, input.alg ?? 'RS256');
+      } catch (err) {
+        throw fail(`credential ${input.name}: ${err instanceof Error ? err.message : String(err)}`);
+      }
+      if (credentials.some((existing) => existing.kid === credential.kid)) throw fail(`credential ${input.name} repeats a public key`);
+      credentials.push(credential);
+    }
+  }
+  return {
+    clientId: client.clientId,
+    name: client.name ?? client.clientId,
+    authMethod: client.authMethod,
+    clientSecret: client.clientSecret,
+    secretAcceptedFrom: 0,
+    pendingSecret: '',
+    jwks: client.jwks,
+    credentials,
+    attached: credentials.map((credential) => credential.id),
+  };
+}
+
+/** A credential for an SPKI PEM RSA public key; kid = its RFC 7638 thumbprint. Throws a 400 ManagementError. */
+async function newCredential(name: string, pem: string, alg: CredentialAlg): Promise<CredentialState> {
+  if (!pem.includes('-----BEGIN PUBLIC KEY-----')) throw invalidBody('pem must be an SPKI PEM public key (-----BEGIN PUBLIC KEY-----)');
+  let key: ReturnType<typeof createPublicKey>;
+  try {
+    key = createPublicKey({ key: pem, format: 'pem' });
+  } catch {
+    throw invalidBody('pem is not a valid public key');
+  }
+  if (key.asymmetricKeyType !== 'rsa') throw invalidBody('pem must be an RSA public key');
+  if ((key.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) throw invalidBody('the RSA key must be at least 2048 bits');
+  const publicJwk = key.export({ format: 'jwk' }) as JWK;
+  const kid = await calculateJwkThumbprint(publicJwk, 'sha256');
+  return {
+    id: credentialId(),
+    name,
+    alg,
+    kid,
+    jwk: { ...publicJwk, kid, alg, use: 'sig' },
+    createdAt: new Date().toISOString(),
+  };
+}
+
+const ID_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+
+/** 'cred_' and 22 random alphanumerics, like Auth0's credential ids. */
+function credentialId(): string {
+  let id = 'cred_';
+  while (id.length < 27) {
+    for (const byte of randomBytes(32)) {
+      // 248 = 4 * 62: rejecting larger bytes keeps every character equally likely.
+      if (byte < 248 && id.length < 27) id += ID_ALPHABET[byte % 62];
+    }
+  }
+  return id;
+}
+
+function checkedDelay(ms: number): number {
+  if (!Number.isFinite(ms) || ms < 0) throw new Error(`secretPropagationMs must be a finite number >= 0, got ${ms}`);
+  return ms;
+}
+
+/** The grants with the `'management'` key replaced by the Management API audience. */
+function resolveGrants(grants: TenantOptions['clientGrants'], mgmtAudience: string): TenantOptions['clientGrants'] {
+  const resolved: TenantOptions['clientGrants'] = {};
+  for (const [clientId, byAudience] of Object.entries(grants)) {
+    const audiences: Record<string, string[]> = {};
+    for (const [key, scopes] of Object.entries(byAudience)) {
+      const audience = key === MANAGEMENT_GRANT_KEY ? mgmtAudience : key;
+      if (Object.hasOwn(audiences, audience)) {
+        throw new Error(`client grant of ${clientId} grants the Management API twice ('${MANAGEMENT_GRANT_KEY}' and ${mgmtAudience})`);
+      }
+      audiences[audience] = scopes;
+    }
+    resolved[clientId] = audiences;
+  }
+  return resolved;
+}
+
 interface TenantTables {
   apis: ReadonlyMap<string, TenantApi>;
-  clients: ReadonlyMap<string, TenantClient>;
   clientGrants: TenantOptions['clientGrants'];
+  /** the live client table, read on every request */
+  clientMetadata: (clientId: string) => Record<string, unknown> | undefined;
 }
 
 /** oidc-provider configured as an Auth0 tenant's client_credentials endpoint. */
@@ -420,27 +991,18 @@ function createProvider(
   { Provider, errors }: OidcProviderModule,
   issuer: string,
   signingJwk: JWK,
-  { apis, clients, clientGrants }: TenantTables,
+  { apis, clientGrants, clientMetadata }: TenantTables,
 ): OidcProvider {
   // oidc-provider answers access_denied with 400; Auth0 answers 403.
   const accessDenied = (description: string): Error =>
     Object.assign(new errors.AccessDenied(description), { status: 403, statusCode: 403 });
 
   const provider = new Provider(issuer, {
-    adapter: createAdapterClass((clientId) => {
-      const client = clients.get(clientId);
-      return client && {
-        client_id: client.clientId,
-        client_secret: client.clientSecret,
-        token_endpoint_auth_method: client.authMethod,
-        jwks: client.jwks,
-        grant_types: ['client_credentials'],
-        response_types: [],
-        redirect_uris: [],
-      };
-    }),
+    adapter: createAdapterClass(clientMetadata),
     jwks: { keys: [signingJwk] },
     routes: { token: TOKEN_PATH, jwks: '/.well-known/jwks.json' },
+    // oidc-provider's defaults plus RS384, which Auth0 accepts for client credentials.
+    enabledJWA: { clientAuthSigningAlgValues: ['HS256', 'RS256', 'RS384', 'PS256', 'ES256', 'Ed25519', 'EdDSA'] },
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
@@ -506,7 +1068,7 @@ function createProvider(
 
 function validateGrants(
   grants: TenantOptions['clientGrants'],
-  clients: ReadonlyMap<string, TenantClient>,
+  clients: ReadonlyMap<string, unknown>,
   apis: ReadonlyMap<string, TenantApi>,
 ): void {
   for (const [clientId, byAudience] of Object.entries(grants)) {
@@ -522,7 +1084,7 @@ function validateGrants(
   }
 }
 
-function knownClient(clients: Map<string, TenantClient>, clientId: string): TenantClient {
+function knownClient(clients: ReadonlyMap<string, ClientState>, clientId: string): ClientState {
   const client = clients.get(clientId);
   if (!client) throw new Error(`unknown client ${clientId}`);
   return client;

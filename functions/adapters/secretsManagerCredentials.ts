@@ -66,7 +66,9 @@ export class SecretsManagerCredentials implements CredentialSource {
     let raw: string | Uint8Array | undefined;
     try {
       if (stage === 'AWSCURRENT') {
-        raw = await this.provider.get(secretId, { maxAge: this.options.maxAgeSeconds, forceFetch });
+        // AWSCURRENT named explicitly: the same as the default in AWS, and it keeps emulators that
+        // track a "default version" apart from the label (moto) honest after a rotation.
+        raw = await this.provider.get(secretId, { maxAge: this.options.maxAgeSeconds, forceFetch, sdkOptions: { VersionStage: 'AWSCURRENT' } });
       } else {
         // Straight from the SDK, not through Powertools: its cache is keyed by name alone, and a
         // pending value must never be served later as the current one.

@@ -77,7 +77,7 @@ describe('packaged template', () => {
   });
 
   it('sets every environment variable the code reads, and the table name matches', () => {
-    for (const name of ['vend', 'refresh']) {
+    for (const name of ['vend', 'refresh', 'rotate']) {
       const fn = props(regional.template.Resources[`${name[0]!.toUpperCase()}${name.slice(1)}LambdaFunction`]);
       const vars = fn.Environment.Variables as Record<string, unknown>;
       for (const variable of CONFIG_VARIABLES) expect([name, Object.keys(vars)]).toEqual([name, expect.arrayContaining([variable])]);
@@ -114,6 +114,26 @@ describe('packaged template', () => {
     expect(actionsOf('VendRole').filter((a) => a.startsWith('dynamodb:')).sort()).toEqual(['dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem']);
     expect(actionsOf('RefreshRole').filter((a) => a.startsWith('dynamodb:')).sort()).toEqual(['dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Scan', 'dynamodb:UpdateItem']);
     for (const role of ['VendRole', 'RefreshRole']) expect(actionsOf(role).filter((a) => a.startsWith('secretsmanager:'))).toEqual(['secretsmanager:GetSecretValue']);
+    expect(actionsOf('RotateRole').filter((a) => a.startsWith('dynamodb:')).sort()).toEqual(['dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem']);
+  });
+
+  it('rotates the clients marked for rotation with the rotate function, least privilege', () => {
+    const schedules = ofType(regional, 'AWS::SecretsManager::RotationSchedule');
+    expect(schedules).toHaveLength(1);
+    const [[, schedule] = []] = schedules;
+    expect(props(schedule)).toMatchObject({
+      SecretId: { Ref: 'ClientSecretordersm2m' },
+      RotationLambdaARN: { 'Fn::GetAtt': ['RotateLambdaFunction', 'Arn'] },
+      RotationRules: { ScheduleExpression: 'rate(30 days)' },
+    });
+    expect(props(regional.template.Resources.RotateLambdaPermissionSecretsManager)).toMatchObject({ Principal: 'secretsmanager.amazonaws.com' });
+    const rotateStatements = (props(regional.template.Resources.RotateRole).Policies as Array<{ PolicyDocument: { Statement: Array<{ Sid: string; Resource: unknown }> } }>)[0]!.PolicyDocument.Statement;
+    // the rotation actions only on the rotating secret, not on the rotator's own
+    expect(rotateStatements.find((st) => st.Sid === 'RotateClientSecrets')?.Resource).toEqual([{ Ref: 'ClientSecretordersm2m' }]);
+    // the vend role cannot rotate anything
+    const vendActions = JSON.stringify(props(regional.template.Resources.VendRole).Policies);
+    expect(vendActions).not.toContain('PutSecretValue');
+    expect(vendActions).not.toContain('UpdateSecretVersionStage');
   });
 
   it('runs the refresher on a schedule, one pass at a time', () => {
@@ -124,7 +144,7 @@ describe('packaged template', () => {
 
   it('creates the client secrets without a value', () => {
     const secrets = ofType(regional, 'AWS::SecretsManager::Secret');
-    expect(secrets.map(([, s]) => props(s).Name)).toEqual(['token-vendor/orders-m2m']);
+    expect(secrets.map(([, s]) => props(s).Name).sort()).toEqual(['token-vendor/auth0-rotator', 'token-vendor/orders-m2m']);
     for (const [, s] of secrets) {
       expect(props(s)).not.toHaveProperty('SecretString');
       expect(props(s)).not.toHaveProperty('GenerateSecretString');
@@ -192,7 +212,7 @@ describe('osls invoke local, with the sample events, against the local stack', (
   const body = (res: { body: unknown }): Record<string, unknown> => (typeof res.body === 'string' ? JSON.parse(res.body) : res.body) as Record<string, unknown>;
 
   it('has a sample event for every entry point', () => {
-    expect(readdirSync('events').sort()).toEqual(['api-assumed-role.json', 'api-base64-body.json', 'api-denied-caller.json', 'direct-invoke.json', 'scheduled-refresh.json']);
+    expect(readdirSync('events').sort()).toEqual(['api-assumed-role.json', 'api-base64-body.json', 'api-denied-caller.json', 'direct-invoke.json', 'rotation-create-secret.json', 'scheduled-refresh.json']);
   });
 
   it('direct-invoke.json: a scheduled job gets a token', async () => {
