@@ -167,7 +167,10 @@ export interface LocalAuth0Tenant {
   setClientJwks(clientId: string, jwks: { keys: JWK[] }): void;
   /** the client's Management API credentials, in creation order, with whether each is attached; throws for an unknown client */
   clientCredentials(clientId: string): TenantCredential[];
-  /** the propagation delay for later rotate-secret calls (see `TenantOptions.secretPropagationMs`) */
+  /**
+   * the propagation delay for later rotate-secret calls (see `TenantOptions.secretPropagationMs`); a
+   * delay already running keeps its end (setClientSecret ends it). Throws for a negative or non-finite value.
+   */
   setSecretPropagationMs(ms: number): void;
   /**
    * 'wrong-key' re-signs issued JWTs with a foreign RSA key (same kid); 'wrong-aud' re-signs them
@@ -877,7 +880,9 @@ function credentialJson(credential: CredentialState): Omit<TenantCredential, 'at
 function providerMetadata(client: ClientState): Record<string, unknown> {
   const pending = Date.now() < client.secretAcceptedFrom;
   const attachedKeys = client.credentials.filter((credential) => client.attached.includes(credential.id)).map((credential) => credential.jwk);
-  const hasKeys = client.jwks !== undefined || client.attached.length > 0;
+  // A private_key_jwt client always gets a key set, even an empty one: oidc-provider answers a client
+  // without one with 400 invalid_client_metadata, Auth0 with 401 invalid_client.
+  const hasKeys = client.authMethod === 'private_key_jwt' || client.jwks !== undefined || client.attached.length > 0;
   return {
     client_id: client.clientId,
     client_secret: pending ? client.pendingSecret : client.clientSecret,

@@ -463,6 +463,12 @@ describe('local Auth0 tenant: Management API for credential rotation', () => {
     expect(tenant.clientCredentials('app-jwt')).toEqual([expect.objectContaining({ id: current?.id, attached: false })]);
     expect((await jwtToken(bare)).status).toBe(200);
 
+    // No key at all: invalid_client (not oidc-provider's invalid_client_metadata).
+    tenant.setClientJwks('app-jwt', { keys: [] });
+    const none = await jwtToken(bare);
+    expect(none.status).toBe(401);
+    expect((none.body as { error: string }).error).toBe('invalid_client');
+
     // Attaching through the Management API replaces the bare keys again.
     const res = await api('PATCH', '/clients/app-jwt', { body: { client_authentication_methods: { private_key_jwt: { credentials: [{ id: current?.id }] } } } });
     expect(res.status).toBe(200);
