@@ -24,7 +24,7 @@ export default tseslint.config(
   },
   {
     // The local stack, scripts, benches and tests are command-line programs: printing is their job.
-    files: ['local/**', 'scripts/**', 'test/**', 'bench/**'],
+    files: ['local/**', 'scripts/**', 'test/**', 'bench/**', 'ops/**'],
     rules: { 'no-console': 'off' },
   },
 );

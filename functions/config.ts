@@ -34,6 +34,8 @@ export interface VendorConfig {
   readonly leaseWaitMs: number;
   /** USAGE_WRITE_INTERVAL_SECONDS: how often an instance records a token's use (default 60) */
   readonly usageWriteIntervalMs: number;
+  /** MEMORY_REVALIDATE_SECONDS: how often an instance checks a memory entry against DynamoDB (default 60) */
+  readonly memoryRevalidateMs: number;
   /** REFRESHER_LOOKAHEAD_SECONDS: the refresher replaces tokens whose refresh point is this close (default 300) */
   readonly refresherLookaheadMs: number;
   /** RECENT_USE_SECONDS: the refresher keeps tokens used within this window (default 7200) */
@@ -77,6 +79,7 @@ export const CONFIG_VARIABLES = [
   'LEASE_TTL_MS',
   'LEASE_WAIT_MS',
   'USAGE_WRITE_INTERVAL_SECONDS',
+  'MEMORY_REVALIDATE_SECONDS',
   'REFRESHER_LOOKAHEAD_SECONDS',
   'RECENT_USE_SECONDS',
   'ROTATION_TEST_TIMEOUT_MS',
@@ -120,6 +123,7 @@ export function loadConfig(env: Env = process.env, root: string = env.LAMBDA_TAS
     leaseTtlMs,
     leaseWaitMs: integer(env, 'LEASE_WAIT_MS', 12_000, 0, 25_000),
     usageWriteIntervalMs: integer(env, 'USAGE_WRITE_INTERVAL_SECONDS', 60, 0, 3600) * 1000,
+    memoryRevalidateMs: integer(env, 'MEMORY_REVALIDATE_SECONDS', 60, 1, 3600) * 1000,
     refresherLookaheadMs: integer(env, 'REFRESHER_LOOKAHEAD_SECONDS', 300, 0, 86_400) * 1000,
     recentUseMs: integer(env, 'RECENT_USE_SECONDS', 7200, 60, 30 * 86_400) * 1000,
     rotationTestTimeoutMs: integer(env, 'ROTATION_TEST_TIMEOUT_MS', 45_000, 0, 600_000),

@@ -81,6 +81,7 @@ export function createVendor(config: VendorConfig, deps: VendorDeps = {}): Vendo
       failureBackoffSeconds: config.failureBackoffSeconds,
       quotaPerClientPerHour: config.quotaPerClientPerHour,
       usageWriteIntervalMs: config.usageWriteIntervalMs,
+      memoryRevalidateMs: config.memoryRevalidateMs,
     },
   );
   const refresher = new Refresher(

@@ -210,6 +210,12 @@ export class DynamoTokenStore implements TokenStore {
     }
   }
 
+  async remove(key: string): Promise<void> {
+    await this.call('DeleteItem', () =>
+      this.options.client.send(new DeleteItemCommand({ TableName: this.options.tableName, Key: { [PARTITION_KEY]: { S: key } } })),
+    );
+  }
+
   async listTokens(): Promise<CachedToken[]> {
     const tokens: CachedToken[] = [];
     let startKey: Record<string, AttributeValue> | undefined;

@@ -102,6 +102,8 @@ export interface TokenStore {
   countFetch(clientKey: string, hourStartMs: number, cap: number): Promise<boolean>;
   /** every cached token (not leases or counters): the refresher's work list */
   listTokens(): Promise<CachedToken[]>;
+  /** delete a cached token (ops: flush) */
+  remove(key: string): Promise<void>;
 }
 
 export type CacheTier = 'memory' | 'dynamodb';

@@ -5,7 +5,7 @@
  * (fleet lease, back-off, quota guard), so the refresher never races the vend path.
  */
 import type { AuthorizedRequest, GrantBook } from './grants.js';
-import type { Log, TokenStore } from './ports.js';
+import type { CachedToken, Log, TokenStore } from './ports.js';
 import { describe, type RefreshOutcome, type TokenService } from './tokenService.js';
 
 export interface RefresherOptions {
@@ -37,6 +37,11 @@ export class Refresher {
     private readonly options: RefresherOptions,
   ) {
     this.now = deps.now ?? Date.now;
+  }
+
+  /** Every cached token (ops' status and refresh read it; never the token value itself). */
+  list(): Promise<CachedToken[]> {
+    return this.deps.store.listTokens();
   }
 
   async run(): Promise<RefreshReport> {

@@ -70,6 +70,8 @@ export interface TokenServiceOptions {
   readonly quotaPerClientPerHour: number;
   /** A token's last use is written to the store at most this often per instance. */
   readonly usageWriteIntervalMs: number;
+  /** A memory entry is checked against the store at most this often (a flush reaches every instance within it). */
+  readonly memoryRevalidateMs: number;
 }
 
 export interface TokenServiceDeps {
@@ -117,6 +119,8 @@ const REFRESH_RETRY_MS = 10_000;
 
 export class TokenService {
   private readonly memory = new Map<string, CachedToken>();
+  /** when each memory entry was last known to match the store */
+  private readonly memoryCheckedAt = new Map<string, number>();
   private readonly inFlight = new Map<string, Promise<CachedToken>>();
   private readonly refreshing = new Map<string, Promise<RefreshOutcome>>();
   private readonly refreshFailedAt = new Map<string, number>();
@@ -156,6 +160,7 @@ export class TokenService {
     const { key } = fetchRequest;
 
     let token = this.memory.get(key);
+    if (token !== undefined && this.isUsable(token) && this.isStale(key)) token = await this.revalidate(token);
     if (token !== undefined && this.isUsable(token)) {
       if (this.isDue(token)) token = await this.adoptNewerOrRefresh(token, fetchRequest);
       else this.deps.observer.cacheHit('memory');
@@ -178,6 +183,23 @@ export class TokenService {
       return 'fresh';
     }
     return this.backgroundRefresh(fetchRequest, 'scheduled', lookaheadMs);
+  }
+
+  /**
+   * Forget every token of a client (or of one of its audiences) in this instance and the fleet's
+   * store: ops' answer to "a token leaked". Other instances drop theirs at their next
+   * revalidation, within `memoryRevalidateMs`.
+   * @returns the number of tokens removed from the store
+   */
+  async flush(clientName: string, audience?: string): Promise<number> {
+    for (const [key, token] of this.memory) {
+      if (token.client === clientName && (audience === undefined || token.audience === audience)) this.memory.delete(key);
+    }
+    const stored = await this.deps.store.listTokens();
+    const doomed = stored.filter((t) => t.client === clientName && (audience === undefined || t.audience === audience));
+    for (const token of doomed) await this.deps.store.remove(token.key);
+    this.deps.log.warn('flushed cached tokens', { client: clientName, audience, fingerprints: doomed.map((t) => t.fingerprint) });
+    return doomed.length;
   }
 
   /** Resolves once every background refresh started so far has settled (tests, graceful ends). */
@@ -508,9 +530,43 @@ export class TokenService {
     return `${this.instanceId}/${randomUUID()}`;
   }
 
+  /** Memory entries are checked against the store at most this often: how a flush reaches every instance. */
+  private isStale(key: string): boolean {
+    return this.now() - (this.memoryCheckedAt.get(key) ?? 0) >= this.options.memoryRevalidateMs;
+  }
+
+  /**
+   * One read, at most once per interval per key: if the store no longer has this token (flushed
+   * by ops) drop it; if it has a newer one, take it. Without DynamoDB, keep serving memory.
+   */
+  private async revalidate(token: CachedToken): Promise<CachedToken | undefined> {
+    let stored: CachedToken | undefined;
+    try {
+      stored = await this.deps.store.get(token.key);
+    } catch (error) {
+      if (!(error instanceof StoreUnavailableError)) throw error;
+      this.degraded('GetItem', error);
+      this.memoryCheckedAt.set(token.key, this.now());
+      return token;
+    }
+    if (stored === undefined) {
+      this.memory.delete(token.key);
+      this.memoryCheckedAt.delete(token.key);
+      this.deps.log.info('token no longer in the store (flushed); dropping it', { fingerprint: token.fingerprint });
+      return undefined;
+    }
+    this.memoryCheckedAt.set(token.key, this.now());
+    if (stored.fingerprint !== token.fingerprint && this.isUsable(stored)) {
+      this.remember(stored);
+      return stored;
+    }
+    return token;
+  }
+
   private remember(token: CachedToken): void {
     this.memory.delete(token.key);
     this.memory.set(token.key, token);
+    this.memoryCheckedAt.set(token.key, this.now());
     if (this.memory.size > this.options.memoryCacheEntries) {
       const oldest = this.memory.keys().next();
       if (oldest.done !== true) this.memory.delete(oldest.value);

@@ -4,10 +4,12 @@
  * secret at once on rotate-secret (no overlap, as Auth0) and holds up to two private_key_jwt
  * credentials. The test plays Secrets Manager: it calls the rotate function's four steps.
  */
+import { execFile } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { appendFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { DescribeSecretCommand, GetSecretValueCommand } from '@aws-sdk/client-secrets-manager';
 import type { APIGatewayProxyResult } from 'aws-lambda';
 import { calculateJwkThumbprint, exportJWK, exportPKCS8, exportSPKI, generateKeyPair } from 'jose';
@@ -267,6 +269,25 @@ describe('private_key_jwt rotation (two credentials at once)', () => {
     expect(tenant.clientCredentials('keyed-client').map((c) => [c.name, c.attached])).toEqual([[`token-vendor-${token}`, true]]);
     // and the vendor signs with the new key
     const res = (await instance({}).handler(apiEvent({ body: JSON.stringify({ audience: KEYED, scope: 'read:keyed' }) }))) as APIGatewayProxyResult;
+    expect(res.statusCode).toBe(200);
+  }, 30_000);
+});
+
+describe('npm run ops -- rotate', () => {
+  it('starts a rotation now (locally: runs the four steps) and the client keeps working', async () => {
+    const envFile = join(mkdtempSync(join(tmpdir(), 'ops-')), 'env.json');
+    writeFileSync(envFile, JSON.stringify({ ...baseEnv, AWS_ENDPOINT_URL: inject('motoEndpoint') }));
+    const before = await currentVersion(ids.orders);
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'ops/cli.ts', 'rotate', '--client', 'orders', '--env-file', envFile, '--json'], {
+      env: { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
+      encoding: 'utf8',
+    });
+    const out = JSON.parse(stdout) as { rotated: boolean; versionId: string };
+    expect(out.rotated).toBe(true);
+    expect(await currentVersion(ids.orders)).toBe(out.versionId);
+    expect(out.versionId).not.toBe(before);
+    expect((await currentValue(ids.orders)).client_secret === tenant.clientSecret('orders-client')).toBe(true);
+    const res = (await instance({}).handler(apiEvent({ body: JSON.stringify({ audience: ORDERS, scope: 'write:orders' }) }))) as APIGatewayProxyResult;
     expect(res.statusCode).toBe(200);
   }, 30_000);
 });

@@ -77,6 +77,10 @@ class FakeStore implements TokenStore {
     this.check();
     return [...this.tokens.values()];
   }
+  async remove(key: string) {
+    this.check();
+    this.tokens.delete(key);
+  }
 }
 
 function setup(opts: Partial<TokenServiceOptions> = {}, expiresIn = 3600) {
@@ -127,6 +131,7 @@ function setup(opts: Partial<TokenServiceOptions> = {}, expiresIn = 3600) {
         failureBackoffSeconds: 10,
         quotaPerClientPerHour: 0,
         usageWriteIntervalMs: 60_000,
+        memoryRevalidateMs: 60_000,
         ...opts,
       },
     );

@@ -1,0 +1,74 @@
+/**
+ * `npm run ops -- …` against the local stack (moto_server and the Auth0 tenant), run as the
+ * operator runs it: a separate process, with an environment file.
+ */
+import { execFile } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { promisify } from 'node:util';
+import type { APIGatewayProxyResult } from 'aws-lambda';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { apiEvent } from '../helpers/events.js';
+import { ORDERS, startTestStack, type TestStack } from '../helpers/testStack.js';
+
+const execFileAsync = promisify(execFile);
+let stack: TestStack;
+let envFile: string;
+beforeAll(async () => {
+  stack = await startTestStack();
+  envFile = `${stack.grantsFile}.ops-env.json`;
+  writeFileSync(envFile, JSON.stringify({ ...stack.env, TOKEN_TABLE_NAME: stack.tableName }));
+});
+afterAll(async () => {
+  await stack?.close();
+});
+
+/** Asynchronous: the Auth0 tenant answers from this process. */
+async function ops(...args: string[]): Promise<{ stdout: string; json: Record<string, unknown> }> {
+  const { stdout } = await execFileAsync(process.execPath, ['--import', 'tsx', 'ops/cli.ts', ...args, '--env-file', envFile, '--json'], {
+    env: { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
+    encoding: 'utf8',
+  });
+  return { stdout, json: JSON.parse(stdout) as Record<string, unknown> };
+}
+
+const request = (scope: string) => apiEvent({ body: JSON.stringify({ audience: ORDERS, scope }) });
+const token = (res: unknown) => (JSON.parse((res as APIGatewayProxyResult).body) as { access_token: string }).access_token;
+
+describe('npm run ops', () => {
+  it('status shows the cache by fingerprint, never a token', async () => {
+    const issued = token(await stack.vendor().handler(request('read:orders')));
+    const { stdout, json } = await ops('status');
+    const tokens = json.tokens as Array<Record<string, unknown>>;
+    expect(tokens).toEqual([expect.objectContaining({ client: 'orders', audience: ORDERS, scopes: 'read:orders', fingerprint: expect.any(String), expiresIn: expect.any(Number) })]);
+    expect(stdout.includes(issued)).toBe(false);
+  });
+
+  it('refresh replaces a client’s tokens with new ones from the IdP now', async () => {
+    const before = (await ops('status')).json.tokens as Array<{ fingerprint: string }>;
+    stack.tenant.resetCounters();
+    const { json } = await ops('refresh', '--client', 'orders');
+    expect(json.refreshed).toEqual([{ audience: ORDERS, scopes: ['read:orders'], outcome: 'refreshed' }]);
+    expect(stack.tenant.tokenRequests()).toBe(1);
+    const after = (await ops('status')).json.tokens as Array<{ fingerprint: string }>;
+    expect(after[0]?.fingerprint).not.toBe(before[0]?.fingerprint);
+  });
+
+  it('flush removes a client’s tokens; running instances drop theirs at their next revalidation', async () => {
+    const vendor = stack.vendor({ env: { MEMORY_REVALIDATE_SECONDS: '1' } });
+    const served = token(await vendor.handler(request('read:orders')));
+    stack.tenant.resetCounters();
+
+    const { json } = await ops('flush', '--client', 'orders', '--audience', ORDERS);
+    expect(json.flushed).toBe(1);
+    expect(((await ops('status')).json.tokens as unknown[]).length).toBe(0);
+
+    await new Promise((r) => setTimeout(r, 1100));
+    const next = token(await vendor.handler(request('read:orders')));
+    expect(next === served).toBe(false);
+    expect(stack.tenant.tokenRequests()).toBe(1);
+  });
+
+  it('refuses an unknown client, naming the known ones', async () => {
+    await expect(ops('flush', '--client', 'nope')).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('known: orders, billing') });
+  });
+});
