@@ -23,7 +23,7 @@ import { loadConfig } from '../functions/config.js';
 import { createVendor } from '../functions/vendor.js';
 import { startLocalAuth0Tenant } from '../local/auth0Tenant.js';
 import { startMoto } from '../local/moto.js';
-import { LOCAL_AWS_CREDENTIALS, LOCAL_REGION, createTokenTable, localDynamoDb, localSecretsManager, putClientSecret } from '../local/seed.js';
+import { LOCAL_AWS_CREDENTIALS, LOCAL_REGION, LOCAL_SEAL_KEY_ALIAS, createSealKey, createTokenTable, localDynamoDb, localKms, localSecretsManager, putClientSecret } from '../local/seed.js';
 import { packageService, zipListing } from '../scripts/packaging.js';
 import { apiEvent } from '../test/helpers/events.js';
 
@@ -64,6 +64,8 @@ const tenant = await startLocalAuth0Tenant({
   clientGrants: { 'bench-client': { [AUDIENCE]: ['read:orders', 'write:orders'] } },
 });
 const dynamodb = localDynamoDb(moto.endpoint);
+const kms = localKms(moto.endpoint);
+await createSealKey(kms, LOCAL_SEAL_KEY_ALIAS);
 const secretId = 'bench/orders';
 await putClientSecret(localSecretsManager(moto.endpoint), secretId, { client_id: 'bench-client', client_secret: clientSecret });
 const dir = mkdtempSync(join(tmpdir(), 'bench-'));
@@ -85,6 +87,7 @@ async function vendorEnv(extra: Record<string, string> = {}): Promise<Record<str
   await createTokenTable(dynamodb, table);
   return {
     TOKEN_TABLE_NAME: table,
+    TOKEN_SEAL_KEY_ID: LOCAL_SEAL_KEY_ALIAS,
     GRANTS_FILE: grantsFile,
     AWS_ENDPOINT_URL: moto.endpoint,
     AWS_REGION: LOCAL_REGION,
@@ -178,7 +181,7 @@ async function warmLatency(): Promise<void> {
     }
     return { samples, seconds: (performance.now() - started) / 1000 };
   };
-  const clients = { dynamodb, secretsManager: localSecretsManager(moto.endpoint) };
+  const clients = { dynamodb, kms, secretsManager: localSecretsManager(moto.endpoint) };
   const memoryVendor = createVendor(loadConfig(await vendorEnv()), clients);
   const memEvent = apiEvent({ body: body('read:orders'), userArn: CALLER });
   await memoryVendor.handler(memEvent);
@@ -252,7 +255,7 @@ async function coldStart(): Promise<void> {
 // --- d. steady state with the refresher -----------------------------------------------------
 async function steadyState(): Promise<void> {
   const env = await vendorEnv();
-  const refresher = createVendor(loadConfig(env), { dynamodb, secretsManager: localSecretsManager(moto.endpoint) });
+  const refresher = createVendor(loadConfig(env), { dynamodb, kms, secretsManager: localSecretsManager(moto.endpoint) });
   const workers = await startWorkers(4, 'vendor', env);
   await setTime(workers, 0);
   tenant.resetCounters();

@@ -10,6 +10,8 @@ import { GrantBook } from './core/grants.js';
 export interface VendorConfig {
   /** TOKEN_TABLE_NAME: the DynamoDB table shared by every instance */
   readonly tableName: string;
+  /** TOKEN_SEAL_KEY_ID: the KMS key (id, ARN or alias) whose data keys seal tokens at rest */
+  readonly sealKeyId: string;
   /** GRANTS_FILE: path of the grants JSON (relative to the function's root) */
   readonly grantsFile: string;
   readonly grants: GrantBook;
@@ -67,6 +69,7 @@ export class ConfigError extends Error {
  */
 export const CONFIG_VARIABLES = [
   'TOKEN_TABLE_NAME',
+  'TOKEN_SEAL_KEY_ID',
   'GRANTS_FILE',
   'EARLY_EXPIRY_SECONDS',
   'REFRESH_AHEAD_PERCENT',
@@ -98,6 +101,7 @@ type Env = Readonly<Record<string, string | undefined>>;
  */
 export function loadConfig(env: Env = process.env, root: string = env.LAMBDA_TASK_ROOT ?? process.cwd()): VendorConfig {
   const tableName = requiredString(env, 'TOKEN_TABLE_NAME');
+  const sealKeyId = requiredString(env, 'TOKEN_SEAL_KEY_ID');
   const grantsFileSetting = env.GRANTS_FILE?.trim() || 'grants.json';
   const grantsFile = isAbsolute(grantsFileSetting) ? grantsFileSetting : join(root, grantsFileSetting);
   const idpTimeoutMs = integer(env, 'IDP_TIMEOUT_MS', 5000, 100, 60_000);
@@ -110,6 +114,7 @@ export function loadConfig(env: Env = process.env, root: string = env.LAMBDA_TAS
   }
   return Object.freeze({
     tableName,
+    sealKeyId,
     grantsFile,
     grants: loadGrants(grantsFile),
     earlyExpirySeconds: integer(env, 'EARLY_EXPIRY_SECONDS', 120, 0, 3600),

@@ -4,11 +4,13 @@
  * clock (STYLE.md §3: Powertools' `awsSdkV3Client ?? new Client()`).
  */
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { KMSClient } from '@aws-sdk/client-kms';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { Auth0TokenEndpoint } from './adapters/auth0TokenEndpoint.js';
 import { DynamoTokenStore } from './adapters/dynamoTokenStore.js';
+import { KmsTokenSealer } from './adapters/kmsTokenSealer.js';
 import { PowertoolsObserver } from './adapters/powertoolsObserver.js';
 import { SecretsManagerCredentials } from './adapters/secretsManagerCredentials.js';
 import type { VendorConfig } from './config.js';
@@ -26,6 +28,7 @@ import { createRefreshHandler, type RefreshHandler } from './scheduled/refreshHa
 export interface VendorDeps {
   readonly dynamodb?: DynamoDBClient;
   readonly secretsManager?: SecretsManagerClient;
+  readonly kms?: KMSClient;
   readonly fetch?: typeof fetch;
   readonly now?: () => number;
   readonly sleep?: (ms: number) => Promise<void>;
@@ -56,7 +59,11 @@ export function createVendor(config: VendorConfig, deps: VendorDeps = {}): Vendo
   const now = deps.now ?? Date.now;
   const secretsManager = deps.secretsManager ?? new SecretsManagerClient({});
   const idp = new Auth0TokenEndpoint({ timeoutMs: config.idpTimeoutMs, now, ...(deps.fetch ? { fetch: deps.fetch } : {}) });
-  const store = new DynamoTokenStore({ client: deps.dynamodb ?? new DynamoDBClient({}), tableName: config.tableName, now });
+  const dynamodb = deps.dynamodb ?? new DynamoDBClient({});
+  // Data keys live in the same table, encrypted under the KMS key: one KMS call per data key per
+  // instance, none on the warm path.
+  const sealer = new KmsTokenSealer({ kms: deps.kms ?? new KMSClient({}), dynamodb, tableName: config.tableName, keyId: config.sealKeyId, now });
+  const store = new DynamoTokenStore({ client: dynamodb, tableName: config.tableName, sealer, now });
   const service = new TokenService(
     {
       grants: config.grants,

@@ -1,6 +1,7 @@
 /**
  * Seeding the local AWS stand-ins (moto_server): the token table exactly as infra/ declares it,
- * and client secrets in the shape the vendor reads. Used by the local stack and the tests.
+ * client secrets in the shape the vendor reads, and the KMS key that seals tokens at rest. Used
+ * by the local stack and the tests.
  */
 import {
   CreateTableCommand,
@@ -8,6 +9,7 @@ import {
   UpdateTimeToLiveCommand,
   waitUntilTableExists,
 } from '@aws-sdk/client-dynamodb';
+import { CreateAliasCommand, CreateKeyCommand, DescribeKeyCommand, KMSClient, NotFoundException } from '@aws-sdk/client-kms';
 import {
   CreateSecretCommand,
   PutSecretValueCommand,
@@ -26,6 +28,34 @@ export function localDynamoDb(endpoint: string): DynamoDBClient {
 
 export function localSecretsManager(endpoint: string): SecretsManagerClient {
   return new SecretsManagerClient({ endpoint, region: LOCAL_REGION, credentials: LOCAL_AWS_CREDENTIALS });
+}
+
+/** KMS on the emulator: wraps the data keys that seal tokens. */
+export function localKms(endpoint: string): KMSClient {
+  return new KMSClient({ endpoint, region: LOCAL_REGION, credentials: LOCAL_AWS_CREDENTIALS });
+}
+
+/** The sealing key's alias on the local stand-ins. */
+export const LOCAL_SEAL_KEY_ALIAS = 'alias/token-vendor-local';
+
+/**
+ * The symmetric KMS key that wraps the sealing data keys, under `alias`; returns its key id.
+ * Idempotent: an existing alias is returned as is.
+ */
+export async function createSealKey(kms: KMSClient, alias: string): Promise<string> {
+  try {
+    const existing = await kms.send(new DescribeKeyCommand({ KeyId: alias }));
+    if (existing.KeyMetadata?.KeyId !== undefined) return existing.KeyMetadata.KeyId;
+  } catch (error) {
+    if (!(error instanceof NotFoundException)) throw error;
+  }
+  const created = await kms.send(
+    new CreateKeyCommand({ KeySpec: 'SYMMETRIC_DEFAULT', KeyUsage: 'ENCRYPT_DECRYPT', Description: 'token-vendor: seals tokens at rest' }),
+  );
+  const keyId = created.KeyMetadata?.KeyId;
+  if (keyId === undefined) throw new Error('KMS CreateKey returned no key id');
+  await kms.send(new CreateAliasCommand({ AliasName: alias, TargetKeyId: keyId }));
+  return keyId;
 }
 
 /** The token table: string partition key, TTL on the attribute the store writes. */

@@ -20,7 +20,7 @@ import { fingerprint } from '../functions/core/tokenIdentity.js';
 import { startLocalAuth0Tenant } from './auth0Tenant.js';
 import { startLocalGateway, type LocalCredential } from './gateway.js';
 import { startMoto } from './moto.js';
-import { LOCAL_AWS_CREDENTIALS, LOCAL_REGION, createTokenTable, localDynamoDb, localSecretsManager, putClientSecret } from './seed.js';
+import { LOCAL_AWS_CREDENTIALS, LOCAL_REGION, LOCAL_SEAL_KEY_ALIAS, createSealKey, createTokenTable, localDynamoDb, localKms, localSecretsManager, putClientSecret } from './seed.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, '..', '..');
@@ -83,6 +83,7 @@ async function main(): Promise<void> {
   const dynamodb = localDynamoDb(moto.endpoint);
   const secrets = localSecretsManager(moto.endpoint);
   await createTokenTable(dynamodb, TABLE);
+  await createSealKey(localKms(moto.endpoint), LOCAL_SEAL_KEY_ALIAS);
   await putClientSecret(secrets, SECRET_ID, { client_id: 'local-orders-m2m', client_secret: clientSecret });
 
   const grantsFile = join(stateDir, 'grants.local.json');
@@ -102,6 +103,7 @@ async function main(): Promise<void> {
   // The function's environment, as Lambda would set it; the SDK reaches moto via AWS_ENDPOINT_URL.
   Object.assign(process.env, {
     TOKEN_TABLE_NAME: TABLE,
+    TOKEN_SEAL_KEY_ID: LOCAL_SEAL_KEY_ALIAS,
     GRANTS_FILE: grantsFile,
     AWS_ENDPOINT_URL: moto.endpoint,
     AWS_REGION: LOCAL_REGION,
@@ -112,6 +114,7 @@ async function main(): Promise<void> {
   });
   // What `npm run invoke:local` passes to `osls invoke local` so it reaches this stack.
   const invokeEnv = {
+    TOKEN_SEAL_KEY_ID: LOCAL_SEAL_KEY_ALIAS,
     GRANTS_FILE: grantsFile,
     AWS_ENDPOINT_URL: moto.endpoint,
     AWS_REGION: LOCAL_REGION,

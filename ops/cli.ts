@@ -11,7 +11,8 @@
  *
  * Where: `--stage S` (the deployed stack: table token-vendor-S, your AWS credentials and region,
  * grants.json or --grants FILE), or `--local` (the stack `npm start` runs), or `--env-file F`
- * (an environment file like .local/invoke-local.env.json). `--json` prints machine-readable output.
+ * (an environment file like .local/invoke-local.env.json). `--json` prints machine-readable output;
+ * `--verbose` adds the function's own structured logs.
  */
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -20,10 +21,10 @@ import { parseArgs } from 'node:util';
 import { ScanCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { RotateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { loadConfig } from '../functions/config.js';
-import type { CachedToken } from '../functions/core/ports.js';
+import type { TokenRecord } from '../functions/core/ports.js';
 import { createVendor } from '../functions/vendor.js';
 
-const USAGE = `usage: npm run ops -- <status|flush|refresh|rotate> [--client C] [--audience A] (--stage S | --local | --env-file F) [--grants FILE] [--json]`;
+const USAGE = `usage: npm run ops -- <status|flush|refresh|rotate> [--client C] [--audience A] (--stage S | --local | --env-file F) [--grants FILE] [--json] [--verbose]`;
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -35,6 +36,7 @@ const { values, positionals } = parseArgs({
     'env-file': { type: 'string' },
     grants: { type: 'string' },
     json: { type: 'boolean', default: false },
+    verbose: { type: 'boolean', default: false },
   },
 });
 const command = positionals[0];
@@ -46,10 +48,12 @@ const fileEnv = envFile === undefined ? {} : readEnvFile(envFile);
 const stage = values.stage ?? (envFile !== undefined ? 'local' : undefined);
 if (stage === undefined) fail(`say where: --stage <stage>, --local or --env-file <file>\n${USAGE}`);
 // The SDK reads AWS_ENDPOINT_URL, AWS_REGION and credentials from the environment.
-Object.assign(process.env, { POWERTOOLS_LOG_LEVEL: process.env.POWERTOOLS_LOG_LEVEL ?? 'WARN', POWERTOOLS_METRICS_DISABLED: 'true' }, fileEnv);
+// The function's structured logs would mix with this tool's output: off unless --verbose.
+Object.assign(process.env, fileEnv, { POWERTOOLS_LOG_LEVEL: values.verbose ? 'INFO' : 'SILENT', POWERTOOLS_METRICS_DISABLED: 'true' });
 const env = {
   ...process.env,
   TOKEN_TABLE_NAME: fileEnv.TOKEN_TABLE_NAME ?? `token-vendor-${stage}`,
+  TOKEN_SEAL_KEY_ID: fileEnv.TOKEN_SEAL_KEY_ID ?? `alias/token-vendor-${stage}`,
   GRANTS_FILE: resolve(values.grants ?? fileEnv.GRANTS_FILE ?? 'grants.json'),
 };
 const config = loadConfig(env);
@@ -101,7 +105,7 @@ async function run(): Promise<unknown> {
 
 async function status(): Promise<unknown> {
   const now = Date.now();
-  const tokens = (await vendor.refresher.list()).map((t: CachedToken) => ({
+  const tokens = (await vendor.refresher.list()).map((t: TokenRecord) => ({
     fingerprint: t.fingerprint,
     client: t.client,
     audience: t.audience,

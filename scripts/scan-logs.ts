@@ -25,4 +25,5 @@ if (leaks.length > 0) {
   console.error(`log scan: ${leaks.length} leak(s)`);
   process.exit(1);
 }
-console.log(`log scan: ${log.split('\n').length} lines clean of ${tokens} access tokens and ${secrets} client secrets`);
+const keys = records.filter((r) => r.kind === 'private_key').length;
+console.log(`log scan: ${log.split('\n').length} lines clean of ${tokens} access tokens, ${secrets} client secrets and ${keys} private keys`);

@@ -1,8 +1,10 @@
 /**
  * The fleet-wide cache tier: one DynamoDB table shared by every instance.
  *
- * Token item:   { pk, accessToken, scope, expiresAt (epoch s), ttl (= expiresAt), fetchedAt (epoch ms),
+ * Token item:   { pk, sealedToken, scope, expiresAt (epoch s), ttl (= expiresAt), fetchedAt (epoch ms),
  *                fingerprint, client, audience, scopes, lastUsedAt (epoch ms) }.
+ *                The token is sealed (AES-256-GCM under a KMS data key, the item's key as associated
+ *                data): read access to the table alone yields no usable token.
  * Lease item:   { pk: "lease#<key>", owner, leaseUntil (epoch ms), ttl }.
  * Back-off:     { pk: "backoff#<client key>", until (epoch ms), reason, ttl }.
  * Fetch count:  { pk: "quota#<client key>#<hour start ms>", fetches, ttl }.
@@ -22,7 +24,8 @@ import {
   type DynamoDBClient,
 } from '@aws-sdk/client-dynamodb';
 import { StoreUnavailableError } from '../core/errors.js';
-import type { Backoff, CachedToken, TokenStore } from '../core/ports.js';
+import type { Backoff, CachedToken, TokenRecord, TokenStore } from '../core/ports.js';
+import { SealError, type TokenSealer } from '../core/sealing.js';
 
 /** The table's partition key (string). */
 export const PARTITION_KEY = 'pk';
@@ -37,6 +40,7 @@ const LEASE_GC_SECONDS = 3600;
 export interface DynamoTokenStoreOptions {
   readonly client: DynamoDBClient;
   readonly tableName: string;
+  readonly sealer: TokenSealer;
   readonly now?: () => number;
 }
 
@@ -59,17 +63,28 @@ export class DynamoTokenStore implements TokenStore {
         }),
       ),
     );
-    return out.Item === undefined ? undefined : itemToToken(key, out.Item);
+    const record = out.Item === undefined ? undefined : itemToRecord(key, out.Item);
+    const sealed = out.Item?.sealedToken?.S;
+    if (record === undefined || sealed === undefined) return undefined;
+    try {
+      return { ...record, accessToken: await this.options.sealer.open(sealed, key) };
+    } catch (error) {
+      // Tampered with, sealed under a retired data key, or written by an older version: a miss,
+      // overwritten by the next fetch. KMS being unreachable is not this: it propagates.
+      if (error instanceof SealError) return undefined;
+      throw error;
+    }
   }
 
   async put(token: CachedToken): Promise<void> {
+    const sealedToken = await this.options.sealer.seal(token.accessToken, token.key);
     try {
       await this.options.client.send(
         new PutItemCommand({
           TableName: this.options.tableName,
           Item: {
             [PARTITION_KEY]: { S: token.key },
-            accessToken: { S: token.accessToken },
+            sealedToken: { S: sealedToken },
             scope: { S: token.scope },
             expiresAt: { N: String(token.expiresAt) },
             [TTL_ATTRIBUTE]: { N: String(token.expiresAt) },
@@ -216,8 +231,8 @@ export class DynamoTokenStore implements TokenStore {
     );
   }
 
-  async listTokens(): Promise<CachedToken[]> {
-    const tokens: CachedToken[] = [];
+  async listTokens(): Promise<TokenRecord[]> {
+    const tokens: TokenRecord[] = [];
     let startKey: Record<string, AttributeValue> | undefined;
     do {
       const page = await this.call('Scan', () =>
@@ -225,7 +240,7 @@ export class DynamoTokenStore implements TokenStore {
           new ScanCommand({
             TableName: this.options.tableName,
             // Token items only; the table holds one item per distinct (client, audience, scopes).
-            FilterExpression: 'attribute_exists(accessToken)',
+            FilterExpression: 'attribute_exists(sealedToken)',
             ConsistentRead: true,
             ...(startKey ? { ExclusiveStartKey: startKey } : {}),
           }),
@@ -233,7 +248,7 @@ export class DynamoTokenStore implements TokenStore {
       );
       for (const item of page.Items ?? []) {
         const key = item[PARTITION_KEY]?.S;
-        const token = key === undefined ? undefined : itemToToken(key, item);
+        const token = key === undefined ? undefined : itemToRecord(key, item);
         if (token !== undefined) tokens.push(token);
       }
       startKey = page.LastEvaluatedKey;
@@ -255,8 +270,7 @@ function translate(operation: string, error: unknown): StoreUnavailableError {
   return new StoreUnavailableError(`DynamoDB ${operation} failed (${name})`, { cause: error });
 }
 
-function itemToToken(key: string, item: Record<string, AttributeValue>): CachedToken | undefined {
-  const accessToken = item.accessToken?.S;
+function itemToRecord(key: string, item: Record<string, AttributeValue>): TokenRecord | undefined {
   const scope = item.scope?.S;
   const expiresAt = Number(item.expiresAt?.N);
   const fetchedAt = Number(item.fetchedAt?.N);
@@ -266,12 +280,11 @@ function itemToToken(key: string, item: Record<string, AttributeValue>): CachedT
   const scopes = item.scopes?.S;
   const lastUsedAt = Number(item.lastUsedAt?.N);
   // A malformed item is a miss, not a crash: it will be overwritten by the next fetch.
-  if (accessToken === undefined || scope === undefined || fingerprint === undefined) return undefined;
+  if (scope === undefined || fingerprint === undefined) return undefined;
   if (client === undefined || audience === undefined || scopes === undefined) return undefined;
   if (!Number.isFinite(expiresAt) || !Number.isFinite(fetchedAt)) return undefined;
   return {
     key,
-    accessToken,
     scope,
     expiresAt,
     fetchedAt,

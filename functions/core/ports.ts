@@ -73,6 +73,9 @@ export interface CachedToken extends IssuedToken {
   readonly lastUsedAt?: number | undefined;
 }
 
+/** What is known of a cached token without opening it. */
+export type TokenRecord = Omit<CachedToken, 'accessToken'>;
+
 /** A fleet-wide pause on IdP calls for one client. */
 export interface Backoff {
   /** epoch ms */
@@ -100,8 +103,8 @@ export interface TokenStore {
   putBackoff(clientKey: string, backoff: Backoff): Promise<void>;
   /** count one IdP fetch for the client in the hour starting at `hourStartMs`; false once `cap` is reached */
   countFetch(clientKey: string, hourStartMs: number, cap: number): Promise<boolean>;
-  /** every cached token (not leases or counters): the refresher's work list */
-  listTokens(): Promise<CachedToken[]>;
+  /** every cached token's record, without the token itself (never decrypted): the refresher's and ops' view */
+  listTokens(): Promise<TokenRecord[]>;
   /** delete a cached token (ops: flush) */
   remove(key: string): Promise<void>;
 }

@@ -5,7 +5,7 @@
  * (fleet lease, back-off, quota guard), so the refresher never races the vend path.
  */
 import type { AuthorizedRequest, GrantBook } from './grants.js';
-import type { CachedToken, Log, TokenStore } from './ports.js';
+import type { Log, TokenRecord, TokenStore } from './ports.js';
 import { describe, type RefreshOutcome, type TokenService } from './tokenService.js';
 
 export interface RefresherOptions {
@@ -40,7 +40,7 @@ export class Refresher {
   }
 
   /** Every cached token (ops' status and refresh read it; never the token value itself). */
-  list(): Promise<CachedToken[]> {
+  list(): Promise<TokenRecord[]> {
     return this.deps.store.listTokens();
   }
 

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PARTITION_KEY, TTL_ATTRIBUTE } from '../../functions/adapters/dynamoTokenStore.js';
 import { CONFIG_VARIABLES } from '../../functions/config.js';
-import { createTokenTable } from '../../local/seed.js';
+import { createSealKey, createTokenTable } from '../../local/seed.js';
 import { startTestStack, type TestStack } from '../helpers/testStack.js';
 import { cfnLint, packageService, runPackage, zipEntries, type CfnResource, type Packaged } from '../../scripts/packaging.js';
 
@@ -188,8 +188,9 @@ describe('osls invoke local, with the sample events, against the local stack', (
   const stage = `inv${Date.now().toString(36)}`;
   beforeAll(async () => {
     stack = await startTestStack();
-    // The deployed function's table name is token-vendor-<stage>; give this stage its own.
+    // The deployed function's table is token-vendor-<stage> and its seal key alias/token-vendor-<stage>.
     await createTokenTable(stack.dynamodb, `token-vendor-${stage}`);
+    await createSealKey(stack.kms, `alias/token-vendor-${stage}`);
   }, 60_000);
   afterAll(async () => {
     await stack?.close();

@@ -12,7 +12,7 @@ import { inject } from 'vitest';
 import { loadConfig } from '../../functions/config.js';
 import { createVendor, type Vendor, type VendorDeps } from '../../functions/vendor.js';
 import { startLocalAuth0Tenant, type LocalAuth0Tenant } from '../../local/auth0Tenant.js';
-import { LOCAL_AWS_CREDENTIALS, LOCAL_REGION, createTokenTable, localDynamoDb, localSecretsManager, putClientSecret } from '../../local/seed.js';
+import { LOCAL_AWS_CREDENTIALS, LOCAL_REGION, createSealKey, createTokenTable, localDynamoDb, localKms, localSecretsManager, putClientSecret } from '../../local/seed.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -33,6 +33,7 @@ export interface TestStack {
   readonly grantsFile: string;
   readonly dynamodb: ReturnType<typeof localDynamoDb>;
   readonly secretsManager: ReturnType<typeof localSecretsManager>;
+  readonly kms: ReturnType<typeof localKms>;
   /** the environment a vendor process needs (what Lambda would be given) */
   readonly env: Record<string, string>;
   readonly ordersSecret: string;
@@ -77,6 +78,9 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
   const tableName = `tokens-${suffix}`;
   const dynamodb = localDynamoDb(motoEndpoint);
   const secretsManager = localSecretsManager(motoEndpoint);
+  const kms = localKms(motoEndpoint);
+  const sealKeyAlias = `alias/token-vendor-test-${suffix}`;
+  await createSealKey(kms, sealKeyAlias);
   await createTokenTable(dynamodb, tableName);
   await putClientSecret(secretsManager, `vendor/orders-${suffix}`, { client_id: 'orders-client', client_secret: ordersSecret });
   await putClientSecret(secretsManager, `vendor/billing-${suffix}`, { client_id: 'billing-client', client_secret: billingSecret });
@@ -100,6 +104,7 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
 
   const env: Record<string, string> = {
     TOKEN_TABLE_NAME: tableName,
+    TOKEN_SEAL_KEY_ID: sealKeyAlias,
     GRANTS_FILE: grantsFile,
     AWS_ENDPOINT_URL: motoEndpoint,
     AWS_REGION: LOCAL_REGION,
@@ -121,11 +126,12 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
     grantsFile,
     dynamodb,
     secretsManager,
+    kms,
     env,
     ordersSecret,
     ordersSecretId: `vendor/orders-${suffix}`,
     vendor: (opts = {}) =>
-      createVendor(loadConfig({ ...env, ...opts.env }), { dynamodb, secretsManager, ...opts.deps }),
+      createVendor(loadConfig({ ...env, ...opts.env }), { dynamodb, secretsManager, kms, ...opts.deps }),
     newTable: async () => {
       const name = `tokens-${randomUUID().slice(0, 8)}`;
       await createTokenTable(dynamodb, name);

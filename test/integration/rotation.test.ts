@@ -19,7 +19,7 @@ import type { FetchCause, Observer } from '../../functions/core/ports.js';
 import type { RotationStep } from '../../functions/core/rotation.js';
 import { createVendor, type Vendor } from '../../functions/vendor.js';
 import { startLocalAuth0Tenant, type LocalAuth0Tenant } from '../../local/auth0Tenant.js';
-import { LOCAL_AWS_CREDENTIALS, LOCAL_REGION, createTokenTable, localDynamoDb, localSecretsManager, putClientSecret } from '../../local/seed.js';
+import { LOCAL_AWS_CREDENTIALS, LOCAL_REGION, createSealKey, createTokenTable, localDynamoDb, localKms, localSecretsManager, putClientSecret } from '../../local/seed.js';
 import { apiEvent } from '../helpers/events.js';
 
 const ORDERS = 'https://orders.example.com';
@@ -31,6 +31,7 @@ const record = (kind: string, value: string) => recordFile && appendFileSync(rec
 let tenant: LocalAuth0Tenant;
 const secrets = localSecretsManager(inject('motoEndpoint'));
 const dynamodb = localDynamoDb(inject('motoEndpoint'));
+const kms = localKms(inject('motoEndpoint'));
 const suffix = randomUUID().slice(0, 8);
 const ids = { orders: `rot/orders-${suffix}`, rotator: `rot/rotator-${suffix}`, keyed: `rot/keyed-${suffix}` };
 let baseEnv: Record<string, string>;
@@ -88,8 +89,10 @@ beforeAll(async () => {
   );
   const table = `rotation-${suffix}`;
   await createTokenTable(dynamodb, table);
+  await createSealKey(kms, `alias/rotation-${suffix}`);
   baseEnv = {
     TOKEN_TABLE_NAME: table,
+    TOKEN_SEAL_KEY_ID: `alias/rotation-${suffix}`,
     GRANTS_FILE: grantsFile,
     AWS_REGION: LOCAL_REGION,
     AWS_ACCESS_KEY_ID: LOCAL_AWS_CREDENTIALS.accessKeyId,
@@ -124,7 +127,7 @@ function instance(errors: Record<string, number>, env: Record<string, string> = 
     storeDegraded() {},
     refreshFailed() {},
   };
-  return createVendor(loadConfig({ ...baseEnv, ...env }), { dynamodb, secretsManager: secrets, observer });
+  return createVendor(loadConfig({ ...baseEnv, ...env }), { dynamodb, secretsManager: secrets, kms, observer });
 }
 
 async function arnOf(secretId: string): Promise<string> {

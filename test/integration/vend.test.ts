@@ -5,10 +5,12 @@
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { PutItemCommand, ScanCommand } from '@aws-sdk/client-dynamodb';
+import { ScanCommand } from '@aws-sdk/client-dynamodb';
 import type { APIGatewayProxyResult } from 'aws-lambda';
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { DynamoTokenStore } from '../../functions/adapters/dynamoTokenStore.js';
+import { KmsTokenSealer } from '../../functions/adapters/kmsTokenSealer.js';
 import { cacheKey } from '../../functions/core/tokenIdentity.js';
 import { putClientSecret } from '../../local/seed.js';
 import { freePort } from '../../local/moto.js';
@@ -34,7 +36,7 @@ const json = (res: Res) => JSON.parse(res.body) as Record<string, unknown>;
 
 async function tokenItems(tableName: string): Promise<number> {
   const out = await stack.dynamodb.send(new ScanCommand({ TableName: tableName, ConsistentRead: true }));
-  return (out.Items ?? []).filter((i) => i.accessToken !== undefined).length;
+  return (out.Items ?? []).filter((i) => i.sealedToken !== undefined).length;
 }
 
 describe('caching across the fleet', () => {
@@ -97,21 +99,20 @@ describe('expiry', () => {
     const table = await stack.newTable();
     const now = Math.floor(Date.now() / 1000);
     const key = cacheKey(stack.tenant.issuer, 'orders-client', ORDERS, ['read:orders']);
-    // What TTL deletion may leave behind for days: an expired item, TTL attribute and all.
-    await stack.dynamodb.send(
-      new PutItemCommand({
-        TableName: table,
-        Item: {
-          pk: { S: key },
-          accessToken: { S: 'expired-token-that-must-never-be-served' },
-          scope: { S: 'read:orders' },
-          expiresAt: { N: String(now - 10) },
-          ttl: { N: String(now - 10) },
-          fetchedAt: { N: String((now - 86_410) * 1000) },
-          fingerprint: { S: 'expired' },
-        },
-      }),
-    );
+    // What TTL deletion may leave behind for days: an expired item, TTL attribute and all,
+    // written (sealed) exactly as the vendor writes its items.
+    const sealer = new KmsTokenSealer({ kms: stack.kms, dynamodb: stack.dynamodb, tableName: table, keyId: stack.env.TOKEN_SEAL_KEY_ID! });
+    await new DynamoTokenStore({ client: stack.dynamodb, tableName: table, sealer }).put({
+      key,
+      accessToken: 'expired-token-that-must-never-be-served',
+      scope: 'read:orders',
+      expiresAt: now - 10,
+      fetchedAt: (now - 86_410) * 1000,
+      fingerprint: 'expired',
+      client: 'orders',
+      audience: ORDERS,
+      scopes: ['read:orders'],
+    });
     const res = (await stack.vendor({ env: { TOKEN_TABLE_NAME: table } }).handler(request({ audience: ORDERS, scope: 'read:orders' }))) as Res;
 
     expect(res.statusCode).toBe(200);
@@ -132,6 +133,24 @@ describe('expiry', () => {
     expect(body.expires_in).toBeGreaterThan(0);
     expect(body.expires_in).toBeLessThanOrEqual(left);
     expect(body.expires_in).toBeGreaterThanOrEqual(left - 2);
+  });
+});
+
+describe('tokens sealed at rest', () => {
+  it('the raw DynamoDB items hold no usable token', async () => {
+    const table = await stack.newTable();
+    const vendor = stack.vendor({ env: { TOKEN_TABLE_NAME: table } });
+    const served = JSON.parse(((await vendor.handler(request({ audience: ORDERS, scope: 'read:orders' }))) as Res).body) as { access_token: string };
+
+    const raw = JSON.stringify((await stack.dynamodb.send(new ScanCommand({ TableName: table, ConsistentRead: true }))).Items);
+    // not the token, not any part of it that a bearer could present, not any JWT at all
+    expect(raw.includes(served.access_token)).toBe(false);
+    for (const part of served.access_token.split('.')) expect(raw.includes(part)).toBe(false);
+    expect(raw).not.toMatch(/eyJ[\w-]{10,}/);
+    expect(raw).toContain('"sealedToken"');
+    // and the vendor itself still opens it: a second instance is served from DynamoDB
+    const again = JSON.parse(((await stack.vendor({ env: { TOKEN_TABLE_NAME: table } }).handler(request({ audience: ORDERS, scope: 'read:orders' }))) as Res).body) as { access_token: string };
+    expect(again.access_token === served.access_token).toBe(true);
   });
 });
 

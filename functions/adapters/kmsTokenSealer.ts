@@ -1,0 +1,413 @@
+/**
+ * Envelope encryption of tokens with a data key the whole fleet shares through the token table.
+ *
+ * A token is sealed with AES-256-GCM under a data key; the data key is stored in the table only
+ * as KMS ciphertext, so read access to the table yields no usable token. Each instance unwraps a
+ * data key with KMS once and keeps it in memory: the warm path makes no KMS call.
+ *
+ * Items (next to the token store's):
+ *   Data key:  { pk: "datakey#<id>", blob (B: KMS ciphertext of the key), createdAt (epoch ms), ttl }.
+ *   Pointer:   { pk: "datakey#current", dataKeyId, blob, createdAt }: the key to seal with now.
+ *   Lease:     { pk: "datakey#lease", owner, leaseUntil (epoch ms), ttl }: who is generating the next one.
+ *
+ * Rotation is lazy: the first instance to seal after the pointer is `rotateAfterMs` old takes the
+ * lease, asks KMS for a new key and publishes it with a conditional write, in the manner of the
+ * token store's leases; the others wait for the pointer, so the fleet makes one GenerateDataKey
+ * call per rotation and converges on one key. Old keys stay in the table (and in memory) until
+ * every token sealed under them has expired.
+ *
+ * Sealed format: `v1.<dataKeyId>.<base64url(iv | ciphertext | tag)>`. The id is derived from
+ * the wrapped key (never the key itself), so it also checks the blob read back for it.
+ */
+import { createCipheriv, createDecipheriv, createHash, createSecretKey, randomBytes, randomUUID, type KeyObject } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  ConditionalCheckFailedException,
+  DeleteItemCommand,
+  GetItemCommand,
+  PutItemCommand,
+  type AttributeValue,
+  type DynamoDBClient,
+} from '@aws-sdk/client-dynamodb';
+import { DecryptCommand, GenerateDataKeyCommand, type KMSClient } from '@aws-sdk/client-kms';
+import { StoreUnavailableError } from '../core/errors.js';
+import { SealError, type TokenSealer } from '../core/sealing.js';
+import { PARTITION_KEY, TTL_ATTRIBUTE } from './dynamoTokenStore.js';
+
+const DATA_KEY_PREFIX = 'datakey#';
+const POINTER_KEY = `${DATA_KEY_PREFIX}current`;
+const LEASE_KEY = `${DATA_KEY_PREFIX}lease`;
+const FORMAT_VERSION = 'v1';
+/** Length of a data key id: 96 bits of its blob's SHA-256, plenty to name a handful of keys. */
+const DATA_KEY_ID_LENGTH = 16;
+/**
+ * 96-bit random IVs (NIST SP 800-38D §8.2.2). The whole fleet shares a key, so the bound that
+ * matters is 2^32 seals per key (§8.3): one seal per fetched token, and a new key a day, stay far below.
+ */
+const IV_BYTES = 12;
+const TAG_BYTES = 16;
+const DATA_KEY_BYTES = 32;
+const DEFAULT_ROTATE_AFTER_MS = 24 * 3600 * 1000;
+/**
+ * How long a data key stays readable after it was last used to seal: at least the longest token
+ * lifetime, so no token outlives the key that opens it. Auth0 access tokens default to 24 h.
+ */
+const DATA_KEY_RETENTION_MS = 7 * 24 * 3600 * 1000;
+/** Each outbound call (STYLE.md §12). Only cold and rotation paths call out at all. */
+const CALL_TIMEOUT_MS = 5_000;
+/** Long enough for a GetItem, a GenerateDataKey and two PutItems. */
+const LEASE_MS = 10_000;
+/** Abandoned lease items are garbage-collected by TTL this long after they lapse. */
+const LEASE_GC_SECONDS = 3600;
+/** A waiter polls for the lease holder's pointer this often, this many times, then generates itself. */
+const LEASE_POLL_MS = 50;
+const LEASE_POLLS = 60;
+const SEALED_PATTERN = new RegExp(`^${FORMAT_VERSION}\\.([A-Za-z0-9_-]{${DATA_KEY_ID_LENGTH}})\\.([A-Za-z0-9_-]+)$`);
+
+/** What a {@link KmsTokenSealer} is built from; clients are built once per instance and passed in (STYLE.md §3). */
+export interface KmsTokenSealerOptions {
+  readonly kms: KMSClient;
+  readonly dynamodb: DynamoDBClient;
+  /** the token table: data keys live next to the tokens they seal */
+  readonly tableName: string;
+  /** the KMS key that wraps data keys: key id, key ARN, alias name or alias ARN */
+  readonly keyId: string;
+  /** a data key seals for this long after it was created; default 24 h */
+  readonly rotateAfterMs?: number;
+  /** epoch ms */
+  readonly now?: () => number;
+}
+
+/** A data key in memory. The key material is in a KeyObject: it cannot be logged or serialised. */
+interface DataKey {
+  readonly id: string;
+  readonly key: KeyObject;
+  /** epoch ms, as the instance that generated it recorded */
+  readonly createdAt: number;
+}
+
+/** The pointer item as read from the table. */
+interface Pointer {
+  readonly dataKeyId: string;
+  readonly blob: Uint8Array;
+  readonly createdAt: number;
+}
+
+/** {@link TokenSealer} over KMS-wrapped AES-256-GCM data keys shared through DynamoDB. */
+export class KmsTokenSealer implements TokenSealer {
+  private readonly now: () => number;
+  private readonly rotateAfterMs: number;
+  /** Binds every wrapped data key to this purpose and table: a blob copied elsewhere does not unwrap. */
+  private readonly encryptionContext: Record<string, string>;
+  /** The data key to seal with, while fresh. */
+  private current: DataKey | undefined;
+  /** Single flight for the current data key: concurrent seals share one load. */
+  private loadingCurrent: Promise<DataKey> | undefined;
+  /**
+   * Unwrapped data keys by id, resolved or in flight (single flight per id). Rotation adds one a
+   * day at most and an instance lives hours, so the map stays small without eviction.
+   */
+  private readonly keys = new Map<string, Promise<KeyObject>>();
+
+  constructor(private readonly options: KmsTokenSealerOptions) {
+    this.now = options.now ?? Date.now;
+    this.rotateAfterMs = options.rotateAfterMs ?? DEFAULT_ROTATE_AFTER_MS;
+    if (!Number.isFinite(this.rotateAfterMs) || this.rotateAfterMs <= 0) {
+      throw new RangeError(`rotateAfterMs must be a positive number of milliseconds, got ${this.rotateAfterMs}`);
+    }
+    this.encryptionContext = { purpose: 'token-vendor-token-seal', table: options.tableName };
+  }
+
+  async seal(plaintext: string, associatedData: string): Promise<string> {
+    const { id, key } = await this.currentKey();
+    const iv = randomBytes(IV_BYTES);
+    const cipher = createCipheriv('aes-256-gcm', key, iv, { authTagLength: TAG_BYTES });
+    cipher.setAAD(Buffer.from(associatedData, 'utf8'));
+    const ciphertext = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
+    const payload = Buffer.concat([iv, ciphertext, cipher.getAuthTag()]);
+    return `${FORMAT_VERSION}.${id}.${payload.toString('base64url')}`;
+  }
+
+  async open(sealed: string, associatedData: string): Promise<string> {
+    const { id, payload } = parseSealed(sealed);
+    const key = await this.keyFor(id);
+    const decipher = createDecipheriv('aes-256-gcm', key, payload.subarray(0, IV_BYTES), { authTagLength: TAG_BYTES });
+    decipher.setAAD(Buffer.from(associatedData, 'utf8'));
+    decipher.setAuthTag(payload.subarray(payload.length - TAG_BYTES));
+    try {
+      const plaintext = Buffer.concat([decipher.update(payload.subarray(IV_BYTES, payload.length - TAG_BYTES)), decipher.final()]);
+      return plaintext.toString('utf8');
+    } catch (error) {
+      throw new SealError('ERR_SEAL_OPEN', 'Sealed value failed authentication (tampered with, or sealed for another item)', { cause: error });
+    }
+  }
+
+  private isFresh(createdAt: number): boolean {
+    return this.now() - createdAt < this.rotateAfterMs;
+  }
+
+  private currentKey(): Promise<DataKey> {
+    const current = this.current;
+    if (current !== undefined && this.isFresh(current.createdAt)) return Promise.resolve(current);
+    // Failures are not kept: the next seal tries again.
+    this.loadingCurrent ??= this.loadCurrent().finally(() => {
+      this.loadingCurrent = undefined;
+    });
+    return this.loadingCurrent;
+  }
+
+  private async loadCurrent(): Promise<DataKey> {
+    const current = (await this.freshPointerKey()) ?? (await this.rotate());
+    this.current = current;
+    return current;
+  }
+
+  /** The fleet's current data key, unless there is none or it is due for rotation. */
+  private async freshPointerKey(): Promise<DataKey | undefined> {
+    const pointer = await this.readPointer();
+    return pointer !== undefined && this.isFresh(pointer.createdAt) ? this.adopt(pointer) : undefined;
+  }
+
+  /** One instance generates the next data key; the others wait for it rather than each asking KMS. */
+  private async rotate(): Promise<DataKey> {
+    const owner = randomUUID();
+    if (await this.takeLease(owner)) {
+      try {
+        // The previous holder may have published and released between our read and our lease.
+        return (await this.freshPointerKey()) ?? (await this.generateAndPublish());
+      } finally {
+        await this.releaseLease(owner);
+      }
+    }
+    for (let poll = 0; poll < LEASE_POLLS; poll++) {
+      await sleep(LEASE_POLL_MS);
+      const published = await this.freshPointerKey();
+      if (published !== undefined) return published;
+    }
+    // The holder is slow or gone. Generating anyway costs one more KMS call; the conditional
+    // publish still makes the fleet converge on a single key.
+    return this.generateAndPublish();
+  }
+
+  private async generateAndPublish(): Promise<DataKey> {
+    const createdAt = this.now();
+    const out = await this.kmsCall('GenerateDataKey', (abortSignal) =>
+      this.options.kms.send(
+        new GenerateDataKeyCommand({ KeyId: this.options.keyId, KeySpec: 'AES_256', EncryptionContext: this.encryptionContext }),
+        { abortSignal },
+      ),
+    );
+    const blob = out.CiphertextBlob;
+    if (blob === undefined) throw new StoreUnavailableError('KMS GenerateDataKey returned no ciphertext');
+    const key = toKeyObject(out.Plaintext, 'GenerateDataKey');
+    const id = dataKeyIdOf(blob);
+
+    // The key's own item first, so a pointer always names a key that `open` can find.
+    await this.dynamoCall('PutItem', (abortSignal) =>
+      this.options.dynamodb.send(
+        new PutItemCommand({
+          TableName: this.options.tableName,
+          Item: {
+            [PARTITION_KEY]: { S: DATA_KEY_PREFIX + id },
+            blob: { B: blob },
+            createdAt: { N: String(createdAt) },
+            [TTL_ATTRIBUTE]: { N: String(Math.ceil((createdAt + this.rotateAfterMs + DATA_KEY_RETENTION_MS) / 1000)) },
+          },
+        }),
+        { abortSignal },
+      ),
+    );
+    try {
+      await this.options.dynamodb.send(
+        new PutItemCommand({
+          TableName: this.options.tableName,
+          Item: {
+            [PARTITION_KEY]: { S: POINTER_KEY },
+            dataKeyId: { S: id },
+            blob: { B: blob },
+            createdAt: { N: String(createdAt) },
+          },
+          // Replace only a missing or stale pointer: of several instances rotating at once, one wins.
+          ConditionExpression: 'attribute_not_exists(#pk) OR #createdAt <= :staleBefore',
+          ExpressionAttributeNames: { '#pk': PARTITION_KEY, '#createdAt': 'createdAt' },
+          ExpressionAttributeValues: { ':staleBefore': { N: String(createdAt - this.rotateAfterMs) } },
+        }),
+        { abortSignal: AbortSignal.timeout(CALL_TIMEOUT_MS) },
+      );
+    } catch (error) {
+      if (!(error instanceof ConditionalCheckFailedException)) throw translateDynamo('PutItem', error);
+      // Lost the race: use the winner's key. Ours seals nothing; its item lapses by TTL.
+      const winner = await this.readPointer();
+      if (winner === undefined) throw new StoreUnavailableError('The data key pointer is malformed: it blocks rotation until removed');
+      return this.adopt(winner);
+    }
+    this.keys.set(id, Promise.resolve(key));
+    return { id, key, createdAt };
+  }
+
+  private async adopt(pointer: Pointer): Promise<DataKey> {
+    const key = await this.keyFor(pointer.dataKeyId, pointer.blob);
+    return { id: pointer.dataKeyId, key, createdAt: pointer.createdAt };
+  }
+
+  /** The unwrapped data key `id`: from memory, else from the table (or `blob`, when known) through KMS. */
+  private keyFor(id: string, blob?: Uint8Array): Promise<KeyObject> {
+    const cached = this.keys.get(id);
+    if (cached !== undefined) return cached;
+    const loading = this.unwrap(id, blob);
+    this.keys.set(id, loading);
+    // Failures are not kept: a later open or seal tries again.
+    loading.catch(() => {
+      if (this.keys.get(id) === loading) this.keys.delete(id);
+    });
+    return loading;
+  }
+
+  private async unwrap(id: string, knownBlob: Uint8Array | undefined): Promise<KeyObject> {
+    const blob = knownBlob ?? (await this.readDataKeyBlob(id));
+    // The id is a digest of the blob: a blob swapped in the table under a known id is refused.
+    if (dataKeyIdOf(blob) !== id) throw new SealError('ERR_SEAL_KEY', `Data key ${id} does not match its stored blob`);
+    const out = await this.kmsCall('Decrypt', (abortSignal) =>
+      this.options.kms.send(
+        // KeyId pins the KMS key: a blob wrapped under any other key is refused, not unwrapped.
+        new DecryptCommand({ CiphertextBlob: blob, KeyId: this.options.keyId, EncryptionContext: this.encryptionContext }),
+        { abortSignal },
+      ),
+    );
+    return toKeyObject(out.Plaintext, 'Decrypt');
+  }
+
+  private async readDataKeyBlob(id: string): Promise<Uint8Array> {
+    const out = await this.dynamoCall('GetItem', (abortSignal) =>
+      this.options.dynamodb.send(
+        new GetItemCommand({
+          TableName: this.options.tableName,
+          Key: { [PARTITION_KEY]: { S: DATA_KEY_PREFIX + id } },
+          // The item was written just before the first value sealed under it may be read.
+          ConsistentRead: true,
+        }),
+        { abortSignal },
+      ),
+    );
+    const blob = out.Item?.blob?.B;
+    if (blob === undefined) throw new SealError('ERR_SEAL_KEY', `Data key ${id} is unknown (expired, or never published)`);
+    return blob;
+  }
+
+  private async readPointer(): Promise<Pointer | undefined> {
+    const out = await this.dynamoCall('GetItem', (abortSignal) =>
+      this.options.dynamodb.send(
+        new GetItemCommand({ TableName: this.options.tableName, Key: { [PARTITION_KEY]: { S: POINTER_KEY } }, ConsistentRead: true }),
+        { abortSignal },
+      ),
+    );
+    return out.Item === undefined ? undefined : itemToPointer(out.Item);
+  }
+
+  private async takeLease(owner: string): Promise<boolean> {
+    const now = this.now();
+    try {
+      await this.options.dynamodb.send(
+        new PutItemCommand({
+          TableName: this.options.tableName,
+          Item: {
+            [PARTITION_KEY]: { S: LEASE_KEY },
+            owner: { S: owner },
+            leaseUntil: { N: String(now + LEASE_MS) },
+            [TTL_ATTRIBUTE]: { N: String(Math.ceil((now + LEASE_MS) / 1000) + LEASE_GC_SECONDS) },
+          },
+          ConditionExpression: 'attribute_not_exists(#pk) OR #until < :now',
+          ExpressionAttributeNames: { '#pk': PARTITION_KEY, '#until': 'leaseUntil' },
+          ExpressionAttributeValues: { ':now': { N: String(now) } },
+        }),
+        { abortSignal: AbortSignal.timeout(CALL_TIMEOUT_MS) },
+      );
+      return true;
+    } catch (error) {
+      // Another instance is generating the next key.
+      if (error instanceof ConditionalCheckFailedException) return false;
+      throw translateDynamo('PutItem', error);
+    }
+  }
+
+  private async releaseLease(owner: string): Promise<void> {
+    try {
+      await this.options.dynamodb.send(
+        new DeleteItemCommand({
+          TableName: this.options.tableName,
+          Key: { [PARTITION_KEY]: { S: LEASE_KEY } },
+          ConditionExpression: '#owner = :owner',
+          ExpressionAttributeNames: { '#owner': 'owner' },
+          ExpressionAttributeValues: { ':owner': { S: owner } },
+        }),
+        { abortSignal: AbortSignal.timeout(CALL_TIMEOUT_MS) },
+      );
+    } catch {
+      // Best effort: the lease lapses on its own after LEASE_MS, and failing a seal that already
+      // has its key over this clean-up would turn a tidy-up into an outage.
+    }
+  }
+
+  private async dynamoCall<T>(operation: string, send: (abortSignal: AbortSignal) => Promise<T>): Promise<T> {
+    try {
+      return await send(AbortSignal.timeout(CALL_TIMEOUT_MS));
+    } catch (error) {
+      throw translateDynamo(operation, error);
+    }
+  }
+
+  private async kmsCall<T>(operation: string, send: (abortSignal: AbortSignal) => Promise<T>): Promise<T> {
+    try {
+      return await send(AbortSignal.timeout(CALL_TIMEOUT_MS));
+    } catch (error) {
+      const name = error instanceof Error ? error.name : 'Unknown';
+      // KMS refusing the blob itself is deterministic: the stored copy is corrupt or not ours.
+      if (name === 'InvalidCiphertextException' || name === 'IncorrectKeyException') {
+        throw new SealError('ERR_SEAL_KEY', `KMS ${operation} refused the stored data key (${name})`, { cause: error });
+      }
+      throw new StoreUnavailableError(`KMS ${operation} failed (${name})`, { cause: error });
+    }
+  }
+}
+
+function translateDynamo(operation: string, error: unknown): StoreUnavailableError {
+  const name = error instanceof Error ? error.name : 'Unknown';
+  return new StoreUnavailableError(`DynamoDB ${operation} failed (${name})`, { cause: error });
+}
+
+/** Short, public name of a data key: a digest of its KMS ciphertext, never of the key. */
+function dataKeyIdOf(blob: Uint8Array): string {
+  return createHash('sha256').update(blob).digest('base64url').slice(0, DATA_KEY_ID_LENGTH);
+}
+
+/** Moves the key material into a KeyObject and wipes the SDK's copy, so no readable copy stays on the heap. */
+function toKeyObject(plaintext: Uint8Array | undefined, operation: string): KeyObject {
+  if (plaintext?.length !== DATA_KEY_BYTES) throw new StoreUnavailableError(`KMS ${operation} returned no 256-bit data key`);
+  const key = createSecretKey(plaintext);
+  plaintext.fill(0);
+  return key;
+}
+
+function parseSealed(sealed: string): { id: string; payload: Buffer } {
+  const match = SEALED_PATTERN.exec(sealed);
+  const id = match?.[1];
+  const encoded = match?.[2];
+  if (id === undefined || encoded === undefined) throw new SealError('ERR_SEAL_FORMAT', 'Not a sealed value');
+  const payload = Buffer.from(encoded, 'base64url');
+  // Node's decoder ignores stray trailing bits: insist on the canonical form so that every
+  // change to the string is a change to the bytes, which GCM then refuses.
+  if (payload.toString('base64url') !== encoded || payload.length < IV_BYTES + TAG_BYTES) {
+    throw new SealError('ERR_SEAL_FORMAT', 'Not a sealed value');
+  }
+  return { id, payload };
+}
+
+function itemToPointer(item: Record<string, AttributeValue>): Pointer | undefined {
+  const dataKeyId = item.dataKeyId?.S;
+  const blob = item.blob?.B;
+  const createdAt = Number(item.createdAt?.N);
+  // Never unwrap a half-read pointer. The conditional publish cannot replace one without a
+  // createdAt either, so rotation then fails loudly (see generateAndPublish) rather than quietly.
+  if (dataKeyId === undefined || blob === undefined || !Number.isFinite(createdAt)) return undefined;
+  return { dataKeyId, blob, createdAt };
+}

@@ -1,0 +1,402 @@
+/**
+ * KmsTokenSealer against a real moto_server (KMS + DynamoDB): the round trip, refusals, and, by
+ * counting calls at KMS, that the fleet shares one data key and the warm path never calls KMS.
+ * Each "instance" is a sealer with its own KMS client, as separate Lambda instances would have;
+ * each test has its own table, so its own data keys.
+ */
+import { createDecipheriv, randomBytes, randomUUID } from 'node:crypto';
+import { PutItemCommand, ScanCommand, UpdateItemCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DecryptCommand, GenerateDataKeyCommand, KMSClient } from '@aws-sdk/client-kms';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { KmsTokenSealer } from '../../functions/adapters/kmsTokenSealer.js';
+import { StoreUnavailableError } from '../../functions/core/errors.js';
+import { SealError } from '../../functions/core/sealing.js';
+import { freePort, startMoto, type MotoServer } from '../../local/moto.js';
+import {
+  LOCAL_AWS_CREDENTIALS,
+  LOCAL_REGION,
+  LOCAL_SEAL_KEY_ALIAS,
+  createSealKey,
+  createTokenTable,
+  localDynamoDb,
+  localKms,
+} from '../../local/seed.js';
+
+const DAY_MS = 24 * 3600 * 1000;
+const ENCRYPTION_CONTEXT = (table: string) => ({ purpose: 'token-vendor-token-seal', table });
+
+let moto: MotoServer;
+let dynamodb: DynamoDBClient;
+/** KMS calls by command name, across every instance of the current test. */
+const kmsCalls = new Map<string, number>();
+const callsTo = (command: 'GenerateDataKey' | 'Decrypt') => kmsCalls.get(`${command}Command`) ?? 0;
+const totalKmsCalls = () => [...kmsCalls.values()].reduce((a, b) => a + b, 0);
+
+beforeAll(async () => {
+  moto = await startMoto();
+  dynamodb = localDynamoDb(moto.endpoint);
+  await createSealKey(localKms(moto.endpoint), LOCAL_SEAL_KEY_ALIAS);
+});
+afterAll(async () => {
+  await moto?.stop();
+});
+beforeEach(() => {
+  kmsCalls.clear();
+});
+
+/** A KMS client that counts every call it sends, as the IdP suite counts token requests. */
+function countingKms(): KMSClient {
+  const kms = localKms(moto.endpoint);
+  kms.middlewareStack.add(
+    (next, context) => (args) => {
+      const command = context.commandName ?? 'unknown';
+      kmsCalls.set(command, (kmsCalls.get(command) ?? 0) + 1);
+      return next(args);
+    },
+    { step: 'initialize', name: 'countKmsCalls' },
+  );
+  return kms;
+}
+
+async function newTable(): Promise<string> {
+  const tableName = `tokens-${randomUUID().slice(0, 8)}`;
+  await createTokenTable(dynamodb, tableName);
+  return tableName;
+}
+
+/** A DynamoDB client that calls `hook` with each command before it is sent or after it is answered. */
+function dynamoWith(
+  when: 'before' | 'after',
+  hook: (command: string, input: Record<string, unknown>) => Promise<void> | void,
+): DynamoDBClient {
+  const client = localDynamoDb(moto.endpoint);
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const command = context.commandName ?? 'unknown';
+      const input = args.input as Record<string, unknown>;
+      if (when === 'before') await hook(command, input);
+      const result = await next(args);
+      if (when === 'after') await hook(command, input);
+      return result;
+    },
+    { step: 'initialize', name: 'hookEachCall' },
+  );
+  return client;
+}
+
+interface InstanceOptions {
+  readonly now?: () => number;
+  readonly rotateAfterMs?: number;
+  readonly kms?: KMSClient;
+  readonly dynamodb?: DynamoDBClient;
+}
+
+/** One "Lambda instance": its own KMS client and in-memory keys, the shared table. */
+function instance(tableName: string, options: InstanceOptions = {}): KmsTokenSealer {
+  return new KmsTokenSealer({ kms: countingKms(), dynamodb, tableName, keyId: LOCAL_SEAL_KEY_ALIAS, ...options });
+}
+
+const dataKeyIdOf = (sealed: string) => sealed.split('.')[1];
+const fakeToken = () => `eyJ${randomBytes(180).toString('base64url')}`;
+
+/** The same string with one byte of its payload flipped, re-encoded canonically. */
+function flipByte(sealed: string, index: number): string {
+  const [version, id, encoded] = sealed.split('.');
+  const payload = Buffer.from(encoded ?? '', 'base64url');
+  payload[index] = (payload[index] ?? 0) ^ 0x01;
+  return `${version}.${id}.${payload.toString('base64url')}`;
+}
+
+async function scan(tableName: string): Promise<Record<string, AttributeValue>[]> {
+  return (await dynamodb.send(new ScanCommand({ TableName: tableName, ConsistentRead: true }))).Items ?? [];
+}
+
+describe('sealing and opening', () => {
+  it('round-trips a token, and the sealed value shows nothing of it', async () => {
+    const sealer = instance(await newTable());
+    const token = fakeToken();
+
+    const sealed = await sealer.seal(token, 'item-1');
+    const again = await sealer.seal(token, 'item-1');
+
+    expect(sealed).toMatch(/^v1\.[A-Za-z0-9_-]{16}\.[A-Za-z0-9_-]+$/);
+    expect(sealed).not.toContain(token.slice(3, 23));
+    expect(again).not.toBe(sealed); // a fresh IV every time
+    expect(await sealer.open(sealed, 'item-1')).toBe(token);
+    expect(await sealer.open(again, 'item-1')).toBe(token);
+    expect(await sealer.open(await sealer.seal('', 'item-2'), 'item-2')).toBe('');
+  });
+
+  it('refuses a value sealed for another item', async () => {
+    const sealer = instance(await newTable());
+    const sealed = await sealer.seal(fakeToken(), 'item-1');
+
+    const opening = sealer.open(sealed, 'item-2');
+
+    await expect(opening).rejects.toBeInstanceOf(SealError);
+    await expect(opening).rejects.toMatchObject({ name: 'SealError', code: 'ERR_SEAL_OPEN' });
+  });
+
+  it('refuses a tampered value: IV, ciphertext or tag', async () => {
+    const sealer = instance(await newTable());
+    const sealed = await sealer.seal(fakeToken(), 'item-1');
+    const payloadBytes = Buffer.from(sealed.split('.')[2] ?? '', 'base64url').length;
+
+    for (const index of [0, 12, 40, payloadBytes - 1]) {
+      await expect(sealer.open(flipByte(sealed, index), 'item-1')).rejects.toMatchObject({ code: 'ERR_SEAL_OPEN' });
+    }
+  });
+
+  it('refuses what is not a sealed value, and a data key it does not know', async () => {
+    const sealer = instance(await newTable());
+    const sealed = await sealer.seal(fakeToken(), 'item-1');
+    const [, id, encoded = ''] = sealed.split('.');
+    // Same bytes, different string: the payload (12 + 243 + 16 = 271 bytes) leaves the last
+    // character four unused low bits, which Node's decoder ignores. Flip the lowest.
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+    const lastChar = alphabet[alphabet.indexOf(encoded.at(-1) ?? '') ^ 1] ?? '';
+    const nonCanonical = `v1.${id}.${encoded.slice(0, -1)}${lastChar}`;
+
+    for (const value of [fakeToken(), '', `v2.${id}.${encoded}`, `v1.${id}.${encoded.slice(0, 20)}`, `v1.${id}.${encoded}=`]) {
+      await expect(sealer.open(value, 'item-1')).rejects.toMatchObject({ code: 'ERR_SEAL_FORMAT' });
+    }
+    expect(Buffer.from(nonCanonical.split('.')[2] ?? '', 'base64url').equals(Buffer.from(encoded, 'base64url'))).toBe(true);
+    await expect(sealer.open(nonCanonical, 'item-1')).rejects.toMatchObject({ code: 'ERR_SEAL_FORMAT' });
+    await expect(sealer.open(`v1.${'A'.repeat(16)}.${encoded}`, 'item-1')).rejects.toMatchObject({ code: 'ERR_SEAL_KEY' });
+  });
+});
+
+describe('one data key for the fleet, no KMS on the warm path', () => {
+  it('two instances sealing at once make one GenerateDataKey call and converge on one data key', async () => {
+    const table = await newTable();
+    const [a, b] = [instance(table), instance(table)];
+
+    const sealed = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? a : b).seal(`token-${i}`, `item-${i}`)),
+    );
+
+    expect(callsTo('GenerateDataKey')).toBe(1);
+    expect(callsTo('Decrypt')).toBe(1); // the instance that waited unwraps the winner's key, once
+    expect(new Set(sealed.map(dataKeyIdOf)).size).toBe(1);
+    expect(await a.open(sealed[1] ?? '', 'item-1')).toBe('token-1');
+    expect(await b.open(sealed[0] ?? '', 'item-0')).toBe('token-0');
+    expect(totalKmsCalls()).toBe(2);
+  });
+
+  it('concurrent seals in one instance load the data key once', async () => {
+    const table = await newTable();
+    const dynamoCalls: string[] = [];
+    const sealer = instance(table, { dynamodb: dynamoWith('after', (command) => void dynamoCalls.push(command)) });
+
+    await Promise.all(Array.from({ length: 10 }, (_, i) => sealer.seal(`token-${i}`, `item-${i}`)));
+
+    expect(callsTo('GenerateDataKey')).toBe(1);
+    // Read the pointer, take the lease, read again under it, write key and pointer, release.
+    expect(dynamoCalls).toEqual(['GetItemCommand', 'PutItemCommand', 'GetItemCommand', 'PutItemCommand', 'PutItemCommand', 'DeleteItemCommand']);
+  });
+
+  it('an instance that found no pointer just before another published adopts that one', async () => {
+    const table = await newTable();
+    const first = instance(table);
+    let firstSealed: Promise<string> | undefined;
+    // The late instance's first read (no pointer yet) is answered only once `first` has sealed
+    // and released the lease: it then holds a stale view and a free lease.
+    const late = instance(table, {
+      dynamodb: dynamoWith('after', async (command) => {
+        if (command !== 'GetItemCommand' || firstSealed !== undefined) return;
+        firstSealed = first.seal('first', 'item-1');
+        await firstSealed;
+      }),
+    });
+
+    const lateSealed = await late.seal('late', 'item-2');
+
+    expect(callsTo('GenerateDataKey')).toBe(1);
+    expect(dataKeyIdOf(lateSealed)).toBe(dataKeyIdOf((await firstSealed) ?? ''));
+  });
+
+  it('a lease holder slower than the wait budget: the waiter generates its own key, and the fleet still converges', async () => {
+    const table = await newTable();
+    const waiter = instance(table);
+    let waiterSealed: Promise<string> | undefined;
+    // The holder has its new key but publishes it only after the waiter, having waited in vain
+    // for it, has generated and published its own.
+    const holder = instance(table, {
+      dynamodb: dynamoWith('before', async (command, input) => {
+        const pk = (input.Item as Record<string, AttributeValue> | undefined)?.pk?.S;
+        if (command !== 'PutItemCommand' || pk !== 'datakey#current' || waiterSealed !== undefined) return;
+        waiterSealed = waiter.seal('waiter', 'item-2');
+        await waiterSealed;
+      }),
+    });
+    const started = Date.now();
+
+    const holderSealed = await holder.seal('holder', 'item-1');
+
+    expect(Date.now() - started).toBeLessThan(10_000); // the waiter gave up waiting
+    expect(callsTo('GenerateDataKey')).toBe(2); // both asked KMS...
+    expect(dataKeyIdOf(holderSealed)).toBe(dataKeyIdOf((await waiterSealed) ?? '')); // ...one key won
+    expect(await holder.open((await waiterSealed) ?? '', 'item-2')).toBe('waiter');
+  });
+
+  it('a second instance opens the first one\'s values with one Decrypt, then with none', async () => {
+    const table = await newTable();
+    const first = instance(table);
+    const sealed = await Promise.all(['t0', 't1', 't2'].map((t, i) => first.seal(t, `item-${i}`)));
+    kmsCalls.clear();
+    const second = instance(table);
+
+    const cold = await Promise.all(sealed.map((s, i) => second.open(s, `item-${i}`)));
+    const afterCold = totalKmsCalls();
+    const decryptsAfterCold = callsTo('Decrypt');
+    for (let round = 0; round < 5; round++) {
+      for (const [i, s] of sealed.entries()) expect(await second.open(s, `item-${i}`)).toBe(`t${i}`);
+    }
+    const ownSealed = await second.seal('t3', 'item-3');
+
+    expect(cold).toEqual(['t0', 't1', 't2']);
+    expect(decryptsAfterCold).toBe(1);
+    expect(afterCold).toBe(1);
+    expect(totalKmsCalls()).toBe(1); // warm opens, and sealing with the key it already holds
+    expect(dataKeyIdOf(ownSealed)).toBe(dataKeyIdOf(sealed[0] ?? ''));
+  });
+
+  it('rotates after rotateAfterMs, and values sealed under the old key still open', async () => {
+    const table = await newTable();
+    const clock = { t: Date.now() };
+    const now = () => clock.t;
+    const [a, b] = [instance(table, { now, rotateAfterMs: 60_000 }), instance(table, { now, rotateAfterMs: 60_000 })];
+    const old = await a.seal('old', 'item-1');
+    await b.open(old, 'item-1');
+
+    clock.t += 59_999;
+    const stillOld = await a.seal('still-old', 'item-2');
+    clock.t += 1;
+    const rotated = await a.seal('new', 'item-3');
+    const fromB = await b.seal('new-b', 'item-4');
+
+    expect(dataKeyIdOf(stillOld)).toBe(dataKeyIdOf(old));
+    expect(dataKeyIdOf(rotated)).not.toBe(dataKeyIdOf(old));
+    expect(dataKeyIdOf(fromB)).toBe(dataKeyIdOf(rotated)); // b adopts a's new key
+    expect(callsTo('GenerateDataKey')).toBe(2);
+    const beforeOpens = totalKmsCalls();
+    expect(await a.open(old, 'item-1')).toBe('old');
+    expect(await b.open(stillOld, 'item-2')).toBe('still-old');
+    expect(totalKmsCalls()).toBe(beforeOpens); // both still hold the old key
+    const decryptsBeforeLate = callsTo('Decrypt');
+    const late = instance(table, { now, rotateAfterMs: 60_000 });
+    expect(await late.open(old, 'item-1')).toBe('old');
+    expect(await late.open(fromB, 'item-4')).toBe('new-b');
+    expect(callsTo('Decrypt')).toBe(decryptsBeforeLate + 2); // one per data key for a new instance
+  });
+});
+
+describe('what the table holds', () => {
+  it('only the wrapped data key, which unwraps only through KMS with its encryption context', async () => {
+    const table = await newTable();
+    const token = fakeToken();
+    const sealed = await instance(table).seal(token, 'item-1');
+    const id = dataKeyIdOf(sealed);
+
+    const items = await scan(table);
+    const keyItem = items.find((item) => item.pk?.S === `datakey#${id}`);
+    const pointer = items.find((item) => item.pk?.S === 'datakey#current');
+    const blob = keyItem?.blob?.B ?? new Uint8Array();
+    const createdAt = Number(keyItem?.createdAt?.N);
+
+    expect(Object.keys(keyItem ?? {}).sort()).toEqual(['blob', 'createdAt', 'pk', 'ttl']);
+    expect(Number(keyItem?.ttl?.N)).toBe(Math.ceil((createdAt + DAY_MS + 7 * DAY_MS) / 1000));
+    expect(Object.keys(pointer ?? {}).sort()).toEqual(['blob', 'createdAt', 'dataKeyId', 'pk']);
+    expect(pointer?.dataKeyId?.S).toBe(id);
+    expect(Buffer.from(pointer?.blob?.B ?? []).equals(Buffer.from(blob))).toBe(true);
+
+    // The blob alone is useless: KMS refuses it without the encryption context it was bound to.
+    const kms = localKms(moto.endpoint);
+    await expect(kms.send(new DecryptCommand({ CiphertextBlob: blob }))).rejects.toMatchObject({ name: 'InvalidCiphertextException' });
+    const dataKey = Buffer.from(
+      (await kms.send(new DecryptCommand({ CiphertextBlob: blob, EncryptionContext: ENCRYPTION_CONTEXT(table) }))).Plaintext ?? [],
+    );
+    expect(dataKey).toHaveLength(32);
+
+    // Neither the data key nor the token is anywhere in the table, in any encoding.
+    const raw = JSON.stringify(items, (_k, v: unknown) => (v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v));
+    for (const needle of [dataKey.toString('hex'), dataKey.toString('base64'), dataKey.toString('base64url'), token.slice(3, 23)]) {
+      expect(raw).not.toContain(needle);
+    }
+    for (const item of items) {
+      for (const value of Object.values(item)) {
+        if (value.B !== undefined) expect(Buffer.from(value.B).includes(dataKey)).toBe(false);
+      }
+    }
+
+    // And the format is what the adapter documents: AES-256-GCM, iv | ciphertext | tag.
+    const payload = Buffer.from(sealed.split('.')[2] ?? '', 'base64url');
+    const decipher = createDecipheriv('aes-256-gcm', dataKey, payload.subarray(0, 12));
+    decipher.setAAD(Buffer.from('item-1'));
+    decipher.setAuthTag(payload.subarray(-16));
+    expect(Buffer.concat([decipher.update(payload.subarray(12, -16)), decipher.final()]).toString()).toBe(token);
+  });
+});
+
+describe('a table written to by someone else', () => {
+  it('a data key blob swapped for another wrapped key is refused before KMS is asked', async () => {
+    const table = await newTable();
+    const sealed = await instance(table).seal('t', 'item-1');
+    const other = await localKms(moto.endpoint).send(
+      new GenerateDataKeyCommand({ KeyId: LOCAL_SEAL_KEY_ALIAS, KeySpec: 'AES_256', EncryptionContext: ENCRYPTION_CONTEXT(table) }),
+    );
+    await dynamodb.send(
+      new UpdateItemCommand({
+        TableName: table,
+        Key: { pk: { S: `datakey#${dataKeyIdOf(sealed)}` } },
+        UpdateExpression: 'SET #blob = :blob',
+        ExpressionAttributeNames: { '#blob': 'blob' }, // a reserved word
+        ExpressionAttributeValues: { ':blob': { B: other.CiphertextBlob ?? new Uint8Array() } },
+      }),
+    );
+    kmsCalls.clear();
+
+    await expect(instance(table).open(sealed, 'item-1')).rejects.toMatchObject({ code: 'ERR_SEAL_KEY' });
+    expect(totalKmsCalls()).toBe(0);
+  });
+
+  it('a data key copied to another table does not unwrap there (KMS encryption context)', async () => {
+    const [source, target] = [await newTable(), await newTable()];
+    const sealed = await instance(source).seal('t', 'item-1');
+    for (const item of await scan(source)) await dynamodb.send(new PutItemCommand({ TableName: target, Item: item }));
+    kmsCalls.clear();
+
+    await expect(instance(target).open(sealed, 'item-1')).rejects.toMatchObject({ code: 'ERR_SEAL_KEY' });
+    expect(callsTo('Decrypt')).toBe(1);
+  });
+});
+
+describe('failures of the services', () => {
+  it('KMS unreachable: StoreUnavailableError, and the next instance is not held up by a lease', async () => {
+    const table = await newTable();
+    const deadKms = new KMSClient({
+      endpoint: `http://127.0.0.1:${await freePort()}`,
+      region: LOCAL_REGION,
+      credentials: LOCAL_AWS_CREDENTIALS,
+      maxAttempts: 1,
+    });
+
+    const failed = instance(table, { kms: deadKms }).seal('t', 'item-1');
+
+    await expect(failed).rejects.toBeInstanceOf(StoreUnavailableError);
+    await expect(failed).rejects.toThrow(/^KMS GenerateDataKey failed \(/);
+    const started = Date.now();
+    const healthy = instance(table);
+    expect(await healthy.open(await healthy.seal('t', 'item-1'), 'item-1')).toBe('t');
+    expect(Date.now() - started).toBeLessThan(1_000);
+  });
+
+  it('DynamoDB failing (no such table): StoreUnavailableError on seal and on open', async () => {
+    const table = await newTable();
+    const sealed = await instance(table).seal('t', 'item-1');
+    const missing = instance(`missing-${randomUUID().slice(0, 8)}`);
+
+    await expect(missing.seal('t', 'item-1')).rejects.toThrow(StoreUnavailableError);
+    await expect(missing.open(sealed, 'item-1')).rejects.toThrow(/^DynamoDB GetItem failed \(ResourceNotFoundException\)$/);
+  });
+});
