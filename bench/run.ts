@@ -242,7 +242,7 @@ async function coldStart(): Promise<void> {
   const env = await vendorEnv();
   print('| bundle | zipped | unzipped code | module load p50 (ms) | p90 (ms) |');
   print('| --- | ---: | ---: | ---: | ---: |');
-  for (const name of ['vend', 'refresh']) {
+  for (const name of ['vend', 'refresh', 'rotate']) {
     const zip = join(packaged.dir, `${name}.zip`);
     const code = zipListing(zip).filter((e) => e.name.endsWith('.js')).reduce((s, e) => s + e.size, 0);
     const times = await loadTimes(join(process.cwd(), 'dist', name, 'index.js'), { ...env, GRANTS_FILE: join(process.cwd(), 'dist', name, 'grants.json') });

@@ -10,9 +10,9 @@
 import { createInterface } from 'node:readline';
 import { GetSecretValueCommand } from '@aws-sdk/client-secrets-manager';
 import { loadConfig } from '../functions/config.js';
-import type { FetchCause, Observer } from '../functions/core/ports.js';
 import { createVendor } from '../functions/vendor.js';
 import { localSecretsManager } from '../local/seed.js';
+import { countingObserver } from '../test/helpers/countingObserver.js';
 import { apiEvent } from '../test/helpers/events.js';
 import { NoCache, PerInstanceCache, type TokenSource } from './baselines.js';
 
@@ -24,20 +24,7 @@ let offset = 0;
 const now = () => Date.now() + offset;
 
 /** Counts what the vendor does, so a request that waited on the IdP can be told apart. */
-const counts = { miss: 0, leaseWait: 0, fetches: {} as Record<string, number> };
-const observer: Observer = {
-  cacheHit() {},
-  cacheMiss: () => void (counts.miss += 1),
-  idpFetch: (cause: FetchCause) => void (counts.fetches[cause] = (counts.fetches[cause] ?? 0) + 1),
-  idpError() {},
-  leaseWait: () => void (counts.leaseWait += 1),
-  leaseTimeout() {},
-  backoffRecorded() {},
-  backoffActive() {},
-  quotaGuardTripped() {},
-  storeDegraded() {},
-  refreshFailed() {},
-};
+const { observer, counts } = countingObserver();
 
 async function sourceFor(): Promise<{ request: () => Promise<number>; idle: () => Promise<void> }> {
   if (mode === 'vendor') {

@@ -100,19 +100,8 @@ async function main(): Promise<void> {
     )}\n`,
   );
 
-  // The function's environment, as Lambda would set it; the SDK reaches moto via AWS_ENDPOINT_URL.
-  Object.assign(process.env, {
-    TOKEN_TABLE_NAME: TABLE,
-    TOKEN_SEAL_KEY_ID: LOCAL_SEAL_KEY_ALIAS,
-    GRANTS_FILE: grantsFile,
-    AWS_ENDPOINT_URL: moto.endpoint,
-    AWS_REGION: LOCAL_REGION,
-    AWS_ACCESS_KEY_ID: LOCAL_AWS_CREDENTIALS.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: LOCAL_AWS_CREDENTIALS.secretAccessKey,
-    POWERTOOLS_SERVICE_NAME: 'token-vendor',
-    POWERTOOLS_METRICS_DISABLED: process.env.POWERTOOLS_METRICS_DISABLED ?? 'true',
-  });
-  // What `npm run invoke:local` passes to `osls invoke local` so it reaches this stack.
+  // What points the function at this stack: the SDK reaches moto via AWS_ENDPOINT_URL. It is
+  // also what `npm run invoke:local` passes to `osls invoke local`, and what `npm run ops -- --local` reads.
   const invokeEnv = {
     TOKEN_SEAL_KEY_ID: LOCAL_SEAL_KEY_ALIAS,
     GRANTS_FILE: grantsFile,
@@ -121,6 +110,12 @@ async function main(): Promise<void> {
     AWS_ACCESS_KEY_ID: LOCAL_AWS_CREDENTIALS.accessKeyId,
     AWS_SECRET_ACCESS_KEY: LOCAL_AWS_CREDENTIALS.secretAccessKey,
   };
+  // The function's environment, as Lambda would set it.
+  Object.assign(process.env, invokeEnv, {
+    TOKEN_TABLE_NAME: TABLE,
+    POWERTOOLS_SERVICE_NAME: 'token-vendor',
+    POWERTOOLS_METRICS_DISABLED: process.env.POWERTOOLS_METRICS_DISABLED ?? 'true',
+  });
   writeFileSync(join(stateDir, 'invoke-local.env.json'), `${JSON.stringify(invokeEnv, null, 2)}\n`);
   stops.push(async () => rmSync(join(stateDir, 'invoke-local.env.json'), { force: true }));
 

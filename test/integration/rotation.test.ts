@@ -15,11 +15,11 @@ import type { APIGatewayProxyResult } from 'aws-lambda';
 import { calculateJwkThumbprint, exportJWK, exportPKCS8, exportSPKI, generateKeyPair } from 'jose';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { loadConfig } from '../../functions/config.js';
-import type { FetchCause, Observer } from '../../functions/core/ports.js';
 import type { RotationStep } from '../../functions/core/rotation.js';
 import { createVendor, type Vendor } from '../../functions/vendor.js';
 import { startLocalAuth0Tenant, type LocalAuth0Tenant } from '../../local/auth0Tenant.js';
 import { LOCAL_AWS_CREDENTIALS, LOCAL_REGION, createSealKey, createTokenTable, localDynamoDb, localKms, localSecretsManager, putClientSecret } from '../../local/seed.js';
+import { countingObserver } from '../helpers/countingObserver.js';
 import { apiEvent } from '../helpers/events.js';
 
 const ORDERS = 'https://orders.example.com';
@@ -114,19 +114,8 @@ afterAll(async () => {
 
 /** Vendor instances that count the IdP errors they see, by code. */
 function instance(errors: Record<string, number>, env: Record<string, string> = {}): Vendor {
-  const observer: Observer = {
-    cacheHit() {},
-    cacheMiss() {},
-    idpFetch(_cause: FetchCause) {},
-    idpError: (code: string) => void (errors[code] = (errors[code] ?? 0) + 1),
-    leaseWait() {},
-    leaseTimeout() {},
-    backoffRecorded() {},
-    backoffActive() {},
-    quotaGuardTripped() {},
-    storeDegraded() {},
-    refreshFailed() {},
-  };
+  const { observer, counts } = countingObserver();
+  counts.errors = errors;
   return createVendor(loadConfig({ ...baseEnv, ...env }), { dynamodb, secretsManager: secrets, kms, observer });
 }
 

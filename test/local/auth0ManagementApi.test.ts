@@ -1,7 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, expect, beforeAll, afterAll, afterEach, vi } from 'vitest';
@@ -9,6 +7,7 @@ import { SignJWT, calculateJwkThumbprint, createRemoteJWKSet, exportJWK, exportP
 import type { CryptoKey } from 'jose';
 import { MANAGEMENT_API_SCOPES, managementAudience, startLocalAuth0Tenant } from '../../local/auth0Tenant.js';
 import type { LocalAuth0Tenant } from '../../local/auth0Tenant.js';
+import { freePort } from '../../local/moto.js';
 
 const ORDERS = 'https://orders.example.com';
 const ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
@@ -31,16 +30,6 @@ async function rsaKey(): Promise<RsaKey> {
   return { privateKey, publicKey, pem: await exportSPKI(publicKey), thumbprint: await calculateJwkThumbprint(await exportJWK(publicKey)) };
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 async function json(res: Response): Promise<Reply> {
   const text = await res.text();
