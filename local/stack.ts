@@ -29,6 +29,7 @@ const AUDIENCE = 'https://orders.example.com';
 const CALLER_ROLE = 'arn:aws:iam::111122223333:role/checkout-service';
 const TABLE = 'token-vendor-local';
 const SECRET_ID = 'token-vendor/local/orders-m2m';
+const ROTATOR_SECRET_ID = 'token-vendor/local/auth0-rotator';
 const STAGE = 'local';
 
 const stops: Array<() => Promise<void>> = [];
@@ -72,10 +73,19 @@ async function main(): Promise<void> {
 
   // The Auth0 stand-in. Its client secret exists here and in Secrets Manager, nowhere else.
   const clientSecret = randomBytes(24).toString('base64url');
+  // A second client holds the Management API grant that rotation uses (npm run ops -- rotate --local).
+  const rotatorSecret = randomBytes(24).toString('base64url');
   const tenant = await startLocalAuth0Tenant({
-    clients: [{ clientId: 'local-orders-m2m', clientSecret, authMethod: 'client_secret_post' }],
+    managementApi: true,
+    clients: [
+      { clientId: 'local-orders-m2m', clientSecret, authMethod: 'client_secret_post' },
+      { clientId: 'local-auth0-rotator', clientSecret: rotatorSecret, authMethod: 'client_secret_post' },
+    ],
     apis: [{ audience: AUDIENCE, scopes: ['read:orders', 'write:orders'] }],
-    clientGrants: { 'local-orders-m2m': { [AUDIENCE]: ['read:orders', 'write:orders'] } },
+    clientGrants: {
+      'local-orders-m2m': { [AUDIENCE]: ['read:orders', 'write:orders'] },
+      'local-auth0-rotator': { management: ['update:client_keys'] },
+    },
   });
   stops.push(() => tenant.close());
   console.log(`Auth0 tenant (oidc-provider) at ${tenant.issuer}`);
@@ -85,6 +95,7 @@ async function main(): Promise<void> {
   await createTokenTable(dynamodb, TABLE);
   await createSealKey(localKms(moto.endpoint), LOCAL_SEAL_KEY_ALIAS);
   await putClientSecret(secrets, SECRET_ID, { client_id: 'local-orders-m2m', client_secret: clientSecret });
+  await putClientSecret(secrets, ROTATOR_SECRET_ID, { client_id: 'local-auth0-rotator', client_secret: rotatorSecret });
 
   const grantsFile = join(stateDir, 'grants.local.json');
   mkdirSync(stateDir, { recursive: true });
@@ -92,7 +103,10 @@ async function main(): Promise<void> {
     grantsFile,
     `${JSON.stringify(
       {
-        clients: { 'orders-m2m': { domain: tenant.origin, secretId: SECRET_ID, authMethod: 'client_secret_post' } },
+        clients: {
+          'orders-m2m': { domain: tenant.origin, secretId: SECRET_ID, authMethod: 'client_secret_post', rotation: { managementClient: 'auth0-rotator' } },
+          'auth0-rotator': { domain: tenant.origin, secretId: ROTATOR_SECRET_ID },
+        },
         grants: [{ principals: [CALLER_ROLE], directInvoke: true, client: 'orders-m2m', audience: AUDIENCE, scopes: ['read:orders', 'write:orders'] }],
       },
       null,
@@ -161,6 +175,8 @@ async function main(): Promise<void> {
   );
   console.log('or run the function as Lambda would, through osls, against this stack:');
   console.log('  npm run invoke:local -- events/direct-invoke.json');
+  console.log('and the incident tools against it:');
+  console.log('  npm run ops -- status --local        npm run ops -- rotate --client orders-m2m --local');
   console.log('Ctrl-C stops everything.');
 }
 

@@ -24,6 +24,9 @@ import { loadConfig } from '../functions/config.js';
 import type { TokenRecord } from '../functions/core/ports.js';
 import { createVendor } from '../functions/vendor.js';
 
+// Operators' machines may run Node 20; the SDK's notice about 2027 releases is noise here.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
 const USAGE = `usage: npm run ops -- <status|flush|refresh|rotate> [--client C] [--audience A] (--stage S | --local | --env-file F) [--grants FILE] [--json] [--verbose]`;
 
 const { values, positionals } = parseArgs({
