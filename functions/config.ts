@@ -23,6 +23,8 @@ export interface VendorConfig {
   readonly idpTimeoutMs: number;
   /** IDP_DEADLINE_MS: total time for one fetch, retries included (default 10000) */
   readonly idpDeadlineMs: number;
+  /** the longest one attempt can take: the token call and the JWKS call */
+  readonly idpAttemptMs: number;
   /** RETRY_BASE_MS, RETRY_CAP_MS: full-jitter back-off between retries (defaults 100, 2000) */
   readonly retryBaseMs: number;
   readonly retryCapMs: number;
@@ -30,7 +32,7 @@ export interface VendorConfig {
   readonly failureBackoffSeconds: number;
   /** QUOTA_PER_CLIENT_PER_HOUR: most IdP fetches per client per hour, fleet-wide; 0 = no cap (default 60) */
   readonly quotaPerClientPerHour: number;
-  /** LEASE_TTL_MS: how long a fetch lease is held (default 20000; must exceed IDP_DEADLINE_MS + IDP_TIMEOUT_MS) */
+  /** LEASE_TTL_MS: how long a fetch lease is held (default 25000; at least IDP_DEADLINE_MS + 2 × IDP_TIMEOUT_MS + 1000) */
   readonly leaseTtlMs: number;
   /** LEASE_WAIT_MS: how long a request waits for another instance's fetch (default 12000) */
   readonly leaseWaitMs: number;
@@ -95,6 +97,9 @@ export const CONFIG_VARIABLES = [
 
 type Env = Readonly<Record<string, string | undefined>>;
 
+/** Room in a lease for the store reads and writes around a fetch. */
+const LEASE_SLACK_MS = 1000;
+
 /**
  * Parse the environment. `root` is where a relative GRANTS_FILE is looked up: the Lambda task
  * root in AWS, the working directory locally.
@@ -106,18 +111,22 @@ export function loadConfig(env: Env = process.env, root: string = env.LAMBDA_TAS
   const grantsFile = isAbsolute(grantsFileSetting) ? grantsFileSetting : join(root, grantsFileSetting);
   const idpTimeoutMs = integer(env, 'IDP_TIMEOUT_MS', 5000, 100, 60_000);
   const idpDeadlineMs = integer(env, 'IDP_DEADLINE_MS', 10_000, 100, 25_000);
-  const leaseTtlMs = integer(env, 'LEASE_TTL_MS', 20_000, 1000, 120_000);
-  if (leaseTtlMs <= idpDeadlineMs + idpTimeoutMs) {
-    // A lease must outlive a fetch with its retries plus the JWKS call, or a slow fetch loses
-    // its lease and a second instance fetches too.
-    throw new ConfigError('LEASE_TTL_MS', `must exceed IDP_DEADLINE_MS + IDP_TIMEOUT_MS (${idpDeadlineMs + idpTimeoutMs})`);
+  const leaseTtlMs = integer(env, 'LEASE_TTL_MS', 25_000, 1000, 120_000);
+  // A fetch is at most the deadline plus one attempt (the token call and the JWKS call, each
+  // up to IDP_TIMEOUT_MS); the lease must outlive it with room for the store writes, or a slow
+  // fetch loses its lease and a second instance fetches too.
+  const longestFetchMs = idpDeadlineMs + 2 * idpTimeoutMs + LEASE_SLACK_MS;
+  if (leaseTtlMs < longestFetchMs) {
+    throw new ConfigError('LEASE_TTL_MS', `must be at least IDP_DEADLINE_MS + 2 × IDP_TIMEOUT_MS + ${LEASE_SLACK_MS} (${longestFetchMs})`);
   }
   return Object.freeze({
     tableName,
     sealKeyId,
     grantsFile,
     grants: loadGrants(grantsFile),
-    earlyExpirySeconds: integer(env, 'EARLY_EXPIRY_SECONDS', 120, 0, 3600),
+    // At least a second: the expiry is counted from the response's arrival, so it is optimistic by
+    // the response's own latency.
+    earlyExpirySeconds: integer(env, 'EARLY_EXPIRY_SECONDS', 120, 1, 3600),
     refreshAheadRatio: integer(env, 'REFRESH_AHEAD_PERCENT', 25, 0, 90) / 100,
     idpTimeoutMs,
     idpDeadlineMs,
@@ -127,6 +136,7 @@ export function loadConfig(env: Env = process.env, root: string = env.LAMBDA_TAS
     quotaPerClientPerHour: integer(env, 'QUOTA_PER_CLIENT_PER_HOUR', 60, 0, 1_000_000),
     leaseTtlMs,
     leaseWaitMs: integer(env, 'LEASE_WAIT_MS', 12_000, 0, 25_000),
+    idpAttemptMs: 2 * idpTimeoutMs,
     usageWriteIntervalMs: integer(env, 'USAGE_WRITE_INTERVAL_SECONDS', 60, 0, 3600) * 1000,
     memoryRevalidateMs: integer(env, 'MEMORY_REVALIDATE_SECONDS', 60, 1, 3600) * 1000,
     refresherLookaheadMs: integer(env, 'REFRESHER_LOOKAHEAD_SECONDS', 300, 0, 86_400) * 1000,

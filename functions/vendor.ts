@@ -83,6 +83,7 @@ export function createVendor(config: VendorConfig, deps: VendorDeps = {}): Vendo
       leaseWaitMs: config.leaseWaitMs,
       memoryCacheEntries: config.memoryCacheEntries,
       idpDeadlineMs: config.idpDeadlineMs,
+      idpAttemptMs: config.idpAttemptMs,
       retryBaseMs: config.retryBaseMs,
       retryCapMs: config.retryCapMs,
       failureBackoffSeconds: config.failureBackoffSeconds,

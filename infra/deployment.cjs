@@ -128,14 +128,27 @@ module.exports = async ({ resolveVariable }) => {
 
   // Without an explicit list, only the deploying account may call.
   const principalAccounts = accounts.length > 0 ? accounts : [{ Ref: 'AWS::AccountId' }];
+  const accountRoot = (account) => (typeof account === 'string' ? { 'Fn::Sub': `arn:\${AWS::Partition}:iam::${account}:root` } : { 'Fn::Sub': 'arn:${AWS::Partition}:iam::${AWS::AccountId}:root' });
   const allowed = { StringNotEquals: { 'aws:PrincipalAccount': principalAccounts } };
   if (organizationId !== '') allowed.StringNotEquals['aws:PrincipalOrgID'] = organizationId;
   const resourcePolicy = [
-    { Effect: 'Allow', Principal: '*', Action: 'execute-api:Invoke', Resource: 'execute-api:/*' },
+    // The accounts' roots, not "*": the API lets an account in, and the caller's own IAM policy
+    // must still allow execute-api:Invoke on the method (AWS_IAM checks both).
+    { Effect: 'Allow', Principal: { AWS: principalAccounts.map(accountRoot) }, Action: 'execute-api:Invoke', Resource: 'execute-api:/*' },
     // Conditions in one statement are ANDed: denied unless the caller's account is listed OR it
-    // belongs to the organization. IAM still decides within those accounts.
+    // belongs to the organization.
     { Effect: 'Deny', Principal: '*', Action: 'execute-api:Invoke', Resource: 'execute-api:/*', Condition: allowed },
   ];
+  if (organizationId !== '') {
+    // An organization's accounts cannot be listed as principals: the org id condition lets them in.
+    resourcePolicy.splice(1, 0, {
+      Effect: 'Allow',
+      Principal: '*',
+      Action: 'execute-api:Invoke',
+      Resource: 'execute-api:/*',
+      Condition: { StringEquals: { 'aws:PrincipalOrgID': organizationId } },
+    });
+  }
   if (vpcEndpointId !== '') {
     resourcePolicy.push({
       Effect: 'Deny',

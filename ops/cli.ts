@@ -18,10 +18,11 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ScanCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { ScanCommand, DynamoDBClient, type AttributeValue } from '@aws-sdk/client-dynamodb';
 import { RotateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { loadConfig } from '../functions/config.js';
 import type { TokenRecord } from '../functions/core/ports.js';
+import { describe } from '../functions/core/tokenService.js';
 import { createVendor } from '../functions/vendor.js';
 
 // Operators' machines may run Node 20; the SDK's notice about 2027 releases is noise here.
@@ -69,9 +70,16 @@ if (command !== 'status') {
   if (!config.grants.clients.has(client)) fail(`no client "${client}" in ${env.GRANTS_FILE}; known: ${[...config.grants.clients.keys()].join(', ')}`);
 }
 
-const output = await run();
-if (values.json) console.log(JSON.stringify(output, null, 2));
-process.exit(0);
+try {
+  const output = await run();
+  if (values.json) console.log(JSON.stringify(output, null, 2));
+  process.exit(0);
+} catch (error) {
+  // Name and message only, never the error object: causes can carry requests.
+  const { name, message } = describe(error);
+  console.error(`${command} failed: ${name}: ${message}`);
+  process.exit(1);
+}
 
 async function run(): Promise<unknown> {
   switch (command) {
@@ -119,8 +127,15 @@ async function status(): Promise<unknown> {
     lastUsedAt: t.lastUsedAt === undefined ? null : new Date(t.lastUsedAt).toISOString(),
   }));
   // Leases and back-offs, straight from the table: their keys are hashes, never secrets.
-  const scan = await new DynamoDBClient({}).send(new ScanCommand({ TableName: config.tableName, ConsistentRead: true }));
-  const other = (scan.Items ?? []).map((i) => ({ pk: i.pk?.S ?? '', until: Number(i.leaseUntil?.N ?? i.until?.N ?? NaN), reason: i.reason?.S }));
+  const items: Array<Record<string, AttributeValue>> = [];
+  const dynamodb = new DynamoDBClient({});
+  let startKey: Record<string, AttributeValue> | undefined;
+  do {
+    const page = await dynamodb.send(new ScanCommand({ TableName: config.tableName, ConsistentRead: true, ...(startKey ? { ExclusiveStartKey: startKey } : {}) }));
+    items.push(...(page.Items ?? []));
+    startKey = page.LastEvaluatedKey;
+  } while (startKey !== undefined);
+  const other = items.map((i) => ({ pk: i.pk?.S ?? '', until: Number(i.leaseUntil?.N ?? i.until?.N ?? NaN), reason: i.reason?.S }));
   const leases = other.filter((i) => i.pk.startsWith('lease#') && i.until > now).map((i) => ({ key: i.pk.slice(6), until: new Date(i.until).toISOString() }));
   const backoffs = other.filter((i) => i.pk.startsWith('backoff#') && i.until > now).map((i) => ({ clientKey: i.pk.slice(8), reason: i.reason, until: new Date(i.until).toISOString() }));
   if (!values.json) {

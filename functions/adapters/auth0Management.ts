@@ -72,6 +72,12 @@ export class Auth0Management implements ManagementApi {
       }
       throw new RotationError(`Management API ${method} ${path} answered ${response.status}${message ? `: ${message}` : ''}`);
     }
-    return text === '' ? undefined : (JSON.parse(text) as unknown);
+    if (text === '') return undefined;
+    try {
+      return JSON.parse(text) as unknown;
+    } catch {
+      // JSON.parse's message quotes the text — here, possibly a new client secret. Say nothing of it.
+      throw new RotationError(`Management API ${method} ${path} answered ${response.status} with a body that is not JSON`);
+    }
   }
 }

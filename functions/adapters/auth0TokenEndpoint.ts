@@ -26,6 +26,8 @@ export interface Auth0TokenEndpointOptions {
 
 type SigningKey = Awaited<ReturnType<typeof importPKCS8>>;
 
+/** The longest pause the IdP can impose on the fleet through one 429. */
+const MAX_RETRY_AFTER_SECONDS = 3600;
 /** Retry-After we suggest when the IdP gave none. */
 const DEFAULT_RETRY_AFTER_SECONDS = 5;
 /** A token response is a few KB; anything larger is not one. */
@@ -204,7 +206,13 @@ function validateTokenResponse(doc: unknown, receivedAt: number): IssuedToken {
 }
 
 function jwtError(error: unknown, origin: string): VendorError {
-  if (error instanceof joseErrors.JWKSTimeout || (error instanceof TypeError && !(error instanceof joseErrors.JOSEError))) {
+  // The key set could not be fetched (timeout, network, non-200): the IdP is unavailable, not
+  // the token invalid — so it is retried and backed off, not answered 502.
+  const keySetUnreachable =
+    error instanceof joseErrors.JWKSTimeout ||
+    (error instanceof TypeError && !(error instanceof joseErrors.JOSEError)) ||
+    (error instanceof joseErrors.JOSEError && error.code === 'ERR_JOSE_GENERIC' && /JSON Web Key Set/i.test(error.message));
+  if (keySetUnreachable) {
     return new IdpUnavailableError(`JWKS of ${origin} could not be fetched: ${networkReason(error)}`, DEFAULT_RETRY_AFTER_SECONDS, { cause: error });
   }
   const code = error instanceof joseErrors.JOSEError ? error.code : 'unknown';
@@ -238,7 +246,8 @@ export function retryAfterSeconds(headers: Headers, nowMs: number): number | und
     }
   }
   if (waits.length === 0) return undefined;
-  return Math.max(1, ...waits);
+  // Capped: a pause is shared by the whole fleet, and a malformed header must not stop it for days.
+  return Math.min(MAX_RETRY_AFTER_SECONDS, Math.max(1, ...waits));
 }
 
 async function readCapped(response: Response): Promise<string> {

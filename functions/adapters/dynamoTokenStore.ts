@@ -77,7 +77,15 @@ export class DynamoTokenStore implements TokenStore {
   }
 
   async put(token: CachedToken): Promise<void> {
-    const sealedToken = await this.options.sealer.seal(token.accessToken, token.key);
+    let sealedToken: string;
+    try {
+      sealedToken = await this.options.sealer.seal(token.accessToken, token.key);
+    } catch (error) {
+      // A data key that cannot be used (key changed, pointer damaged) makes the shared tier
+      // unusable, not the request: the service carries on from memory, as without DynamoDB.
+      if (error instanceof SealError) throw new StoreUnavailableError(`sealing failed (${error.code})`, { cause: error });
+      throw error;
+    }
     try {
       await this.options.client.send(
         new PutItemCommand({

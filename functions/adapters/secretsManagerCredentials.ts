@@ -23,6 +23,8 @@ export class SecretsManagerCredentials implements CredentialSource {
   private readonly inFlight = new Map<string, Promise<ClientCredentials>>();
   /** credentials the IdP just accepted after a rejection (e.g. AWSPENDING mid-rotation) */
   private readonly preferred = new Map<string, { credentials: ClientCredentials; until: number }>();
+  /** the last AWSCURRENT value read, for when Secrets Manager is briefly unreachable */
+  private readonly lastGood = new Map<string, ClientCredentials>();
   private readonly now: () => number;
 
   constructor(private readonly options: SecretsManagerCredentialsOptions) {
@@ -37,7 +39,19 @@ export class SecretsManagerCredentials implements CredentialSource {
     // fifty requests makes one GetSecretValue call, not fifty.
     const pending = this.inFlight.get(secretId);
     if (pending !== undefined) return pending;
-    const read = this.read(secretId, 'AWSCURRENT', false).finally(() => this.inFlight.delete(secretId));
+    const read = this.read(secretId, 'AWSCURRENT', false)
+      .then((credentials) => {
+        this.lastGood.set(secretId, credentials);
+        return credentials;
+      })
+      .catch((error: unknown) => {
+        // A throttled or unreachable Secrets Manager must not stop an instance serving the
+        // tokens it holds: keep using the credentials it had (the IdP is the judge of them).
+        const last = this.lastGood.get(secretId);
+        if (error instanceof StoreUnavailableError && last !== undefined) return last;
+        throw error;
+      })
+      .finally(() => this.inFlight.delete(secretId));
     this.inFlight.set(secretId, read);
     return read;
   }

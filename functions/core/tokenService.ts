@@ -61,6 +61,8 @@ export interface TokenServiceOptions {
   readonly memoryCacheEntries: number;
   /** Total time one fetch may take, retries of transient failures included. */
   readonly idpDeadlineMs: number;
+  /** The longest one attempt can take: a retry starts only if it can finish inside the deadline. */
+  readonly idpAttemptMs: number;
   /** Full-jitter back-off between retries: base and cap, ms. */
   readonly retryBaseMs: number;
   readonly retryCapMs: number;
@@ -417,7 +419,7 @@ export class TokenService {
         // Full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter").
         const pause = this.random() * Math.min(this.options.retryCapMs, this.options.retryBaseMs * 2 ** attempt);
         const spent = Math.max(this.now() - started, paused);
-        if (attempt + 1 >= MAX_ATTEMPTS || spent + pause >= this.options.idpDeadlineMs) {
+        if (attempt + 1 >= MAX_ATTEMPTS || spent + pause + this.options.idpAttemptMs > this.options.idpDeadlineMs) {
           const until = this.now() + this.options.failureBackoffSeconds * 1000;
           await this.recordBackoff(request.clientKey, { until, reason: 'unavailable' });
           throw new IdpUnavailableError(`${error.message} (after ${attempt + 1} attempts)`, Math.max(error.retryAfterSeconds, this.options.failureBackoffSeconds), { cause: error });

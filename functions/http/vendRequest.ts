@@ -34,13 +34,14 @@ export function parseVendBody(doc: unknown): VendBody {
 }
 
 /** Decode and parse an API Gateway body (possibly base64) as a vend request. */
-export function parseHttpBody(body: string | null | undefined, isBase64Encoded: boolean | undefined, contentType: string | undefined): VendBody {
+export function parseHttpBody(body: unknown, isBase64Encoded: boolean | undefined, contentType: string | undefined): VendBody {
   if (contentType !== undefined && !/^application\/json\s*(;|$)/i.test(contentType.trim())) {
     throw new InvalidRequestError('Content-Type must be application/json.');
   }
   if (body === null || body === undefined || body === '') {
     throw new InvalidRequestError('A JSON body is required: {"audience": "...", "scope": "..."}.');
   }
+  if (typeof body !== 'string') throw new InvalidRequestError('The body must be a JSON text.');
   // Checked before decoding, so an oversized body costs nothing to refuse (a UTF-8 string has
   // at least as many bytes as characters; base64 is 4 characters per 3 bytes).
   if (body.length > (isBase64Encoded === true ? Math.ceil(MAX_BODY_BYTES / 3) * 4 : MAX_BODY_BYTES)) {

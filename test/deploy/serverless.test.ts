@@ -48,6 +48,11 @@ describe('packaged template', () => {
     const deny = api.Policy.Statement.find((s: { Effect: string }) => s.Effect === 'Deny');
     expect(deny.Condition.StringNotEquals['aws:PrincipalAccount']).toEqual(['111122223333', '444455556666']);
     expect(deny.Condition.StringNotEquals['aws:PrincipalOrgID']).toBe('o-abcdef1234');
+    // allowed: the listed accounts' roots (their IAM policies still decide), and the organization
+    const allows = api.Policy.Statement.filter((s: { Effect: string }) => s.Effect === 'Allow');
+    expect(allows).toContainEqual(expect.objectContaining({ Principal: { AWS: [{ 'Fn::Sub': 'arn:${AWS::Partition}:iam::111122223333:root' }, { 'Fn::Sub': 'arn:${AWS::Partition}:iam::444455556666:root' }] } }));
+    expect(allows).toContainEqual(expect.objectContaining({ Principal: '*', Condition: { StringEquals: { 'aws:PrincipalOrgID': 'o-abcdef1234' } } }));
+    expect(allows.filter((s: { Principal: unknown; Condition?: unknown }) => s.Principal === '*' && s.Condition === undefined)).toEqual([]);
   });
 
   it('defaults to the deploying account only', () => {

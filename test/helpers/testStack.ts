@@ -115,7 +115,7 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
     // the next; the resilience suite sets its own.
     IDP_DEADLINE_MS: '1500',
     FAILURE_BACKOFF_SECONDS: '0',
-    LEASE_TTL_MS: '5000',
+    LEASE_TTL_MS: '6500',
     LEASE_WAIT_MS: '4000',
   };
 

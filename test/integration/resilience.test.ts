@@ -46,7 +46,7 @@ describe('the IdP fails', () => {
   it('a 500 is retried, with back-off, and the caller gets its token', async () => {
     stack.tenant.setFault({ status: 500, body: { error: 'server_error', error_description: 'boom' } });
     const pauses: number[] = [];
-    const { vendor } = await vendorOnNewTable({ IDP_DEADLINE_MS: '2500' }, {
+    const { vendor } = await vendorOnNewTable({ IDP_TIMEOUT_MS: '500', IDP_DEADLINE_MS: '2500' }, {
       // The fault clears while we back off, as a blip at Auth0 would.
       sleep: async (ms) => {
         pauses.push(ms);
@@ -107,7 +107,7 @@ describe('the IdP fails', () => {
 
   it('a hanging IdP is retried inside the deadline, then 503; a valid token is still served meanwhile', async () => {
     const clock = fakeClock();
-    const { vendor } = await vendorOnNewTable({ IDP_TIMEOUT_MS: '200', IDP_DEADLINE_MS: '600', LEASE_TTL_MS: '2000' }, { now: clock.now });
+    const { vendor } = await vendorOnNewTable({ IDP_TIMEOUT_MS: '200', IDP_DEADLINE_MS: '1500', LEASE_TTL_MS: '3000' }, { now: clock.now });
     expect(((await vendor.handler(request('read:orders'))) as Res).statusCode).toBe(200);
     stack.tenant.resetCounters();
     stack.tenant.setFault('hang');

@@ -17,7 +17,7 @@ writeFileSync(join(dir, 'bad.json'), JSON.stringify({ clients: { c: { domain: 't
 describe('loadConfig', () => {
   it('parses defaults into a frozen object, grants relative to the task root', () => {
     const config = loadConfig({ TOKEN_TABLE_NAME: 'tokens', TOKEN_SEAL_KEY_ID: 'alias/k' }, dir);
-    expect(config).toMatchObject({ tableName: 'tokens', earlyExpirySeconds: 120, refreshAheadRatio: 0.25, idpTimeoutMs: 5000, idpDeadlineMs: 10000, leaseTtlMs: 20000, leaseWaitMs: 12000, quotaPerClientPerHour: 60 });
+    expect(config).toMatchObject({ tableName: 'tokens', earlyExpirySeconds: 120, refreshAheadRatio: 0.25, idpTimeoutMs: 5000, idpDeadlineMs: 10000, leaseTtlMs: 25000, leaseWaitMs: 12000, quotaPerClientPerHour: 60 });
     expect(config.grants.grants).toHaveLength(1);
     expect(Object.isFrozen(config)).toBe(true);
   });
@@ -26,8 +26,8 @@ describe('loadConfig', () => {
     [{}, 'TOKEN_TABLE_NAME: is required'],
     [{ TOKEN_TABLE_NAME: 't' }, 'TOKEN_SEAL_KEY_ID: is required'],
     [{ TOKEN_TABLE_NAME: 't', TOKEN_SEAL_KEY_ID: 'alias/k', IDP_TIMEOUT_MS: '5s' }, 'IDP_TIMEOUT_MS: must be a whole number, got "5s"'],
-    [{ TOKEN_TABLE_NAME: 't', TOKEN_SEAL_KEY_ID: 'alias/k', EARLY_EXPIRY_SECONDS: '99999' }, 'EARLY_EXPIRY_SECONDS: must be between 0 and 3600'],
-    [{ TOKEN_TABLE_NAME: 't', TOKEN_SEAL_KEY_ID: 'alias/k', IDP_TIMEOUT_MS: '8000', LEASE_TTL_MS: '15000' }, 'LEASE_TTL_MS: must exceed IDP_DEADLINE_MS + IDP_TIMEOUT_MS (18000)'],
+    [{ TOKEN_TABLE_NAME: 't', TOKEN_SEAL_KEY_ID: 'alias/k', EARLY_EXPIRY_SECONDS: '99999' }, 'EARLY_EXPIRY_SECONDS: must be between 1 and 3600'],
+    [{ TOKEN_TABLE_NAME: 't', TOKEN_SEAL_KEY_ID: 'alias/k', IDP_TIMEOUT_MS: '8000', LEASE_TTL_MS: '15000' }, 'LEASE_TTL_MS: must be at least IDP_DEADLINE_MS + 2 × IDP_TIMEOUT_MS + 1000 (27000)'],
     [{ TOKEN_TABLE_NAME: 't', TOKEN_SEAL_KEY_ID: 'alias/k', REFRESH_AHEAD_PERCENT: '95' }, 'REFRESH_AHEAD_PERCENT: must be between 0 and 90'],
     [{ TOKEN_TABLE_NAME: 't', TOKEN_SEAL_KEY_ID: 'alias/k', GRANTS_FILE: 'missing.json' }, 'GRANTS_FILE: cannot read'],
     [{ TOKEN_TABLE_NAME: 't', TOKEN_SEAL_KEY_ID: 'alias/k', GRANTS_FILE: 'bad.json' }, 'GRANTS_FILE: '],

@@ -126,6 +126,7 @@ function setup(opts: Partial<TokenServiceOptions> = {}, expiresIn = 3600) {
         leaseWaitMs: 2_000,
         memoryCacheEntries: 10,
         idpDeadlineMs: 3_000,
+        idpAttemptMs: 0,
         retryBaseMs: 100,
         retryCapMs: 1_000,
         failureBackoffSeconds: 10,
