@@ -22,7 +22,7 @@ import { ScanCommand, DynamoDBClient, type AttributeValue } from '@aws-sdk/clien
 import { RotateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { loadConfig } from '../functions/config.js';
 import type { TokenRecord } from '../functions/core/ports.js';
-import { describe } from '../functions/core/tokenService.js';
+import { describe } from '../functions/core/errors.js';
 import { createVendor } from '../functions/vendor.js';
 
 // Operators' machines may run Node 20; the SDK's notice about 2027 releases is noise here.

@@ -6,7 +6,8 @@
  */
 import type { AuthorizedRequest, GrantBook } from './grants.js';
 import type { Log, TokenRecord, TokenStore } from './ports.js';
-import { describe, type RefreshOutcome, type TokenService } from './tokenService.js';
+import { describe } from './errors.js';
+import type { RefreshOutcome, TokenService } from './tokenService.js';
 
 export interface RefresherOptions {
   /** refresh tokens whose refresh point falls within this window (at least two schedule periods) */

@@ -21,7 +21,8 @@ import { calculateJwkThumbprint, exportJWK, exportPKCS8, generateKeyPair, import
 import { createPublicKey } from 'node:crypto';
 import type { ClientConfig, GrantBook } from './grants.js';
 import type { ClientCredentials, Log, TokenEndpoint } from './ports.js';
-import { describe, type TokenService } from './tokenService.js';
+import { describe } from './errors.js';
+import type { TokenService } from './tokenService.js';
 
 export type RotationStep = 'createSecret' | 'setSecret' | 'testSecret' | 'finishSecret';
 

@@ -17,6 +17,7 @@ import { randomUUID } from 'node:crypto';
 import type { AuthorizedRequest, GrantBook } from './grants.js';
 import { parseScope } from './grants.js';
 import {
+  describe,
   IdpBackoffError,
   IdpRateLimitedError,
   IdpRejectedError,
@@ -606,14 +607,4 @@ export class TokenService {
       scope: token.scope,
     };
   }
-}
-
-/** An error's name and message, for logs: never the object itself (it may carry a request). */
-export function describe(error: unknown): { name: string; message: string; code?: string } {
-  if (error instanceof Error) {
-    const code = (error as { code?: unknown }).code;
-    return { name: error.name, message: error.message, ...(typeof code === 'string' ? { code } : {}) };
-  }
-  // Not an Error: its type only, since its contents are unknown (jose's claim errors carry the payload as cause).
-  return { name: 'NonError', message: typeof error };
 }

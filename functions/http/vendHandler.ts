@@ -8,9 +8,9 @@
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
 import type { Logger } from '@aws-lambda-powertools/logger';
-import { AccessDeniedError, MethodNotAllowedError, NotFoundError, VendorError } from '../core/errors.js';
+import { AccessDeniedError, MethodNotAllowedError, NotFoundError, VendorError, describe } from '../core/errors.js';
 import { callerFromArn, type Caller } from '../core/principal.js';
-import { describe, type TokenService, type VendedToken } from '../core/tokenService.js';
+import type { TokenService, VendedToken } from '../core/tokenService.js';
 import { errorBody, jsonResponse, type OAuthErrorBody } from './responses.js';
 import { parseHttpBody, parseVendBody } from './vendRequest.js';
 

@@ -7,7 +7,7 @@ import type { Context } from 'aws-lambda';
 import type { Logger } from '@aws-lambda-powertools/logger';
 import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
 import type { RotationEvent, RotationStep, SecretRotator } from '../core/rotation.js';
-import { describe } from '../core/tokenService.js';
+import { describe } from '../core/errors.js';
 
 const STEPS: readonly RotationStep[] = ['createSecret', 'setSecret', 'testSecret', 'finishSecret'];
 

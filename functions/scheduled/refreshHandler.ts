@@ -6,7 +6,7 @@ import type { Context } from 'aws-lambda';
 import type { Logger } from '@aws-lambda-powertools/logger';
 import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
 import type { Refresher, RefreshReport } from '../core/refresher.js';
-import { describe } from '../core/tokenService.js';
+import { describe } from '../core/errors.js';
 
 export interface RefreshHandlerDeps {
   readonly refresher: Pick<Refresher, 'run'>;
