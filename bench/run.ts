@@ -23,7 +23,7 @@ import { loadConfig } from '../functions/config.js';
 import { createVendor } from '../functions/vendor.js';
 import { startLocalAuth0Tenant } from '../local/auth0Tenant.js';
 import { startMoto } from '../local/moto.js';
-import { LOCAL_AWS_CREDENTIALS, LOCAL_REGION, LOCAL_SEAL_KEY_ALIAS, createSealKey, createTokenTable, localDynamoDb, localKms, localSecretsManager, putClientSecret } from '../local/seed.js';
+import { LOCAL_SEAL_KEY_ALIAS, createSealKey, createTokenTable, localDynamoDb, localFunctionEnv, localKms, localSecretsManager, putClientSecret } from '../local/seed.js';
 import { packageService, zipListing } from '../scripts/packaging.js';
 import { apiEvent } from '../test/helpers/events.js';
 
@@ -85,16 +85,7 @@ let tables = 0;
 async function vendorEnv(extra: Record<string, string> = {}): Promise<Record<string, string>> {
   const table = `bench-${(tables += 1)}`;
   await createTokenTable(dynamodb, table);
-  return {
-    TOKEN_TABLE_NAME: table,
-    TOKEN_SEAL_KEY_ID: LOCAL_SEAL_KEY_ALIAS,
-    GRANTS_FILE: grantsFile,
-    AWS_ENDPOINT_URL: moto.endpoint,
-    AWS_REGION: LOCAL_REGION,
-    AWS_ACCESS_KEY_ID: LOCAL_AWS_CREDENTIALS.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: LOCAL_AWS_CREDENTIALS.secretAccessKey,
-    ...extra,
-  };
+  return { ...localFunctionEnv({ motoEndpoint: moto.endpoint, grantsFile, sealKeyId: LOCAL_SEAL_KEY_ALIAS }), TOKEN_TABLE_NAME: table, ...extra };
 }
 
 // --- workers -------------------------------------------------------------------------------

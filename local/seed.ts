@@ -91,3 +91,18 @@ export async function putClientSecret(
     await client.send(new PutSecretValueCommand({ SecretId: secretId, SecretString }));
   }
 }
+
+/**
+ * The environment that points a vendor function at the local stand-ins: the SDK reaches
+ * moto_server through AWS_ENDPOINT_URL with the emulator's fake credentials.
+ */
+export function localFunctionEnv(opts: { motoEndpoint: string; grantsFile: string; sealKeyId: string }): Record<string, string> {
+  return {
+    TOKEN_SEAL_KEY_ID: opts.sealKeyId,
+    GRANTS_FILE: opts.grantsFile,
+    AWS_ENDPOINT_URL: opts.motoEndpoint,
+    AWS_REGION: LOCAL_REGION,
+    AWS_ACCESS_KEY_ID: LOCAL_AWS_CREDENTIALS.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: LOCAL_AWS_CREDENTIALS.secretAccessKey,
+  };
+}

@@ -20,7 +20,7 @@ import { fingerprint } from '../functions/core/tokenIdentity.js';
 import { startLocalAuth0Tenant } from './auth0Tenant.js';
 import { startLocalGateway, type LocalCredential } from './gateway.js';
 import { startMoto } from './moto.js';
-import { LOCAL_AWS_CREDENTIALS, LOCAL_REGION, LOCAL_SEAL_KEY_ALIAS, createSealKey, createTokenTable, localDynamoDb, localKms, localSecretsManager, putClientSecret } from './seed.js';
+import { LOCAL_REGION, LOCAL_SEAL_KEY_ALIAS, createSealKey, createTokenTable, localDynamoDb, localFunctionEnv, localKms, localSecretsManager, putClientSecret } from './seed.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, '..', '..');
@@ -116,14 +116,7 @@ async function main(): Promise<void> {
 
   // What points the function at this stack: the SDK reaches moto via AWS_ENDPOINT_URL. It is
   // also what `npm run invoke:local` passes to `osls invoke local`, and what `npm run ops -- --local` reads.
-  const invokeEnv = {
-    TOKEN_SEAL_KEY_ID: LOCAL_SEAL_KEY_ALIAS,
-    GRANTS_FILE: grantsFile,
-    AWS_ENDPOINT_URL: moto.endpoint,
-    AWS_REGION: LOCAL_REGION,
-    AWS_ACCESS_KEY_ID: LOCAL_AWS_CREDENTIALS.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: LOCAL_AWS_CREDENTIALS.secretAccessKey,
-  };
+  const invokeEnv = localFunctionEnv({ motoEndpoint: moto.endpoint, grantsFile, sealKeyId: LOCAL_SEAL_KEY_ALIAS });
   // The function's environment, as Lambda would set it.
   Object.assign(process.env, invokeEnv, {
     TOKEN_TABLE_NAME: TABLE,

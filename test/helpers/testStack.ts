@@ -12,7 +12,7 @@ import { inject } from 'vitest';
 import { loadConfig } from '../../functions/config.js';
 import { createVendor, type Vendor, type VendorDeps } from '../../functions/vendor.js';
 import { startLocalAuth0Tenant, type LocalAuth0Tenant } from '../../local/auth0Tenant.js';
-import { LOCAL_AWS_CREDENTIALS, LOCAL_REGION, createSealKey, createTokenTable, localDynamoDb, localKms, localSecretsManager, putClientSecret } from '../../local/seed.js';
+import { createSealKey, createTokenTable, localDynamoDb, localFunctionEnv, localKms, localSecretsManager, putClientSecret } from '../../local/seed.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -103,13 +103,8 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
   );
 
   const env: Record<string, string> = {
+    ...localFunctionEnv({ motoEndpoint, grantsFile, sealKeyId: sealKeyAlias }),
     TOKEN_TABLE_NAME: tableName,
-    TOKEN_SEAL_KEY_ID: sealKeyAlias,
-    GRANTS_FILE: grantsFile,
-    AWS_ENDPOINT_URL: motoEndpoint,
-    AWS_REGION: LOCAL_REGION,
-    AWS_ACCESS_KEY_ID: LOCAL_AWS_CREDENTIALS.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: LOCAL_AWS_CREDENTIALS.secretAccessKey,
     IDP_TIMEOUT_MS: '2000',
     // Short deadlines and no fleet pause after a failure, so one test's fault does not leak into
     // the next; the resilience suite sets its own.
