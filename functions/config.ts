@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
+import { ConfigError } from './core/errors.js';
 import { GrantBook } from './core/grants.js';
 
 export interface VendorConfig {
@@ -58,12 +59,8 @@ export interface VendorConfig {
   readonly metricsNamespace: string;
 }
 
-export class ConfigError extends Error {
-  constructor(readonly variable: string, problem: string, options?: { cause?: unknown }) {
-    super(`${variable}: ${problem}`, options);
-    this.name = 'ConfigError';
-  }
-}
+// The one configuration error of the code base, re-exported where configuration is read.
+export { ConfigError };
 
 /**
  * Every variable `loadConfig` reads (besides LAMBDA_TASK_ROOT, which Lambda sets). The deployment
@@ -117,7 +114,7 @@ export function loadConfig(env: Env = process.env, root: string = env.LAMBDA_TAS
   // fetch loses its lease and a second instance fetches too.
   const longestFetchMs = idpDeadlineMs + 2 * idpTimeoutMs + LEASE_SLACK_MS;
   if (leaseTtlMs < longestFetchMs) {
-    throw new ConfigError('LEASE_TTL_MS', `must be at least IDP_DEADLINE_MS + 2 × IDP_TIMEOUT_MS + ${LEASE_SLACK_MS} (${longestFetchMs})`);
+    throw new ConfigError(`must be at least IDP_DEADLINE_MS + 2 × IDP_TIMEOUT_MS + ${LEASE_SLACK_MS} (${longestFetchMs})`, { variable: 'LEASE_TTL_MS' });
   }
   return Object.freeze({
     tableName,
@@ -158,32 +155,32 @@ export function loadGrants(path: string): GrantBook {
   try {
     text = readFileSync(path, 'utf8');
   } catch (error) {
-    throw new ConfigError('GRANTS_FILE', `cannot read ${path}`, { cause: error });
+    throw new ConfigError(`cannot read ${path}`, { variable: 'GRANTS_FILE', cause: error });
   }
   let doc: unknown;
   try {
     doc = JSON.parse(text);
   } catch (error) {
-    throw new ConfigError('GRANTS_FILE', `${path} is not valid JSON: ${(error as Error).message}`, { cause: error });
+    throw new ConfigError(`${path} is not valid JSON: ${(error as Error).message}`, { variable: 'GRANTS_FILE', cause: error });
   }
   try {
     return GrantBook.parse(doc);
   } catch (error) {
-    throw new ConfigError('GRANTS_FILE', `${path}: ${(error as Error).message}`, { cause: error });
+    throw new ConfigError(`${path}: ${(error as Error).message}`, { variable: 'GRANTS_FILE', cause: error });
   }
 }
 
 function requiredString(env: Env, name: string): string {
   const value = env[name]?.trim();
-  if (value === undefined || value === '') throw new ConfigError(name, 'is required');
+  if (value === undefined || value === '') throw new ConfigError('is required', { variable: name });
   return value;
 }
 
 function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
   const raw = env[name]?.trim();
   if (raw === undefined || raw === '') return fallback;
-  if (!/^\d+$/.test(raw)) throw new ConfigError(name, `must be a whole number, got "${raw}"`);
+  if (!/^\d+$/.test(raw)) throw new ConfigError(`must be a whole number, got "${raw}"`, { variable: name });
   const value = Number(raw);
-  if (value < min || value > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${value}`);
+  if (value < min || value > max) throw new ConfigError(`must be between ${min} and ${max}, got ${value}`, { variable: name });
   return value;
 }

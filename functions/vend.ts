@@ -3,9 +3,7 @@
  * Configuration is parsed and clients are built once, at cold start; a bad configuration fails
  * the cold start with a message naming the variable or grants field.
  */
+import { createVendFunction } from './composition/vend.js';
 import { loadConfig } from './config.js';
-import { createVendor } from './vendor.js';
 
-const vendor = createVendor(loadConfig());
-
-export const handler = vendor.handler;
+export const handler = createVendFunction(loadConfig()).handler;

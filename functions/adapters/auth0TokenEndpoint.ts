@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { SignJWT, createRemoteJWKSet, customFetch, errors as joseErrors, importPKCS8, jwtVerify, type JWTVerifyGetKey } from 'jose';
 import {
-  ConfigurationError,
+  ConfigError,
   IdpRateLimitedError,
   IdpRejectedError,
   IdpUnavailableError,
@@ -62,12 +62,12 @@ export class Auth0TokenEndpoint implements TokenEndpoint {
     const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' };
     if (client.authMethod === 'private_key_jwt') {
       if (credentials.kind !== 'private_key') {
-        throw new ConfigurationError(`client ${client.name} uses private_key_jwt but its secret holds no private_key`);
+        throw new ConfigError(`client ${client.name} uses private_key_jwt but its secret holds no private_key`);
       }
       body.client_assertion_type = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
       body.client_assertion = await this.clientAssertion(credentials, client.issuer);
     } else if (credentials.kind !== 'secret') {
-      throw new ConfigurationError(`client ${client.name} uses ${client.authMethod} but its secret holds no client_secret`);
+      throw new ConfigError(`client ${client.name} uses ${client.authMethod} but its secret holds no client_secret`);
     } else if (client.authMethod === 'client_secret_basic') {
       // RFC 6749 §2.3.1: id and secret are form-urlencoded before base64.
       const pair = `${formEncode(credentials.clientId)}:${formEncode(credentials.clientSecret)}`;
@@ -111,7 +111,8 @@ export class Auth0TokenEndpoint implements TokenEndpoint {
       throw new IdpRejectedError(code, response.status, `token endpoint ${url} answered ${response.status}${oauthSummary(text)}`);
     }
 
-    const issued = validateTokenResponse(parseJson(text), receivedAt);
+    // The client_id it was issued to: public, and what tells this client's tokens from another's.
+    const issued = { ...validateTokenResponse(parseJson(text), receivedAt), clientId: credentials.clientId };
     if (client.tokenFormat === 'jwt') {
       const exp = await this.verifyJwt(issued.accessToken, client.origin, client.issuer, request.audience, receivedAt);
       // Trust the earlier of the two: a token is dead at `exp` whatever `expires_in` said.
@@ -132,7 +133,7 @@ export class Auth0TokenEndpoint implements TokenEndpoint {
         key = await importPKCS8(credentials.privateKeyPem, 'RS256');
       } catch (error) {
         // jose's message does not quote the key; the cause is dropped all the same.
-        throw new ConfigurationError(`the private_key of client ${credentials.clientId} is not an RS256 PKCS#8 key (${(error as Error).name})`);
+        throw new ConfigError(`the private_key of client ${credentials.clientId} is not an RS256 PKCS#8 key (${(error as Error).name})`);
       }
       this.signingKeys.set(credentials, key);
     }

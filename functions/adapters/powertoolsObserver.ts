@@ -23,9 +23,13 @@ export class PowertoolsObserver implements Observer {
     this.dimensioned('IdpFetch', 'cause', cause);
   }
 
-  idpError(code: string): void {
+  idpError(code: string, idpError?: string): void {
     this.count('IdpError');
+    // The internal code tells a rate limit from a back-off from a quota trip; a refusal's own
+    // OAuth error (invalid_client after a rotation, access_denied for a missing client grant) is
+    // its own metric, so neither dimension multiplies the other.
     this.dimensioned('IdpError', 'code', code);
+    if (idpError !== undefined) this.dimensioned('IdpRefusal', 'idpError', idpError);
   }
 
   leaseWait(): void {

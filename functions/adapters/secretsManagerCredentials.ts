@@ -8,7 +8,7 @@
  */
 import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SecretsProvider } from '@aws-lambda-powertools/parameters/secrets';
-import { ConfigurationError, StoreUnavailableError } from '../core/errors.js';
+import { ConfigError, StoreUnavailableError } from '../core/errors.js';
 import type { ClientCredentials, CredentialSource } from '../core/ports.js';
 
 export interface SecretsManagerCredentialsOptions {
@@ -65,11 +65,17 @@ export class SecretsManagerCredentials implements CredentialSource {
     // Then AWSPENDING: Auth0's rotate-secret kills the old secret at once, and until the
     // rotation's finishSecret step the new one is only there.
     const pending = await this.read(secretId, 'AWSPENDING', true).catch((error: unknown) => {
-      if (error instanceof ConfigurationError && error.notFound) return undefined;
+      if (error instanceof ConfigError && error.notFound) return undefined;
       throw error;
     });
     if (pending !== undefined && !sameCredentials(pending, rejected) && !sameCredentials(pending, current)) candidates.push(pending);
     return candidates;
+  }
+
+  knownClientId(secretId: string): string | undefined {
+    const preferred = this.preferred.get(secretId);
+    if (preferred !== undefined && preferred.until > this.now()) return preferred.credentials.clientId;
+    return this.lastGood.get(secretId)?.clientId;
   }
 
   prefer(secretId: string, credentials: ClientCredentials): void {
@@ -92,7 +98,7 @@ export class SecretsManagerCredentials implements CredentialSource {
     } catch (error) {
       const name = errorName(error);
       if (name === 'ResourceNotFoundException' || name === 'AccessDeniedException' || name === 'DecryptionFailure') {
-        throw new ConfigurationError(`secret ${secretId} (${stage}) cannot be read (${name})`, { cause: error }, name === 'ResourceNotFoundException');
+        throw new ConfigError(`secret ${secretId} (${stage}) cannot be read (${name})`, { cause: error, notFound: name === 'ResourceNotFoundException' });
       }
       throw new StoreUnavailableError(`Secrets Manager failed reading ${secretId} (${name})`, { cause: error });
     }
@@ -126,21 +132,21 @@ export function parseCredentials(secretId: string, raw: string | Uint8Array | un
   try {
     doc = JSON.parse(text);
   } catch {
-    throw new ConfigurationError(`secret ${secretId} is not JSON; expected {"client_id","client_secret"} or {"client_id","private_key"}`);
+    throw new ConfigError(`secret ${secretId} is not JSON; expected {"client_id","client_secret"} or {"client_id","private_key"}`);
   }
   const { client_id: clientId, client_secret: clientSecret, private_key: privateKey, key_id: keyId } = (doc ?? {}) as Record<string, unknown>;
   if (typeof clientId !== 'string' || clientId.length === 0) {
-    throw new ConfigurationError(`secret ${secretId}: client_id must be a non-empty string`);
+    throw new ConfigError(`secret ${secretId}: client_id must be a non-empty string`);
   }
   if (typeof privateKey === 'string') {
     if (!privateKey.includes('-----BEGIN PRIVATE KEY-----')) {
-      throw new ConfigurationError(`secret ${secretId}: private_key must be a PKCS#8 PEM ("-----BEGIN PRIVATE KEY-----")`);
+      throw new ConfigError(`secret ${secretId}: private_key must be a PKCS#8 PEM ("-----BEGIN PRIVATE KEY-----")`);
     }
-    if (keyId !== undefined && typeof keyId !== 'string') throw new ConfigurationError(`secret ${secretId}: key_id must be a string`);
+    if (keyId !== undefined && typeof keyId !== 'string') throw new ConfigError(`secret ${secretId}: key_id must be a string`);
     return Object.freeze({ kind: 'private_key', clientId, privateKeyPem: privateKey, keyId });
   }
   if (typeof clientSecret !== 'string' || clientSecret.length === 0) {
-    throw new ConfigurationError(`secret ${secretId}: client_secret (or private_key) must be a non-empty string`);
+    throw new ConfigError(`secret ${secretId}: client_secret (or private_key) must be a non-empty string`);
   }
   return Object.freeze({ kind: 'secret', clientId, clientSecret });
 }

@@ -1,12 +1,20 @@
 /**
- * The vendor's error hierarchy. Every error a caller can see is one of these, with a stable
- * OAuth-style `code` (RFC 6749 §5.2 where one fits) and the HTTP status it maps to. Adapters
- * translate SDK and HTTP failures into these where they enter (STYLE.md §7); the handler maps
- * them to responses in one place and exposes details only below 500 (middy's rule).
+ * The vendor's error hierarchy. Every error a caller can see is one of these. Each class has two
+ * codes, kept apart on purpose:
+ * - `code`: internal, stable and unique per class (as jose's `ERR_JWT_EXPIRED`): what logs,
+ *   metrics and alarms use, so a dashboard tells a rate limit from a quota trip from a lease
+ *   timeout although all three are `temporarily_unavailable` on the wire;
+ * - `oauthError`: the OAuth `error` the caller receives (RFC 6749 §5.2 where one fits).
+ * Adapters translate SDK and HTTP failures into these where they enter (as Powertools'
+ * idempotency layer turns `ConditionalCheckFailedException` into its own errors); the handler
+ * maps them to responses in one place and exposes details only below 500 (middy's
+ * `expose = statusCode < 500`).
  */
 export abstract class VendorError extends Error {
-  /** machine-readable, stable: the `error` field of the response body */
+  /** internal, stable, unique per class: logs and metrics */
   abstract readonly code: string;
+  /** the `error` field of the response body */
+  abstract readonly oauthError: string;
   /** HTTP status the handler answers with */
   abstract readonly status: number;
   /** what a caller may be told. For 5xx it is deliberately generic. */
@@ -27,24 +35,28 @@ abstract class ClientError extends VendorError {
 
 /** 400: the request itself is wrong (shape, types, size). */
 export class InvalidRequestError extends ClientError {
-  readonly code = 'invalid_request';
+  readonly code = 'ERR_INVALID_REQUEST';
+  readonly oauthError = 'invalid_request';
   readonly status = 400;
 }
 
 /** 403: no caller identity, or the caller is not granted the audience or a scope. */
 export class AccessDeniedError extends ClientError {
-  readonly code = 'access_denied';
+  readonly code = 'ERR_ACCESS_DENIED';
+  readonly oauthError = 'access_denied';
   readonly status = 403;
 }
 
 /** 404 / 405: the route does not exist. */
 export class NotFoundError extends ClientError {
-  readonly code = 'not_found';
+  readonly code = 'ERR_NOT_FOUND';
+  readonly oauthError = 'not_found';
   readonly status = 404;
 }
 
 export class MethodNotAllowedError extends ClientError {
-  readonly code = 'method_not_allowed';
+  readonly code = 'ERR_METHOD_NOT_ALLOWED';
+  readonly oauthError = 'method_not_allowed';
   readonly status = 405;
   constructor(readonly allow: string) {
     super(`Only ${allow} is allowed here.`);
@@ -52,40 +64,42 @@ export class MethodNotAllowedError extends ClientError {
 }
 
 /**
- * 502: the IdP answered, and refused (invalid_client, access_denied, invalid_scope, ...).
- * `code` carries the IdP's OAuth error so operators and callers can tell a rotated secret from
- * a missing client grant; the IdP's own description goes to the log only.
+ * 502: the IdP answered, and refused (invalid_client, access_denied, invalid_scope, ...). The
+ * wire `error` carries the IdP's OAuth error so operators and callers can tell a rotated secret
+ * from a missing client grant; the IdP's own description goes to the log only.
  */
 export class IdpRejectedError extends VendorError {
+  readonly code = 'ERR_IDP_REJECTED';
   readonly status = 502;
   constructor(
-    readonly code: string,
+    /** the IdP's OAuth `error` (validated by the adapter: `[a-z0-9_]{1,64}`) */
+    readonly idpError: string,
     readonly idpStatus: number,
     message: string,
     options?: { cause?: unknown },
   ) {
     super(message, options);
   }
+  get oauthError(): string {
+    return this.idpError;
+  }
   get publicDescription(): string {
-    return `The identity provider refused to issue the token (${this.code}).`;
+    return `The identity provider refused to issue the token (${this.idpError}).`;
   }
 }
 
 /** 502: the IdP answered 2xx with something that is not a usable token (bad shape, bad signature, wrong aud). */
 export class InvalidTokenResponseError extends VendorError {
-  readonly code = 'server_error';
+  readonly code = 'ERR_IDP_INVALID_RESPONSE';
+  readonly oauthError = 'server_error';
   readonly status = 502;
   readonly publicDescription = 'The identity provider returned an invalid token response.';
 }
 
-/**
- * 503 + Retry-After: the IdP cannot be reached, timed out or answered 5xx. Transient: worth a
- * retry within the fetch deadline.
- */
-export class IdpUnavailableError extends VendorError {
-  readonly code = 'temporarily_unavailable';
+/** A 503 that tells the caller when to come back. */
+abstract class UnavailableError extends VendorError {
+  readonly oauthError = 'temporarily_unavailable';
   readonly status = 503;
-  readonly publicDescription: string = 'The identity provider is unavailable. Retry later.';
   constructor(
     message: string,
     readonly retryAfterSeconds: number,
@@ -95,54 +109,68 @@ export class IdpUnavailableError extends VendorError {
   }
 }
 
+/**
+ * 503 + Retry-After: the IdP cannot be reached, timed out or answered 5xx. Transient: worth a
+ * retry within the fetch deadline. Its subclasses are the IdP being unavailable *to us* for a
+ * reason of its own (rate limit) or ours (back-off, quota guard).
+ */
+export class IdpUnavailableError extends UnavailableError {
+  readonly code: string = 'ERR_IDP_UNAVAILABLE';
+  readonly publicDescription: string = 'The identity provider is unavailable. Retry later.';
+}
+
 /** 503: the IdP answered 429 (rate limit or quota). Never retried at once: the fleet backs off. */
 export class IdpRateLimitedError extends IdpUnavailableError {
+  override readonly code = 'ERR_IDP_RATE_LIMITED';
   override readonly publicDescription = 'The identity provider is rate limiting token requests. Retry later.';
 }
 
 /** 503: the fleet is backing off from the IdP for this client (after a 429 or repeated failures). */
 export class IdpBackoffError extends IdpUnavailableError {
+  override readonly code = 'ERR_IDP_BACKOFF';
   override readonly publicDescription = 'Token requests to the identity provider are paused. Retry later.';
 }
 
 /** 503: the quota guard's cap on IdP fetches for this client this hour is reached. */
 export class QuotaGuardError extends IdpUnavailableError {
+  override readonly code = 'ERR_QUOTA_GUARD';
   override readonly publicDescription = 'The hourly cap on new tokens for this client is reached. Retry later.';
 }
 
 /** 503 + Retry-After: another instance holds the fetch lease and its token did not arrive in time. */
-export class LeaseTimeoutError extends VendorError {
-  readonly code = 'temporarily_unavailable';
-  readonly status = 503;
+export class LeaseTimeoutError extends UnavailableError {
+  readonly code = 'ERR_LEASE_TIMEOUT';
   readonly publicDescription = 'A token is being fetched. Retry shortly.';
-  constructor(
-    message: string,
-    readonly retryAfterSeconds: number,
-  ) {
-    super(message);
+}
+
+/** 503: the shared cache (DynamoDB, or KMS for its seal) failed. Transient by nature (throttling, outage). */
+export class StoreUnavailableError extends UnavailableError {
+  readonly code = 'ERR_STORE_UNAVAILABLE';
+  readonly publicDescription = 'The token cache is unavailable. Retry later.';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 1, options);
   }
 }
 
-/** 503: the shared cache (DynamoDB) failed. Transient by nature (throttling, outage). */
-export class StoreUnavailableError extends VendorError {
-  readonly code = 'temporarily_unavailable';
-  readonly status = 503;
-  readonly publicDescription = 'The token cache is unavailable. Retry later.';
-  readonly retryAfterSeconds = 1;
-}
-
-/** 500: the function's own set-up is wrong (bad secret JSON, missing secret). Never the caller's fault. */
-export class ConfigurationError extends VendorError {
-  readonly code = 'server_error';
+/**
+ * 500: the function's own set-up is wrong: a missing or malformed variable (`variable` names it),
+ * a bad grants file, a secret that is missing or malformed. Never the caller's fault; at cold
+ * start it fails the start with a message naming what to fix.
+ */
+export class ConfigError extends VendorError {
+  readonly code = 'ERR_CONFIG';
+  readonly oauthError = 'server_error';
   readonly status = 500;
   readonly publicDescription = 'Internal error.';
-  constructor(
-    message: string,
-    options?: { cause?: unknown },
-    /** the thing configured does not exist (e.g. no AWSPENDING version) */
-    readonly notFound = false,
-  ) {
-    super(message, options);
+  /** the environment variable at fault, when there is one */
+  readonly variable: string | undefined;
+  /** the thing configured does not exist (e.g. no AWSPENDING version) */
+  readonly notFound: boolean;
+
+  constructor(message: string, options: { cause?: unknown; variable?: string; notFound?: boolean } = {}) {
+    super(options.variable === undefined ? message : `${options.variable}: ${message}`, options.cause === undefined ? undefined : { cause: options.cause });
+    this.variable = options.variable;
+    this.notFound = options.notFound ?? false;
   }
 }
 

@@ -1,9 +1,11 @@
 /**
  * The core's view of the outside world: one small interface per outside system, each with one
- * adapter in `functions/adapters/` (STYLE.md §2). The core is tested against these interfaces
- * and the adapters against the real local services.
+ * adapter in `functions/adapters/` (as Powertools Parameters' `BaseProvider` has one thin
+ * `SecretsProvider`). The core is tested against these interfaces and the adapters against the
+ * real local services. ARCHITECTURE.md draws the layers.
  */
 import type { ClientConfig } from './grants.js';
+import type { LeaseStore } from './lease.js';
 
 /**
  * An Auth0 client's credentials, as stored in Secrets Manager: a client secret
@@ -32,6 +34,8 @@ export interface CredentialSource {
   alternatives(secretId: string, rejected: ClientCredentials): Promise<ClientCredentials[]>;
   /** Keep using `credentials` for `secretId` (they were just accepted) until the cache would expire anyway. */
   prefer(secretId: string, credentials: ClientCredentials): void;
+  /** The client_id this instance last read for `secretId`, if any: no I/O, never throws. */
+  knownClientId(secretId: string): string | undefined;
 }
 
 export interface TokenFetchRequest {
@@ -40,6 +44,8 @@ export interface TokenFetchRequest {
   readonly audience: string;
   /** exactly the scopes to ask for: sorted, non-empty */
   readonly scopes: readonly string[];
+  /** why the IdP is called (metrics); absent for calls outside the cache, such as a rotation's test */
+  readonly cause?: FetchCause | undefined;
 }
 
 /** A token as the IdP issued it, already validated (and, for JWTs, verified). */
@@ -51,6 +57,12 @@ export interface IssuedToken {
   readonly expiresAt: number;
   /** epoch milliseconds at which the response arrived */
   readonly fetchedAt: number;
+  /**
+   * The Auth0 client_id the token was issued to (public, not a secret). The cache key is derived
+   * from what the deployment declares, not from the secret, so this is what tells a token of the
+   * client the secret held before from one of the client it holds now.
+   */
+  readonly clientId?: string | undefined;
 }
 
 /** The IdP's token endpoint (Auth0 `POST /oauth/token`). */
@@ -60,7 +72,7 @@ export interface TokenEndpoint {
 
 /** A token as the cache tiers hold it. */
 export interface CachedToken extends IssuedToken {
-  /** hash of (issuer, client_id, audience, sorted scopes): never the secret */
+  /** hash of (issuer, secret id, audience, sorted scopes), what the deployment declares: never the secret */
   readonly key: string;
   /** short, non-reversible: what logs and ops tools show instead of the token */
   readonly fingerprint: string;
@@ -88,13 +100,10 @@ export interface Backoff {
  * The fleet-wide tier (DynamoDB). Reads are strongly consistent, writes are conditional: a
  * write never replaces a token that expires later, and a lease is taken only when free or expired.
  */
-export interface TokenStore {
+export interface TokenStore extends LeaseStore {
   get(key: string): Promise<CachedToken | undefined>;
+  /** store `token` unless one that expires later (for the same client_id) is already there */
   put(token: CachedToken): Promise<void>;
-  /** true when `owner` now holds the fetch lease for `key` until `untilMs` */
-  acquireLease(key: string, owner: string, untilMs: number): Promise<boolean>;
-  /** release only if `owner` still holds it */
-  releaseLease(key: string, owner: string): Promise<void>;
   /** record that `key` was served at `atMs` (for the scheduled refresher's "used recently") */
   touch(key: string, atMs: number): Promise<void>;
   /** the client's back-off, if one is recorded (possibly already lapsed) */
@@ -119,7 +128,11 @@ export interface Observer {
   cacheHit(tier: CacheTier): void;
   cacheMiss(): void;
   idpFetch(cause: FetchCause): void;
-  idpError(code: string): void;
+  /**
+   * an IdP call failed: `code` is the vendor's internal error code (`ERR_IDP_RATE_LIMITED`, ...);
+   * `idpError` the IdP's own OAuth `error` when it answered with a refusal (`invalid_client`, ...)
+   */
+  idpError(code: string, idpError?: string): void;
   leaseWait(): void;
   leaseTimeout(): void;
   /** a fleet-wide back-off was recorded */

@@ -1,12 +1,15 @@
 import { createHash } from 'node:crypto';
 
 /**
- * The cache key: a hash of everything that makes two tokens interchangeable — issuer, client id,
- * audience and the exact scope set — and nothing secret. Encoding the parts as a JSON array keeps
- * ("a b", "c") and ("a", "b c") apart.
+ * The cache key: a hash of what the deployment declares about a token — the tenant's issuer, the
+ * secret that holds the client's credentials, the audience and the exact scope set — and nothing
+ * read from the secret, so a cached token is found without reading Secrets Manager at all. Point
+ * a grant at another tenant or another secret and the key changes; a secret that starts holding
+ * another client_id is told apart by the token's recorded `clientId` (see TokenService). Encoding
+ * the parts as a JSON array keeps ("a b", "c") and ("a", "b c") apart.
  */
-export function cacheKey(issuer: string, clientId: string, audience: string, scopes: readonly string[]): string {
-  const canonical = JSON.stringify([issuer, clientId, audience, [...new Set(scopes)].sort()]);
+export function cacheKey(issuer: string, secretId: string, audience: string, scopes: readonly string[]): string {
+  const canonical = JSON.stringify([issuer, secretId, audience, [...new Set(scopes)].sort()]);
   return createHash('sha256').update(canonical).digest('base64url');
 }
 

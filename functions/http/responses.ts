@@ -22,14 +22,17 @@ export function jsonResponse(statusCode: number, body: unknown, extraHeaders: Re
   return { statusCode, headers: { ...BASE_HEADERS, ...extraHeaders }, body: JSON.stringify(body) };
 }
 
-/** The status and body a caller sees for `error`; anything unexpected is a generic 500. */
-export function errorBody(error: unknown): { status: number; body: OAuthErrorBody; headers: Record<string, string> } {
+/**
+ * The status and body a caller sees for `error`, and the internal `code` that logs and metrics
+ * carry; anything unexpected is a generic 500 (`ERR_UNEXPECTED`).
+ */
+export function errorBody(error: unknown): { status: number; body: OAuthErrorBody; headers: Record<string, string>; code: string } {
   if (error instanceof VendorError) {
     const headers: Record<string, string> = {};
     const retryAfter = retryAfterOf(error);
     if (retryAfter !== undefined) headers['Retry-After'] = String(retryAfter);
     if (error instanceof MethodNotAllowedError) headers.Allow = error.allow;
-    return { status: error.status, body: { error: error.code, error_description: error.publicDescription }, headers };
+    return { status: error.status, body: { error: error.oauthError, error_description: error.publicDescription }, headers, code: error.code };
   }
-  return { status: 500, body: { error: 'server_error', error_description: 'Internal error.' }, headers: {} };
+  return { status: 500, body: { error: 'server_error', error_description: 'Internal error.' }, headers: {}, code: 'ERR_UNEXPECTED' };
 }

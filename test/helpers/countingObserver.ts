@@ -17,7 +17,10 @@ export function countingObserver(): { observer: Observer; counts: Counts } {
     cacheHit: (tier) => void (counts.hits[tier] += 1),
     cacheMiss: () => void (counts.miss += 1),
     idpFetch: (cause) => void (counts.fetches[cause] = (counts.fetches[cause] ?? 0) + 1),
-    idpError: (code) => void (counts.errors[code] = (counts.errors[code] ?? 0) + 1),
+    // By the vendor's internal code, and by the IdP's own `error` for refusals (invalid_client...).
+    idpError: (code, idpError) => {
+      for (const key of idpError === undefined ? [code] : [code, idpError]) counts.errors[key] = (counts.errors[key] ?? 0) + 1;
+    },
     leaseWait: () => void (counts.leaseWait += 1),
     leaseTimeout() {},
     backoffRecorded() {},

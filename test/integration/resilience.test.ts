@@ -177,6 +177,8 @@ describe('DynamoDB fails', () => {
     await a.handler(request('read:orders'));
     await b.handler(request('read:orders'));
     expect(stack.tenant.tokenRequests()).toBe(1);
+    // b served from the table without fetching: its credentials were read in the background.
+    await Promise.all([a.service.idle(), b.service.idle()]);
 
     await moto.stop();
 
@@ -190,6 +192,29 @@ describe('DynamoDB fails', () => {
     expect(burst.map((r) => r.statusCode)).toEqual(Array(80).fill(200));
     // read:orders from memory; write:orders fetched once by each instance (no fleet lease without DynamoDB)
     expect(stack.tenant.tokenRequests()).toBe(3);
+  });
+});
+
+describe('Secrets Manager unreachable', () => {
+  it('a cold instance serves a valid stored token without reading the secret, and fetches nothing', async () => {
+    const { table, vendor: warm } = await vendorOnNewTable();
+    expect(((await warm.handler(request('read:orders'))) as Res).statusCode).toBe(200);
+    expect(stack.tenant.tokenRequests()).toBe(1);
+    // A new instance whose Secrets Manager endpoint refuses every connection (nothing listens on
+    // port 9 of loopback): the table and KMS still answer.
+    const unreachable = localSecretsManager('http://127.0.0.1:9');
+    const cold = stack.vendor({ env: { TOKEN_TABLE_NAME: table }, deps: { secretsManager: unreachable } });
+
+    const served = (await Promise.all(Array.from({ length: 10 }, () => cold.handler(request('read:orders'))))) as Res[];
+
+    expect(served.map((r) => r.statusCode)).toEqual(Array(10).fill(200));
+    expect(new Set(served.map((r) => json(r).access_token)).size).toBe(1);
+    expect(stack.tenant.tokenRequests()).toBe(1);
+    // A token that is not stored needs the IdP, and so the secret: a generic 503, nothing cached.
+    await cold.service.idle();
+    const missing = (await cold.handler(request('write:orders'))) as Res;
+    expect(missing.statusCode).toBe(503);
+    expect(stack.tenant.tokenRequests()).toBe(1);
   });
 });
 

@@ -98,7 +98,7 @@ describe('expiry', () => {
   it('never serves an item past its expiry, even when DynamoDB has not deleted it', async () => {
     const table = await stack.newTable();
     const now = Math.floor(Date.now() / 1000);
-    const key = cacheKey(stack.tenant.issuer, 'orders-client', ORDERS, ['read:orders']);
+    const key = cacheKey(stack.tenant.issuer, stack.ordersSecretId, ORDERS, ['read:orders']);
     // What TTL deletion may leave behind for days: an expired item, TTL attribute and all,
     // written (sealed) exactly as the vendor writes its items.
     const sealer = new KmsTokenSealer({ kms: stack.kms, dynamodb: stack.dynamodb, tableName: table, keyId: stack.env.TOKEN_SEAL_KEY_ID! });

@@ -10,8 +10,9 @@ import {
   StoreUnavailableError,
 } from '../../functions/core/errors.js';
 import { GrantBook } from '../../functions/core/grants.js';
-import type { Backoff, CachedToken, IssuedToken, TokenFetchRequest, TokenStore } from '../../functions/core/ports.js';
-import { TokenService, type TokenServiceOptions } from '../../functions/core/tokenService.js';
+import type { Backoff, CachedToken, CredentialSource, IssuedToken, TokenFetchRequest, TokenStore } from '../../functions/core/ports.js';
+import { cacheKey } from '../../functions/core/tokenIdentity.js';
+import { createTokenService, type TokenServiceOptions } from '../../functions/core/tokenService.js';
 
 const grants = GrantBook.parse({
   clients: { c: { domain: 'tenant.auth0.com', secretId: 's' } },
@@ -38,7 +39,8 @@ class FakeStore implements TokenStore {
   async put(token: CachedToken) {
     this.check();
     const existing = this.tokens.get(token.key);
-    if (existing === undefined || existing.expiresAt < token.expiresAt) this.tokens.set(token.key, token);
+    // DynamoTokenStore's rule: a later expiry wins, and a token of another client always replaces.
+    if (existing === undefined || existing.expiresAt < token.expiresAt || existing.clientId !== token.clientId) this.tokens.set(token.key, token);
   }
   async acquireLease(key: string, owner: string, until: number) {
     this.check();
@@ -96,7 +98,7 @@ function setup(opts: Partial<TokenServiceOptions> = {}, expiresIn = 3600) {
       await new Promise((r) => setTimeout(r, 5));
       const failure = idp.failures.shift();
       if (failure) throw failure;
-      return { accessToken: `tok-${requests.length}`, scope: idp.scope ?? req.scopes.join(' '), expiresAt: Math.floor(clock.now / 1000) + expiresIn, fetchedAt: clock.now };
+      return { accessToken: `tok-${requests.length}`, scope: idp.scope ?? req.scopes.join(' '), expiresAt: Math.floor(clock.now / 1000) + expiresIn, fetchedAt: clock.now, clientId: req.credentials.clientId };
     },
   };
   const events: string[] = [];
@@ -116,9 +118,11 @@ function setup(opts: Partial<TokenServiceOptions> = {}, expiresIn = 3600) {
   const quiet = { debug() {}, info() {}, warn() {}, error() {} };
   /** runs on each wait step, before the fake clock advances: "meanwhile, elsewhere in the fleet" */
   const meanwhile: Array<() => void> = [];
-  const make = () =>
-    new TokenService(
-      { grants, credentials: { get: async () => ({ kind: 'secret' as const, clientId: 'cid', clientSecret: 'sekret' }), alternatives: async () => [], prefer: () => {} }, idp, store, observer, log: quiet, now: () => clock.now, sleep: async (ms) => { meanwhile.shift()?.(); clock.now += ms; } },
+  /** what the instance's secret holds; `knownClientId` is what it has read so far */
+  const secretHolds = { clientId: 'cid', readable: true };
+  const make = (credentials: CredentialSource = fakeCredentials(secretHolds)) =>
+    createTokenService(
+      { grants, credentials, idp, store, observer, log: quiet, now: () => clock.now, sleep: async (ms) => { meanwhile.shift()?.(); clock.now += ms; } },
       {
         earlyExpirySeconds: 60,
         refreshAheadRatio: 0.25,
@@ -136,7 +140,25 @@ function setup(opts: Partial<TokenServiceOptions> = {}, expiresIn = 3600) {
         ...opts,
       },
     );
-  return { clock, store, requests, idp, events, make, meanwhile };
+  return { clock, store, requests, idp, events, make, meanwhile, secretHolds };
+}
+
+/** A credential source over a secret the test can change or make unreachable. */
+function fakeCredentials(secret: { clientId: string; readable: boolean }): CredentialSource & { reads: number } {
+  let known: string | undefined;
+  const source = {
+    reads: 0,
+    async get(_secretId: string) {
+      source.reads += 1;
+      if (!secret.readable) throw new StoreUnavailableError('Secrets Manager failed reading s (NetworkingError)');
+      known = secret.clientId;
+      return { kind: 'secret' as const, clientId: secret.clientId, clientSecret: 'sekret' };
+    },
+    alternatives: async () => [],
+    prefer: () => {},
+    knownClientId: () => known,
+  };
+  return source;
 }
 
 describe('TokenService', () => {
@@ -200,7 +222,7 @@ describe('TokenService', () => {
     await expect(service.vend({ caller, audience: 'https://api' })).rejects.toBeInstanceOf(IdpUnavailableError);
     expect(store.tokens.size).toBe(0);
     expect(store.leases.size).toBe(0);
-    expect(events).toContain('error:temporarily_unavailable');
+    expect(events).toContain('error:ERR_IDP_UNAVAILABLE');
     const ok = await service.vend({ caller, audience: 'https://api' });
     expect(ok.access_token).toBe('tok-2');
     expect(requests).toHaveLength(2);
@@ -368,6 +390,77 @@ describe('TokenService', () => {
       expect(results.map((r) => r.access_token)).toEqual([...Array(10).fill('tok-1'), ...Array(10).fill('tok-2')]);
       expect(requests).toHaveLength(2);
       expect(events.some((e) => e.startsWith('degraded:'))).toBe(true);
+    });
+  });
+
+  describe('credentials only when the IdP must be called', () => {
+    it('finds a cached token without reading the secret: memory and store hits make no read', async () => {
+      const { make, requests, secretHolds } = setup();
+      const first = fakeCredentials(secretHolds);
+      const a = make(first);
+      await a.vend({ caller, audience: 'https://api' });
+      await a.vend({ caller, audience: 'https://api' });
+      const second = fakeCredentials({ ...secretHolds, readable: false });
+      const b = make(second);
+
+      const served = await b.vend({ caller, audience: 'https://api' });
+
+      expect(served.access_token).toBe('tok-1');
+      expect(requests).toHaveLength(1);
+      expect(first.reads).toBe(1); // the fetch's read only
+    });
+
+    it('a cold instance serves the stored token while the secret is unreadable, and warms up once it is readable', async () => {
+      const { clock, make, requests, secretHolds } = setup();
+      await make().vend({ caller, audience: 'https://api' });
+      secretHolds.readable = false;
+      const credentials = fakeCredentials(secretHolds);
+      const cold = make(credentials);
+
+      expect((await cold.vend({ caller, audience: 'https://api' })).access_token).toBe('tok-1');
+      await cold.idle();
+      expect(credentials.reads).toBe(1); // one background try, failed
+      expect((await cold.vend({ caller, audience: 'https://api' })).access_token).toBe('tok-1');
+      await cold.idle();
+      expect(credentials.reads).toBe(1); // not again within the retry window
+      secretHolds.readable = true;
+      clock.now += 30_000;
+      await cold.vend({ caller, audience: 'https://api' });
+      await cold.idle();
+      expect(credentials.reads).toBe(2);
+      expect(credentials.knownClientId('s')).toBe('cid');
+      expect(requests).toHaveLength(1);
+    });
+
+    it('a secret switched to another client_id never serves the old client\'s token, from either tier', async () => {
+      const { make, requests, store, secretHolds } = setup();
+      const a = make();
+      expect((await a.vend({ caller, audience: 'https://api' })).access_token).toBe('tok-1');
+      secretHolds.clientId = 'another-client';
+      // An instance that has read the new value (the warm-up after its first serve).
+      const credentials = fakeCredentials(secretHolds);
+      await credentials.get('s');
+      const b = make(credentials);
+
+      const served = await b.vend({ caller, audience: 'https://api' });
+
+      expect(served.access_token).toBe('tok-2');
+      expect(requests.map((r) => r.credentials.clientId)).toEqual(['cid', 'another-client']);
+      // the old client's longer-or-equal-lived token was replaced in the store, not kept
+      expect([...store.tokens.values()].map((t) => t.clientId)).toEqual(['another-client']);
+      // and instance a drops its memory copy once it knows the new client_id
+      const aFresh = fakeCredentials(secretHolds);
+      await aFresh.get('s');
+      expect((await make(aFresh).vend({ caller, audience: 'https://api' })).access_token).toBe('tok-2');
+    });
+
+    it('the key is what the deployment declares: tenant, secret, audience and scopes, never the secret value', () => {
+      const base = cacheKey('https://t/', 'vendor/orders', 'https://api', ['read', 'write']);
+      expect(cacheKey('https://t/', 'vendor/orders', 'https://api', ['write', 'read', 'read'])).toBe(base);
+      expect(cacheKey('https://other/', 'vendor/orders', 'https://api', ['read', 'write'])).not.toBe(base);
+      expect(cacheKey('https://t/', 'vendor/billing', 'https://api', ['read', 'write'])).not.toBe(base);
+      expect(cacheKey('https://t/', 'vendor/orders', 'https://api2', ['read', 'write'])).not.toBe(base);
+      expect(cacheKey('https://t/', 'vendor/orders', 'https://api', ['read'])).not.toBe(base);
     });
   });
 });

@@ -1,0 +1,90 @@
+/**
+ * The wiring every function shares: the token service over its adapters. Clients are built once
+ * per instance and may be passed in, as Powertools' `DynamoDBPersistenceLayer` takes
+ * `awsSdkV3Client ?? new DynamoDBClient()`; so may `fetch` and the clock (jose's injectable
+ * `fetch`, Go's `timeNow`), which is how the local stack, tests and benchmarks point a function at
+ * the local stand-ins.
+ */
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { KMSClient } from '@aws-sdk/client-kms';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics } from '@aws-lambda-powertools/metrics';
+import { Auth0TokenEndpoint } from '../adapters/auth0TokenEndpoint.js';
+import { DynamoTokenStore } from '../adapters/dynamoTokenStore.js';
+import { KmsTokenSealer } from '../adapters/kmsTokenSealer.js';
+import { PowertoolsObserver } from '../adapters/powertoolsObserver.js';
+import { SecretsManagerCredentials } from '../adapters/secretsManagerCredentials.js';
+import type { VendorConfig } from '../config.js';
+import type { Observer } from '../core/ports.js';
+import { createTokenService, type TokenService } from '../core/tokenService.js';
+
+export interface VendorDeps {
+  readonly dynamodb?: DynamoDBClient;
+  readonly secretsManager?: SecretsManagerClient;
+  readonly kms?: KMSClient;
+  readonly fetch?: typeof fetch;
+  readonly now?: () => number;
+  readonly sleep?: (ms: number) => Promise<void>;
+  readonly random?: () => number;
+  readonly logger?: Logger;
+  readonly metrics?: Metrics;
+  /** replaces the Powertools metrics observer (benchmarks count events with their own) */
+  readonly observer?: Observer;
+}
+
+/** What every function is built on. */
+export interface Foundation {
+  readonly config: VendorConfig;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly now: () => number;
+  readonly secretsManager: SecretsManagerClient;
+  readonly dynamodb: DynamoDBClient;
+  /** the IdP's token endpoint itself, without caching (the rotation tests a new credential with it) */
+  readonly idp: Auth0TokenEndpoint;
+  readonly store: DynamoTokenStore;
+  readonly service: TokenService;
+}
+
+export function createFoundation(config: VendorConfig, deps: VendorDeps = {}): Foundation {
+  const logger = deps.logger ?? new Logger({ serviceName: config.serviceName });
+  const metrics = deps.metrics ?? new Metrics({ namespace: config.metricsNamespace, serviceName: config.serviceName });
+  const now = deps.now ?? Date.now;
+  const secretsManager = deps.secretsManager ?? new SecretsManagerClient({});
+  const dynamodb = deps.dynamodb ?? new DynamoDBClient({});
+  const idp = new Auth0TokenEndpoint({ timeoutMs: config.idpTimeoutMs, now, ...(deps.fetch ? { fetch: deps.fetch } : {}) });
+  // Data keys live in the same table, encrypted under the KMS key: one KMS call per data key per
+  // instance, none on the warm path.
+  const sealer = new KmsTokenSealer({ kms: deps.kms ?? new KMSClient({}), dynamodb, tableName: config.tableName, keyId: config.sealKeyId, now });
+  const store = new DynamoTokenStore({ client: dynamodb, tableName: config.tableName, sealer, now });
+  const service = createTokenService(
+    {
+      grants: config.grants,
+      credentials: new SecretsManagerCredentials({ client: secretsManager, maxAgeSeconds: config.secretMaxAgeSeconds, now }),
+      idp,
+      store,
+      observer: deps.observer ?? new PowertoolsObserver(metrics),
+      log: logger,
+      now,
+      ...(deps.sleep ? { sleep: deps.sleep } : {}),
+      ...(deps.random ? { random: deps.random } : {}),
+    },
+    {
+      earlyExpirySeconds: config.earlyExpirySeconds,
+      refreshAheadRatio: config.refreshAheadRatio,
+      leaseTtlMs: config.leaseTtlMs,
+      leaseWaitMs: config.leaseWaitMs,
+      memoryCacheEntries: config.memoryCacheEntries,
+      idpDeadlineMs: config.idpDeadlineMs,
+      idpAttemptMs: config.idpAttemptMs,
+      retryBaseMs: config.retryBaseMs,
+      retryCapMs: config.retryCapMs,
+      failureBackoffSeconds: config.failureBackoffSeconds,
+      quotaPerClientPerHour: config.quotaPerClientPerHour,
+      usageWriteIntervalMs: config.usageWriteIntervalMs,
+      memoryRevalidateMs: config.memoryRevalidateMs,
+    },
+  );
+  return { config, logger, metrics, now, secretsManager, dynamodb, idp, store, service };
+}
