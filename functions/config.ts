@@ -1,5 +1,6 @@
 /**
- * Configuration, parsed once at cold start into a frozen object (STYLE.md §4). A missing or
+ * Configuration, parsed once at cold start into a frozen object (as Powertools'
+ * commons `getStringFromEnv` / `getNumberFromEnv` do). A missing or
  * malformed variable fails the cold start with a message that names it; nothing else in the
  * code reads `process.env`.
  */
@@ -7,8 +8,19 @@ import { readFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { ConfigError } from './core/errors.js';
 import { GrantBook } from './core/grants.js';
+import type { TokenServiceOptions } from './core/tokenService.js';
 
-export interface VendorConfig {
+/**
+ * The token service's settings come from the environment, one variable each (defaults in
+ * brackets): EARLY_EXPIRY_SECONDS → earlyExpirySeconds (120), REFRESH_AHEAD_PERCENT →
+ * refreshAheadRatio (25 %), IDP_DEADLINE_MS → idpDeadlineMs (10000), RETRY_BASE_MS / RETRY_CAP_MS
+ * (100 / 2000), FAILURE_BACKOFF_SECONDS (10), QUOTA_PER_CLIENT_PER_HOUR (60; 0 = no cap),
+ * LEASE_TTL_MS (25000; at least IDP_DEADLINE_MS + 2 × IDP_TIMEOUT_MS + 1000), LEASE_WAIT_MS
+ * (12000), USAGE_WRITE_INTERVAL_SECONDS → usageWriteIntervalMs (60 s), MEMORY_REVALIDATE_SECONDS
+ * → memoryRevalidateMs (60 s), MEMORY_CACHE_ENTRIES → memoryCacheEntries (500). idpAttemptMs, the
+ * longest one attempt can take (the token call and the JWKS call), is 2 × IDP_TIMEOUT_MS.
+ */
+export interface VendorConfig extends TokenServiceOptions {
   /** TOKEN_TABLE_NAME: the DynamoDB table shared by every instance */
   readonly tableName: string;
   /** TOKEN_SEAL_KEY_ID: the KMS key (id, ARN or alias) whose data keys seal tokens at rest */
@@ -16,31 +28,8 @@ export interface VendorConfig {
   /** GRANTS_FILE: path of the grants JSON (relative to the function's root) */
   readonly grantsFile: string;
   readonly grants: GrantBook;
-  /** EARLY_EXPIRY_SECONDS: stop serving a token this long before it expires (default 120) */
-  readonly earlyExpirySeconds: number;
-  /** REFRESH_AHEAD_PERCENT: refresh a token once this share of its lifetime is left (default 25) */
-  readonly refreshAheadRatio: number;
   /** IDP_TIMEOUT_MS: timeout of each call to the IdP (default 5000) */
   readonly idpTimeoutMs: number;
-  /** IDP_DEADLINE_MS: total time for one fetch, retries included (default 10000) */
-  readonly idpDeadlineMs: number;
-  /** the longest one attempt can take: the token call and the JWKS call */
-  readonly idpAttemptMs: number;
-  /** RETRY_BASE_MS, RETRY_CAP_MS: full-jitter back-off between retries (defaults 100, 2000) */
-  readonly retryBaseMs: number;
-  readonly retryCapMs: number;
-  /** FAILURE_BACKOFF_SECONDS: fleet-wide pause after retries are exhausted (default 10) */
-  readonly failureBackoffSeconds: number;
-  /** QUOTA_PER_CLIENT_PER_HOUR: most IdP fetches per client per hour, fleet-wide; 0 = no cap (default 60) */
-  readonly quotaPerClientPerHour: number;
-  /** LEASE_TTL_MS: how long a fetch lease is held (default 25000; at least IDP_DEADLINE_MS + 2 × IDP_TIMEOUT_MS + 1000) */
-  readonly leaseTtlMs: number;
-  /** LEASE_WAIT_MS: how long a request waits for another instance's fetch (default 12000) */
-  readonly leaseWaitMs: number;
-  /** USAGE_WRITE_INTERVAL_SECONDS: how often an instance records a token's use (default 60) */
-  readonly usageWriteIntervalMs: number;
-  /** MEMORY_REVALIDATE_SECONDS: how often an instance checks a memory entry against DynamoDB (default 60) */
-  readonly memoryRevalidateMs: number;
   /** REFRESHER_LOOKAHEAD_SECONDS: the refresher replaces tokens whose refresh point is this close (default 300) */
   readonly refresherLookaheadMs: number;
   /** RECENT_USE_SECONDS: the refresher keeps tokens used within this window (default 7200) */
@@ -51,8 +40,6 @@ export interface VendorConfig {
   readonly rotationTestIntervalMs: number;
   /** SECRET_MAX_AGE_SECONDS: how long client credentials are reused per instance (default 300) */
   readonly secretMaxAgeSeconds: number;
-  /** MEMORY_CACHE_ENTRIES: instance-cache size (default 500) */
-  readonly memoryCacheEntries: number;
   /** POWERTOOLS_SERVICE_NAME: the `service` of every log line and metric (default token-vendor) */
   readonly serviceName: string;
   /** POWERTOOLS_METRICS_NAMESPACE: the CloudWatch namespace (default TokenVendor) */

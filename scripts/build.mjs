@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Builds one esbuild bundle per entry point (STYLE.md §14): ESM, minified, tree-shaken, with
+// Builds one esbuild bundle per entry point (as Powertools' CDK bundling does): ESM, minified, tree-shaken, with
 // source maps, targeting the Lambda runtime (node22). The grants file is validated here, so a bad
 // grants file fails the build with a message naming the field, and is copied beside the bundle.
 import { build } from 'esbuild';

@@ -2,7 +2,8 @@
  * Auth0's token endpoint: `POST https://{domain}/oauth/token`, client_credentials grant, JSON body.
  * Every call has a timeout; every answer is validated; JWT access tokens are verified against the
  * tenant's JWKS (signature, `iss`, `aud`, `exp`) before anything is cached or served. HTTP
- * failures become domain errors here, where they enter (STYLE.md §7).
+ * failures become domain errors here, where they enter (as Powertools' idempotency layer
+ * translates DynamoDB's errors into its own).
  */
 import { randomUUID } from 'node:crypto';
 import { SignJWT, createRemoteJWKSet, customFetch, errors as joseErrors, importPKCS8, jwtVerify, type JWTVerifyGetKey } from 'jose';

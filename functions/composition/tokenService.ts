@@ -70,21 +70,8 @@ export function createFoundation(config: VendorConfig, deps: VendorDeps = {}): F
       ...(deps.sleep ? { sleep: deps.sleep } : {}),
       ...(deps.random ? { random: deps.random } : {}),
     },
-    {
-      earlyExpirySeconds: config.earlyExpirySeconds,
-      refreshAheadRatio: config.refreshAheadRatio,
-      leaseTtlMs: config.leaseTtlMs,
-      leaseWaitMs: config.leaseWaitMs,
-      memoryCacheEntries: config.memoryCacheEntries,
-      idpDeadlineMs: config.idpDeadlineMs,
-      idpAttemptMs: config.idpAttemptMs,
-      retryBaseMs: config.retryBaseMs,
-      retryCapMs: config.retryCapMs,
-      failureBackoffSeconds: config.failureBackoffSeconds,
-      quotaPerClientPerHour: config.quotaPerClientPerHour,
-      usageWriteIntervalMs: config.usageWriteIntervalMs,
-      memoryRevalidateMs: config.memoryRevalidateMs,
-    },
+    // The configuration is the service's options: one source of truth for every default.
+    config,
   );
   return { config, logger, metrics, now, secretsManager, dynamodb, idp, store, service };
 }

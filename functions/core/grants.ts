@@ -58,7 +58,13 @@ export interface AuthorizedRequest {
   readonly scopes: readonly string[];
 }
 
+/**
+ * A grants file that does not validate. Raised at build time and cold start only (config.ts
+ * wraps it in a ConfigError naming GRANTS_FILE), never in answer to a caller.
+ */
 export class GrantsValidationError extends Error {
+  /** stable internal code, as every error of the vendor has (functions/core/errors.ts) */
+  readonly code = 'ERR_GRANTS_INVALID';
   constructor(readonly field: string, problem: string) {
     super(`${field}: ${problem}`);
     this.name = 'GrantsValidationError';

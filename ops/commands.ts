@@ -1,0 +1,99 @@
+/**
+ * The ops commands themselves: status, flush, refresh, rotate. Loaded by ops/cli.ts only once the
+ * arguments and the configuration are known to be good, so the AWS clients and the vendor are
+ * built here and nowhere earlier.
+ */
+import { randomUUID } from 'node:crypto';
+import { ScanCommand, DynamoDBClient, type AttributeValue } from '@aws-sdk/client-dynamodb';
+import { RotateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import type { VendorConfig } from '../functions/config.js';
+import type { TokenRecord } from '../functions/core/ports.js';
+import { createVendor, type Vendor } from '../functions/vendor.js';
+import type { OpsRun } from './args.js';
+
+/** Run the command; what it returns is printed as JSON under --json. */
+export async function runCommand(run: OpsRun, config: VendorConfig): Promise<unknown> {
+  const vendor = createVendor(config);
+  const say = (line: string): void => {
+    if (!run.json) console.log(line);
+  };
+  const { client, audience } = run;
+  switch (run.command) {
+    case 'status':
+      return status(vendor, config, run.json, say);
+    case 'flush': {
+      const removed = await vendor.service.flush(client!, audience);
+      say(`flushed ${removed} cached token(s) of ${client}${audience ? ` for ${audience}` : ''}; instances drop their copies within ${config.memoryRevalidateMs / 1000} s`);
+      return { flushed: removed };
+    }
+    case 'refresh': {
+      const tokens = (await vendor.refresher.list()).filter((t) => t.client === client && (audience === undefined || t.audience === audience));
+      const results = [];
+      for (const token of tokens) {
+        const request = config.grants.requestFor(token.client, token.audience, token.scopes);
+        if (request === undefined) {
+          results.push({ audience: token.audience, scopes: token.scopes, outcome: 'ungranted' });
+          continue;
+        }
+        // No look-ahead limit: due or not, replace it now.
+        const outcome = await vendor.service.refresh(request, Number.MAX_SAFE_INTEGER);
+        results.push({ audience: token.audience, scopes: token.scopes, outcome });
+      }
+      for (const r of results) say(`${r.outcome.padEnd(9)} ${r.audience} [${r.scopes.join(' ')}]`);
+      if (results.length === 0) say(`no cached token of ${client} to refresh`);
+      return { refreshed: results };
+    }
+    case 'rotate':
+      return rotate(vendor, config, client!, run.target.kind === 'stage', say);
+  }
+}
+
+async function status(vendor: Vendor, config: VendorConfig, json: boolean, say: (line: string) => void): Promise<unknown> {
+  const now = Date.now();
+  const tokens = (await vendor.refresher.list()).map((t: TokenRecord) => ({
+    fingerprint: t.fingerprint,
+    client: t.client,
+    audience: t.audience,
+    scopes: t.scopes.join(' '),
+    expiresAt: new Date(t.expiresAt * 1000).toISOString(),
+    expiresIn: Math.floor(t.expiresAt - now / 1000),
+    fetchedAt: new Date(t.fetchedAt).toISOString(),
+    lastUsedAt: t.lastUsedAt === undefined ? null : new Date(t.lastUsedAt).toISOString(),
+  }));
+  // Leases and back-offs, straight from the table: their keys are hashes, never secrets.
+  const items: Array<Record<string, AttributeValue>> = [];
+  const dynamodb = new DynamoDBClient({});
+  let startKey: Record<string, AttributeValue> | undefined;
+  do {
+    const page = await dynamodb.send(new ScanCommand({ TableName: config.tableName, ConsistentRead: true, ...(startKey ? { ExclusiveStartKey: startKey } : {}) }));
+    items.push(...(page.Items ?? []));
+    startKey = page.LastEvaluatedKey;
+  } while (startKey !== undefined);
+  const other = items.map((i) => ({ pk: i.pk?.S ?? '', until: Number(i.leaseUntil?.N ?? i.until?.N ?? NaN), reason: i.reason?.S }));
+  const leases = other.filter((i) => i.pk.startsWith('lease#') && i.until > now).map((i) => ({ key: i.pk.slice(6), until: new Date(i.until).toISOString() }));
+  const backoffs = other.filter((i) => i.pk.startsWith('backoff#') && i.until > now).map((i) => ({ clientKey: i.pk.slice(8), reason: i.reason, until: new Date(i.until).toISOString() }));
+  if (!json) {
+    say(`table ${config.tableName}: ${tokens.length} token(s), ${leases.length} active lease(s), ${backoffs.length} active back-off(s)`);
+    for (const t of tokens) say(`  ${t.fingerprint}  ${t.client}  ${t.audience}  [${t.scopes}]  expires in ${t.expiresIn} s (${t.expiresAt})  fetched ${t.fetchedAt}  last used ${t.lastUsedAt ?? '-'}`);
+    for (const b of backoffs) say(`  back-off ${b.clientKey} (${b.reason}) until ${b.until}`);
+  }
+  return { table: config.tableName, tokens, leases, backoffs };
+}
+
+async function rotate(vendor: Vendor, config: VendorConfig, name: string, deployed: boolean, say: (line: string) => void): Promise<unknown> {
+  const secretId = config.grants.clients.get(name)!.secretId;
+  if (deployed) {
+    // Deployed: Secrets Manager runs the rotate function's four steps.
+    const out = await new SecretsManagerClient({}).send(new RotateSecretCommand({ SecretId: secretId, RotateImmediately: true }));
+    say(`rotation of ${name} started: secret ${out.Name}, version ${out.VersionId}; follow it in the rotate function's log`);
+    return { started: true, versionId: out.VersionId };
+  }
+  // Local: no Lambda service to call back, so play Secrets Manager here.
+  const token = randomUUID();
+  for (const step of ['createSecret', 'setSecret', 'testSecret', 'finishSecret'] as const) {
+    await vendor.rotationHandler({ SecretId: secretId, ClientRequestToken: token, Step: step });
+    say(`${step} done`);
+  }
+  say(`rotated ${name}: version ${token} is AWSCURRENT`);
+  return { rotated: true, versionId: token };
+}
