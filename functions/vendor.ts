@@ -6,6 +6,7 @@
  */
 import type { Logger } from '@aws-lambda-powertools/logger';
 import type { Metrics } from '@aws-lambda-powertools/metrics';
+import type { DynamoTokenStore } from './adapters/dynamoTokenStore.js';
 import type { VendorConfig } from './config.js';
 import { createRefreshFunction } from './composition/refresh.js';
 import { createRotateFunction } from './composition/rotate.js';
@@ -22,6 +23,8 @@ export type { VendorDeps } from './composition/tokenService.js';
 
 export interface Vendor {
   readonly service: TokenService;
+  /** the table, through its adapter (ops' status reads leases and back-offs through it) */
+  readonly store: DynamoTokenStore;
   readonly refresher: Refresher;
   /** the `vend` entry point */
   readonly handler: VendHandler;
@@ -41,6 +44,7 @@ export function createVendor(config: VendorConfig, deps: VendorDeps = {}): Vendo
   const rotate = createRotateFunction(config, deps, foundation);
   return {
     service: foundation.service,
+    store: foundation.store,
     refresher: refresh.refresher,
     rotator: rotate.rotator,
     handler: vend.handler,

@@ -16,7 +16,7 @@ import {
   ResourceExistsException,
   SecretsManagerClient,
 } from '@aws-sdk/client-secrets-manager';
-import { PARTITION_KEY, TTL_ATTRIBUTE } from '../functions/adapters/dynamoTokenStore.js';
+import { PARTITION_KEY, TTL_ATTRIBUTE } from '../functions/adapters/tokenTable.js';
 
 /** Fixed fake credentials for the emulator; moto accepts any. Never real ones. */
 export const LOCAL_AWS_CREDENTIALS = { accessKeyId: 'testing', secretAccessKey: 'testing' } as const;

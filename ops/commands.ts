@@ -4,7 +4,6 @@
  * built here and nowhere earlier.
  */
 import { randomUUID } from 'node:crypto';
-import { ScanCommand, DynamoDBClient, type AttributeValue } from '@aws-sdk/client-dynamodb';
 import { RotateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { VendorConfig } from '../functions/config.js';
 import type { TokenRecord } from '../functions/core/ports.js';
@@ -50,7 +49,10 @@ export async function runCommand(run: OpsRun, config: VendorConfig): Promise<unk
 
 async function status(vendor: Vendor, config: VendorConfig, json: boolean, say: (line: string) => void): Promise<unknown> {
   const now = Date.now();
-  const tokens = (await vendor.refresher.list()).map((t: TokenRecord) => ({
+  // One consistent scan, read through the table's own adapter: records, never a token; lease and
+  // back-off keys are hashes, never secrets.
+  const contents = await vendor.store.inspect();
+  const tokens = contents.tokens.map((t: TokenRecord) => ({
     fingerprint: t.fingerprint,
     client: t.client,
     audience: t.audience,
@@ -60,18 +62,8 @@ async function status(vendor: Vendor, config: VendorConfig, json: boolean, say: 
     fetchedAt: new Date(t.fetchedAt).toISOString(),
     lastUsedAt: t.lastUsedAt === undefined ? null : new Date(t.lastUsedAt).toISOString(),
   }));
-  // Leases and back-offs, straight from the table: their keys are hashes, never secrets.
-  const items: Array<Record<string, AttributeValue>> = [];
-  const dynamodb = new DynamoDBClient({});
-  let startKey: Record<string, AttributeValue> | undefined;
-  do {
-    const page = await dynamodb.send(new ScanCommand({ TableName: config.tableName, ConsistentRead: true, ...(startKey ? { ExclusiveStartKey: startKey } : {}) }));
-    items.push(...(page.Items ?? []));
-    startKey = page.LastEvaluatedKey;
-  } while (startKey !== undefined);
-  const other = items.map((i) => ({ pk: i.pk?.S ?? '', until: Number(i.leaseUntil?.N ?? i.until?.N ?? NaN), reason: i.reason?.S }));
-  const leases = other.filter((i) => i.pk.startsWith('lease#') && i.until > now).map((i) => ({ key: i.pk.slice(6), until: new Date(i.until).toISOString() }));
-  const backoffs = other.filter((i) => i.pk.startsWith('backoff#') && i.until > now).map((i) => ({ clientKey: i.pk.slice(8), reason: i.reason, until: new Date(i.until).toISOString() }));
+  const leases = contents.leases.filter((l) => l.until > now).map((l) => ({ key: l.name, until: new Date(l.until).toISOString() }));
+  const backoffs = contents.backoffs.filter((b) => b.until > now).map((b) => ({ clientKey: b.clientKey, reason: b.reason, until: new Date(b.until).toISOString() }));
   if (!json) {
     say(`table ${config.tableName}: ${tokens.length} token(s), ${leases.length} active lease(s), ${backoffs.length} active back-off(s)`);
     for (const t of tokens) say(`  ${t.fingerprint}  ${t.client}  ${t.audience}  [${t.scopes}]  expires in ${t.expiresIn} s (${t.expiresAt})  fetched ${t.fetchedAt}  last used ${t.lastUsedAt ?? '-'}`);

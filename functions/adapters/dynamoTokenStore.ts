@@ -1,41 +1,44 @@
 /**
- * The fleet-wide cache tier: one DynamoDB table shared by every instance.
+ * The fleet-wide cache tier: one DynamoDB table shared by every instance. The table's keys, its
+ * TTL attribute, its leases and its error translation are `tokenTable.ts`'s; the attributes of the
+ * items below are this store's.
  *
  * Token item:   { pk, sealedToken, scope, expiresAt (epoch s), ttl (= expiresAt), fetchedAt (epoch ms),
- *                fingerprint, client, audience, scopes, lastUsedAt (epoch ms) }.
+ *                fingerprint, client, audience, scopes, lastUsedAt (epoch ms), clientId? }.
  *                The token is sealed (AES-256-GCM under a KMS data key, the item's key as associated
  *                data): read access to the table alone yields no usable token.
- * Lease item:   { pk: "lease#<key>", owner, leaseUntil (epoch ms), ttl }.
- * Back-off:     { pk: "backoff#<client key>", until (epoch ms), reason, ttl }.
- * Fetch count:  { pk: "quota#<client key>#<hour start ms>", fetches, ttl }.
+ * Back-off:     { until (epoch ms), reason, ttl }.
+ * Fetch count:  { fetches, ttl }.
  *
  * Writes are conditional, in the manner of Powertools' idempotency layer: a lease is taken only
- * if absent or expired, and a token only replaces one that expires sooner, so a stale item never
- * blocks a fresh one and a slow writer never clobbers a newer token.
+ * if absent or expired, and a token only replaces one that expires sooner or was issued to
+ * another client, so a stale item never blocks a fresh one and a slow writer never clobbers a
+ * newer token.
  */
-import {
-  ConditionalCheckFailedException,
-  DeleteItemCommand,
-  GetItemCommand,
-  PutItemCommand,
-  ScanCommand,
-  UpdateItemCommand,
-  type AttributeValue,
-  type DynamoDBClient,
-} from '@aws-sdk/client-dynamodb';
+import { DeleteItemCommand, GetItemCommand, PutItemCommand, UpdateItemCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { StoreUnavailableError } from '../core/errors.js';
 import type { Backoff, CachedToken, TokenRecord, TokenStore } from '../core/ports.js';
 import { SealError, type TokenSealer } from '../core/sealing.js';
+import {
+  DynamoLeaseStore,
+  PARTITION_KEY,
+  TTL_ATTRIBUTE,
+  conditionalWrite,
+  keyOf,
+  leaseFromItem,
+  scanTable,
+  tableCall,
+  tableKey,
+  ttlAfter,
+  type Item,
+  type TableRef,
+} from './tokenTable.js';
 
-/** The table's partition key (string). */
-export const PARTITION_KEY = 'pk';
-/** The attribute DynamoDB TTL must be enabled on: epoch seconds. */
-export const TTL_ATTRIBUTE = 'ttl';
-const LEASE_PREFIX = 'lease#';
-const BACKOFF_PREFIX = 'backoff#';
-const QUOTA_PREFIX = 'quota#';
-/** Abandoned lease items are garbage-collected by TTL this long after they lapse. */
-const LEASE_GC_SECONDS = 3600;
+// Where infra, the local stand-ins and the tests have always looked for them; tokenTable.ts owns them.
+export { PARTITION_KEY, TTL_ATTRIBUTE } from './tokenTable.js';
+
+/** How long a quota count is kept after its hour starts: the hour, and one more for late writers. */
+const QUOTA_KEEP_SECONDS = 2 * 3600;
 
 export interface DynamoTokenStoreOptions {
   readonly client: DynamoDBClient;
@@ -44,19 +47,30 @@ export interface DynamoTokenStoreOptions {
   readonly now?: () => number;
 }
 
+/** Everything the table holds that ops looks at, read through the schema (never the tokens themselves). */
+export interface TableContents {
+  readonly tokens: TokenRecord[];
+  /** every lease item, including lapsed ones not yet deleted by TTL: `until` (epoch ms) tells */
+  readonly leases: Array<{ readonly name: string; readonly until: number }>;
+  /** every back-off item, including lapsed ones: `until` (epoch ms) tells */
+  readonly backoffs: Array<{ readonly clientKey: string; readonly reason: string; readonly until: number }>;
+}
+
 export class DynamoTokenStore implements TokenStore {
-  private readonly now: () => number;
+  private readonly table: TableRef;
+  private readonly leases: DynamoLeaseStore;
 
   constructor(private readonly options: DynamoTokenStoreOptions) {
-    this.now = options.now ?? Date.now;
+    this.table = { client: options.client, tableName: options.tableName };
+    this.leases = new DynamoLeaseStore({ ...this.table, now: options.now ?? Date.now });
   }
 
   async get(key: string): Promise<CachedToken | undefined> {
-    const out = await this.call('GetItem', () =>
+    const out = await tableCall(this.table, 'GetItem', () =>
       this.options.client.send(
         new GetItemCommand({
           TableName: this.options.tableName,
-          Key: { [PARTITION_KEY]: { S: key } },
+          Key: keyOf(tableKey.token(key)),
           // A waiter polls for the lease holder's write: an eventually consistent read could
           // miss it and send the waiter to the IdP.
           ConsistentRead: true,
@@ -86,12 +100,16 @@ export class DynamoTokenStore implements TokenStore {
       if (error instanceof SealError) throw new StoreUnavailableError(`sealing failed (${error.code})`, { cause: error });
       throw error;
     }
-    try {
-      await this.options.client.send(
+    // Replace a token that expires sooner, or one issued to another client (a changed client must
+    // never be kept over by the old client's longer-lived token). A failed condition: a token of
+    // the same client that expires no sooner is already there, and ours is still valid to serve.
+    const otherClient = token.clientId === undefined ? 'attribute_exists(#cid)' : '(attribute_not_exists(#cid) OR #cid <> :cid)';
+    await conditionalWrite(this.table, 'PutItem', () =>
+      this.options.client.send(
         new PutItemCommand({
           TableName: this.options.tableName,
           Item: {
-            [PARTITION_KEY]: { S: token.key },
+            ...keyOf(tableKey.token(token.key)),
             sealedToken: { S: sealedToken },
             scope: { S: token.scope },
             expiresAt: { N: String(token.expiresAt) },
@@ -102,119 +120,76 @@ export class DynamoTokenStore implements TokenStore {
             audience: { S: token.audience },
             scopes: { S: token.scopes.join(' ') },
             lastUsedAt: { N: String(token.lastUsedAt ?? token.fetchedAt) },
+            ...(token.clientId !== undefined ? { clientId: { S: token.clientId } } : {}),
           },
-          ConditionExpression: 'attribute_not_exists(#pk) OR #exp < :exp',
-          ExpressionAttributeNames: { '#pk': PARTITION_KEY, '#exp': 'expiresAt' },
-          ExpressionAttributeValues: { ':exp': { N: String(token.expiresAt) } },
+          ConditionExpression: `attribute_not_exists(#pk) OR #exp < :exp OR ${otherClient}`,
+          ExpressionAttributeNames: { '#pk': PARTITION_KEY, '#exp': 'expiresAt', '#cid': 'clientId' },
+          ExpressionAttributeValues: {
+            ':exp': { N: String(token.expiresAt) },
+            ...(token.clientId !== undefined ? { ':cid': { S: token.clientId } } : {}),
+          },
         }),
-      );
-    } catch (error) {
-      // A token that expires no sooner is already there: ours is still valid to serve.
-      if (error instanceof ConditionalCheckFailedException) return;
-      throw translate('PutItem', error);
-    }
+      ),
+    );
   }
 
-  async acquireLease(key: string, owner: string, untilMs: number): Promise<boolean> {
-    try {
-      await this.options.client.send(
-        new PutItemCommand({
-          TableName: this.options.tableName,
-          Item: {
-            [PARTITION_KEY]: { S: LEASE_PREFIX + key },
-            owner: { S: owner },
-            leaseUntil: { N: String(untilMs) },
-            [TTL_ATTRIBUTE]: { N: String(Math.ceil(untilMs / 1000) + LEASE_GC_SECONDS) },
-          },
-          ConditionExpression: 'attribute_not_exists(#pk) OR #until < :now',
-          ExpressionAttributeNames: { '#pk': PARTITION_KEY, '#until': 'leaseUntil' },
-          ExpressionAttributeValues: { ':now': { N: String(this.now()) } },
-        }),
-      );
-      return true;
-    } catch (error) {
-      // Someone else holds the lease: not an error, the caller waits for their token.
-      if (error instanceof ConditionalCheckFailedException) return false;
-      throw translate('PutItem', error);
-    }
+  acquireLease(name: string, owner: string, untilMs: number): Promise<boolean> {
+    return this.leases.acquireLease(name, owner, untilMs);
   }
 
-  async releaseLease(key: string, owner: string): Promise<void> {
-    try {
-      await this.options.client.send(
-        new DeleteItemCommand({
-          TableName: this.options.tableName,
-          Key: { [PARTITION_KEY]: { S: LEASE_PREFIX + key } },
-          ConditionExpression: '#owner = :owner',
-          ExpressionAttributeNames: { '#owner': 'owner' },
-          ExpressionAttributeValues: { ':owner': { S: owner } },
-        }),
-      );
-    } catch (error) {
-      // Our lease lapsed and someone else took it over: theirs to release.
-      if (error instanceof ConditionalCheckFailedException) return;
-      throw translate('DeleteItem', error);
-    }
+  releaseLease(name: string, owner: string): Promise<void> {
+    return this.leases.releaseLease(name, owner);
   }
 
   async touch(key: string, atMs: number): Promise<void> {
-    try {
-      await this.options.client.send(
+    await conditionalWrite(this.table, 'UpdateItem', () =>
+      this.options.client.send(
         new UpdateItemCommand({
           TableName: this.options.tableName,
-          Key: { [PARTITION_KEY]: { S: key } },
+          Key: keyOf(tableKey.token(key)),
           UpdateExpression: 'SET #used = :at',
           // Only an existing token, and never backwards in time.
           ConditionExpression: 'attribute_exists(#pk) AND (attribute_not_exists(#used) OR #used < :at)',
           ExpressionAttributeNames: { '#pk': PARTITION_KEY, '#used': 'lastUsedAt' },
           ExpressionAttributeValues: { ':at': { N: String(atMs) } },
         }),
-      );
-    } catch (error) {
-      if (error instanceof ConditionalCheckFailedException) return;
-      throw translate('UpdateItem', error);
-    }
+      ),
+    );
   }
 
   async getBackoff(clientKey: string): Promise<Backoff | undefined> {
-    const out = await this.call('GetItem', () =>
-      this.options.client.send(
-        new GetItemCommand({ TableName: this.options.tableName, Key: { [PARTITION_KEY]: { S: BACKOFF_PREFIX + clientKey } }, ConsistentRead: true }),
-      ),
+    const out = await tableCall(this.table, 'GetItem', () =>
+      this.options.client.send(new GetItemCommand({ TableName: this.options.tableName, Key: keyOf(tableKey.backoff(clientKey)), ConsistentRead: true })),
     );
-    const until = Number(out.Item?.until?.N);
-    return Number.isFinite(until) ? { until, reason: out.Item?.reason?.S ?? 'unknown' } : undefined;
+    return out.Item === undefined ? undefined : itemToBackoff(out.Item);
   }
 
   async putBackoff(clientKey: string, backoff: Backoff): Promise<void> {
-    try {
-      await this.options.client.send(
+    // Several instances may record one at once: the longest wins (a failed condition: a longer one is there).
+    await conditionalWrite(this.table, 'PutItem', () =>
+      this.options.client.send(
         new PutItemCommand({
           TableName: this.options.tableName,
           Item: {
-            [PARTITION_KEY]: { S: BACKOFF_PREFIX + clientKey },
+            ...keyOf(tableKey.backoff(clientKey)),
             until: { N: String(backoff.until) },
             reason: { S: backoff.reason },
-            [TTL_ATTRIBUTE]: { N: String(Math.ceil(backoff.until / 1000) + LEASE_GC_SECONDS) },
+            [TTL_ATTRIBUTE]: ttlAfter(backoff.until),
           },
-          // Several instances may record one at once: the longest wins.
           ConditionExpression: 'attribute_not_exists(#pk) OR #until < :until',
           ExpressionAttributeNames: { '#pk': PARTITION_KEY, '#until': 'until' },
           ExpressionAttributeValues: { ':until': { N: String(backoff.until) } },
         }),
-      );
-    } catch (error) {
-      if (error instanceof ConditionalCheckFailedException) return;
-      throw translate('PutItem', error);
-    }
+      ),
+    );
   }
 
-  async countFetch(clientKey: string, hourStartMs: number, cap: number): Promise<boolean> {
-    try {
-      await this.options.client.send(
+  countFetch(clientKey: string, hourStartMs: number, cap: number): Promise<boolean> {
+    return conditionalWrite(this.table, 'UpdateItem', () =>
+      this.options.client.send(
         new UpdateItemCommand({
           TableName: this.options.tableName,
-          Key: { [PARTITION_KEY]: { S: `${QUOTA_PREFIX}${clientKey}#${hourStartMs}` } },
+          Key: keyOf(tableKey.quota(clientKey, hourStartMs)),
           // Atomic across the fleet: the increment happens only while under the cap.
           UpdateExpression: 'ADD #n :one SET #ttl = :ttl',
           ConditionExpression: 'attribute_not_exists(#n) OR #n < :cap',
@@ -222,60 +197,53 @@ export class DynamoTokenStore implements TokenStore {
           ExpressionAttributeValues: {
             ':one': { N: '1' },
             ':cap': { N: String(cap) },
-            ':ttl': { N: String(Math.ceil(hourStartMs / 1000) + 2 * 3600) },
+            ':ttl': { N: String(Math.ceil(hourStartMs / 1000) + QUOTA_KEEP_SECONDS) },
           },
         }),
-      );
-      return true;
-    } catch (error) {
-      if (error instanceof ConditionalCheckFailedException) return false;
-      throw translate('UpdateItem', error);
-    }
+      ),
+    );
   }
 
   async remove(key: string): Promise<void> {
-    await this.call('DeleteItem', () =>
-      this.options.client.send(new DeleteItemCommand({ TableName: this.options.tableName, Key: { [PARTITION_KEY]: { S: key } } })),
+    await tableCall(this.table, 'DeleteItem', () =>
+      this.options.client.send(new DeleteItemCommand({ TableName: this.options.tableName, Key: keyOf(tableKey.token(key)) })),
     );
   }
 
   async listTokens(): Promise<TokenRecord[]> {
-    const tokens: TokenRecord[] = [];
-    let startKey: Record<string, AttributeValue> | undefined;
-    do {
-      const page = await this.call('Scan', () =>
-        this.options.client.send(
-          new ScanCommand({
-            TableName: this.options.tableName,
-            // Token items only; the table holds one item per distinct (client, audience, scopes).
-            FilterExpression: 'attribute_exists(sealedToken)',
-            ConsistentRead: true,
-            ...(startKey ? { ExclusiveStartKey: startKey } : {}),
-          }),
-        ),
-      );
-      for (const item of page.Items ?? []) {
-        const key = item[PARTITION_KEY]?.S;
-        const token = key === undefined ? undefined : itemToRecord(key, item);
-        if (token !== undefined) tokens.push(token);
-      }
-      startKey = page.LastEvaluatedKey;
-    } while (startKey !== undefined);
-    return tokens;
+    // Token items only; the table holds one item per distinct (client, audience, scopes).
+    return (await this.scanContents('attribute_exists(sealedToken)')).tokens;
   }
 
-  private async call<T>(operation: string, send: () => Promise<T>): Promise<T> {
-    try {
-      return await send();
-    } catch (error) {
-      throw translate(operation, error);
+  /**
+   * What the table holds, for ops: token records (never the tokens), leases and back-offs, each
+   * classified by its key (tokenTable.ts), from one strongly consistent, paged Scan.
+   */
+  inspect(): Promise<TableContents> {
+    return this.scanContents();
+  }
+
+  private async scanContents(filter?: string): Promise<TableContents> {
+    const contents: TableContents = { tokens: [], leases: [], backoffs: [] };
+    for (const { key, item } of await scanTable(this.table, filter)) {
+      if (key.kind === 'token') {
+        const token = item.sealedToken?.S === undefined ? undefined : itemToRecord(key.key, item);
+        if (token !== undefined) contents.tokens.push(token);
+      } else if (key.kind === 'lease') {
+        const lease = leaseFromItem(item);
+        if (lease !== undefined) contents.leases.push({ name: key.name, until: lease.until });
+      } else if (key.kind === 'backoff') {
+        const backoff = itemToBackoff(item);
+        if (backoff !== undefined) contents.backoffs.push({ clientKey: key.clientKey, ...backoff });
+      }
     }
+    return contents;
   }
 }
 
-function translate(operation: string, error: unknown): StoreUnavailableError {
-  const name = error instanceof Error ? error.name : 'Unknown';
-  return new StoreUnavailableError(`DynamoDB ${operation} failed (${name})`, { cause: error });
+function itemToBackoff(item: Item): Backoff | undefined {
+  const until = Number(item.until?.N);
+  return Number.isFinite(until) ? { until, reason: item.reason?.S ?? 'unknown' } : undefined;
 }
 
 function itemToRecord(key: string, item: Record<string, AttributeValue>): TokenRecord | undefined {
@@ -287,6 +255,7 @@ function itemToRecord(key: string, item: Record<string, AttributeValue>): TokenR
   const audience = item.audience?.S;
   const scopes = item.scopes?.S;
   const lastUsedAt = Number(item.lastUsedAt?.N);
+  const clientId = item.clientId?.S;
   // A malformed item is a miss, not a crash: it will be overwritten by the next fetch.
   if (scope === undefined || fingerprint === undefined) return undefined;
   if (client === undefined || audience === undefined || scopes === undefined) return undefined;
@@ -301,5 +270,6 @@ function itemToRecord(key: string, item: Record<string, AttributeValue>): TokenR
     audience,
     scopes: scopes.split(' ').filter((s) => s !== ''),
     lastUsedAt: Number.isFinite(lastUsedAt) ? lastUsedAt : undefined,
+    ...(clientId !== undefined ? { clientId } : {}),
   };
 }

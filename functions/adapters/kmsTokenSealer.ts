@@ -5,38 +5,31 @@
  * as KMS ciphertext, so read access to the table yields no usable token. Each instance unwraps a
  * data key with KMS once and keeps it in memory: the warm path makes no KMS call.
  *
- * Items (next to the token store's):
- *   Data key:  { pk: "datakey#<id>", blob (B: KMS ciphertext of the key), createdAt (epoch ms), ttl }.
- *   Pointer:   { pk: "datakey#current", dataKeyId, blob, createdAt }: the key to seal with now.
- *   Lease:     { pk: "datakey#lease", owner, leaseUntil (epoch ms), ttl }: who is generating the next one.
+ * Items (next to the token store's; their keys are tokenTable.ts's):
+ *   Data key:  { blob (B: KMS ciphertext of the key), createdAt (epoch ms), ttl }.
+ *   Pointer:   { dataKeyId, blob, createdAt }: the key to seal with now.
+ *   Lease:     the fleet lease named `datakey` (functions/core/lease.ts over tokenTable.ts's
+ *              DynamoLeaseStore, as the token store's): who is generating the next one.
  *
  * Rotation is lazy: the first instance to seal after the pointer is `rotateAfterMs` old takes the
- * lease, asks KMS for a new key and publishes it with a conditional write, in the manner of the
- * token store's leases; the others wait for the pointer, so the fleet makes one GenerateDataKey
- * call per rotation and converges on one key. Old keys stay in the table (and in memory) until
- * every token sealed under them has expired.
+ * lease, asks KMS for a new key and publishes it with a conditional write; the others wait for
+ * the pointer, so the fleet makes one GenerateDataKey call per rotation and converges on one key.
+ * Old keys stay in the table (and in memory) until every token sealed under them has expired.
  *
  * Sealed format: `v1.<dataKeyId>.<base64url(iv | ciphertext | tag)>`. The id is derived from
  * the wrapped key (never the key itself), so it also checks the blob read back for it.
  */
-import { createCipheriv, createDecipheriv, createHash, createSecretKey, randomBytes, randomUUID, type KeyObject } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
-import {
-  ConditionalCheckFailedException,
-  DeleteItemCommand,
-  GetItemCommand,
-  PutItemCommand,
-  type AttributeValue,
-  type DynamoDBClient,
-} from '@aws-sdk/client-dynamodb';
+import { createCipheriv, createDecipheriv, createHash, createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
+import { GetItemCommand, PutItemCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DecryptCommand, GenerateDataKeyCommand, type KMSClient } from '@aws-sdk/client-kms';
 import { StoreUnavailableError } from '../core/errors.js';
+import { FleetLease } from '../core/lease.js';
 import { SealError, type TokenSealer } from '../core/sealing.js';
-import { PARTITION_KEY, TTL_ATTRIBUTE } from './dynamoTokenStore.js';
+import { DynamoLeaseStore, PARTITION_KEY, TTL_ATTRIBUTE, conditionalWrite, keyOf, tableCall, tableKey, type Item, type TableRef } from './tokenTable.js';
 
-const DATA_KEY_PREFIX = 'datakey#';
-const POINTER_KEY = `${DATA_KEY_PREFIX}current`;
-const LEASE_KEY = `${DATA_KEY_PREFIX}lease`;
+/** The fleet lease on generating the next data key (its item: `tableKey.lease(DATA_KEY_LEASE)`). */
+export const DATA_KEY_LEASE = 'datakey';
 const FORMAT_VERSION = 'v1';
 /** Length of a data key id: 96 bits of its blob's SHA-256, plenty to name a handful of keys. */
 const DATA_KEY_ID_LENGTH = 16;
@@ -53,18 +46,22 @@ const DEFAULT_ROTATE_AFTER_MS = 24 * 3600 * 1000;
  * lifetime, so no token outlives the key that opens it. Auth0 access tokens default to 24 h.
  */
 const DATA_KEY_RETENTION_MS = 7 * 24 * 3600 * 1000;
-/** Each outbound call (STYLE.md §12). Only cold and rotation paths call out at all. */
+/**
+ * The deadline of each outbound call (aborted through the SDK's `abortSignal`: AWS Developer Tools
+ * blog, "AbortController in modular AWS SDK for JavaScript"), so no hung call can use up the
+ * Lambda timeout. Only cold and rotation paths call out at all.
+ */
 const CALL_TIMEOUT_MS = 5_000;
 /** Long enough for a GetItem, a GenerateDataKey and two PutItems. */
 const LEASE_MS = 10_000;
-/** Abandoned lease items are garbage-collected by TTL this long after they lapse. */
-const LEASE_GC_SECONDS = 3600;
-/** A waiter polls for the lease holder's pointer this often, this many times, then generates itself. */
-const LEASE_POLL_MS = 50;
-const LEASE_POLLS = 60;
+/** A waiter waits this long for the lease holder's pointer, then generates a key itself. */
+const LEASE_WAIT_MS = 3_000;
 const SEALED_PATTERN = new RegExp(`^${FORMAT_VERSION}\\.([A-Za-z0-9_-]{${DATA_KEY_ID_LENGTH}})\\.([A-Za-z0-9_-]+)$`);
 
-/** What a {@link KmsTokenSealer} is built from; clients are built once per instance and passed in (STYLE.md §3). */
+/**
+ * What a {@link KmsTokenSealer} is built from. Clients are built once per instance and passed in
+ * (AWS Lambda developer guide, "Best practices": initialise SDK clients outside the handler).
+ */
 export interface KmsTokenSealerOptions {
   readonly kms: KMSClient;
   readonly dynamodb: DynamoDBClient;
@@ -76,6 +73,10 @@ export interface KmsTokenSealerOptions {
   readonly rotateAfterMs?: number;
   /** epoch ms */
   readonly now?: () => number;
+  /** the pause between looks at the pointer while another instance rotates; default a real timer */
+  readonly sleep?: (ms: number) => Promise<void>;
+  /** [0, 1), the jitter of those pauses; default `Math.random` */
+  readonly random?: () => number;
 }
 
 /** A data key in memory. The key material is in a KeyObject: it cannot be logged or serialised. */
@@ -97,6 +98,9 @@ interface Pointer {
 export class KmsTokenSealer implements TokenSealer {
   private readonly now: () => number;
   private readonly rotateAfterMs: number;
+  private readonly table: TableRef;
+  /** One instance of the fleet generates the next data key; the others wait for its pointer. */
+  private readonly lease: FleetLease;
   /** Binds every wrapped data key to this purpose and table: a blob copied elsewhere does not unwrap. */
   private readonly encryptionContext: Record<string, string>;
   /** The data key to seal with, while fresh. */
@@ -116,6 +120,13 @@ export class KmsTokenSealer implements TokenSealer {
       throw new RangeError(`rotateAfterMs must be a positive number of milliseconds, got ${this.rotateAfterMs}`);
     }
     this.encryptionContext = { purpose: 'token-vendor-token-seal', table: options.tableName };
+    this.table = { client: options.dynamodb, tableName: options.tableName, callTimeoutMs: CALL_TIMEOUT_MS };
+    this.lease = new FleetLease({
+      store: new DynamoLeaseStore({ ...this.table, now: this.now }),
+      now: this.now,
+      sleep: options.sleep ?? ((ms) => delay(ms)),
+      random: options.random ?? Math.random,
+    });
   }
 
   async seal(plaintext: string, associatedData: string): Promise<string> {
@@ -157,7 +168,7 @@ export class KmsTokenSealer implements TokenSealer {
   }
 
   private async loadCurrent(): Promise<DataKey> {
-    const current = (await this.freshPointerKey()) ?? (await this.rotate());
+    const current = await this.rotate();
     this.current = current;
     return current;
   }
@@ -168,22 +179,21 @@ export class KmsTokenSealer implements TokenSealer {
     return pointer !== undefined && this.isFresh(pointer.createdAt) ? this.adopt(pointer) : undefined;
   }
 
-  /** One instance generates the next data key; the others wait for it rather than each asking KMS. */
+  /**
+   * The fleet's fresh data key; if there is none, one instance generates the next one and the
+   * others wait for it rather than each asking KMS. Without DynamoDB for the lease (`degraded`),
+   * the instance goes ahead alone: publishing its key needs DynamoDB anyway.
+   */
   private async rotate(): Promise<DataKey> {
-    const owner = randomUUID();
-    if (await this.takeLease(owner)) {
-      try {
-        // The previous holder may have published and released between our read and our lease.
-        return (await this.freshPointerKey()) ?? (await this.generateAndPublish());
-      } finally {
-        await this.releaseLease(owner);
-      }
-    }
-    for (let poll = 0; poll < LEASE_POLLS; poll++) {
-      await sleep(LEASE_POLL_MS);
-      const published = await this.freshPointerKey();
-      if (published !== undefined) return published;
-    }
+    const result = await this.lease.run<DataKey>({
+      name: DATA_KEY_LEASE,
+      ttlMs: LEASE_MS,
+      waitMs: LEASE_WAIT_MS,
+      ready: () => this.freshPointerKey(),
+      // The previous holder may have published and released between our read and our lease.
+      produce: async () => (await this.freshPointerKey()) ?? (await this.generateAndPublish()),
+    });
+    if ('value' in result) return result.value;
     // The holder is slow or gone. Generating anyway costs one more KMS call; the conditional
     // publish still makes the fleet converge on a single key.
     return this.generateAndPublish();
@@ -203,26 +213,26 @@ export class KmsTokenSealer implements TokenSealer {
     const id = dataKeyIdOf(blob);
 
     // The key's own item first, so a pointer always names a key that `open` can find.
-    await this.dynamoCall('PutItem', (abortSignal) =>
+    await tableCall(this.table, 'PutItem', (callOptions) =>
       this.options.dynamodb.send(
         new PutItemCommand({
           TableName: this.options.tableName,
           Item: {
-            [PARTITION_KEY]: { S: DATA_KEY_PREFIX + id },
+            ...keyOf(tableKey.dataKey(id)),
             blob: { B: blob },
             createdAt: { N: String(createdAt) },
             [TTL_ATTRIBUTE]: { N: String(Math.ceil((createdAt + this.rotateAfterMs + DATA_KEY_RETENTION_MS) / 1000)) },
           },
         }),
-        { abortSignal },
+        callOptions,
       ),
     );
-    try {
-      await this.options.dynamodb.send(
+    const published = await conditionalWrite(this.table, 'PutItem', (callOptions) =>
+      this.options.dynamodb.send(
         new PutItemCommand({
           TableName: this.options.tableName,
           Item: {
-            [PARTITION_KEY]: { S: POINTER_KEY },
+            ...keyOf(tableKey.dataKeyPointer()),
             dataKeyId: { S: id },
             blob: { B: blob },
             createdAt: { N: String(createdAt) },
@@ -232,10 +242,10 @@ export class KmsTokenSealer implements TokenSealer {
           ExpressionAttributeNames: { '#pk': PARTITION_KEY, '#createdAt': 'createdAt' },
           ExpressionAttributeValues: { ':staleBefore': { N: String(createdAt - this.rotateAfterMs) } },
         }),
-        { abortSignal: AbortSignal.timeout(CALL_TIMEOUT_MS) },
-      );
-    } catch (error) {
-      if (!(error instanceof ConditionalCheckFailedException)) throw translateDynamo('PutItem', error);
+        callOptions,
+      ),
+    );
+    if (!published) {
       // Lost the race: use the winner's key. Ours seals nothing; its item lapses by TTL.
       const winner = await this.readPointer();
       if (winner === undefined) throw new StoreUnavailableError('The data key pointer is malformed: it blocks rotation until removed');
@@ -278,15 +288,15 @@ export class KmsTokenSealer implements TokenSealer {
   }
 
   private async readDataKeyBlob(id: string): Promise<Uint8Array> {
-    const out = await this.dynamoCall('GetItem', (abortSignal) =>
+    const out = await tableCall(this.table, 'GetItem', (callOptions) =>
       this.options.dynamodb.send(
         new GetItemCommand({
           TableName: this.options.tableName,
-          Key: { [PARTITION_KEY]: { S: DATA_KEY_PREFIX + id } },
+          Key: keyOf(tableKey.dataKey(id)),
           // The item was written just before the first value sealed under it may be read.
           ConsistentRead: true,
         }),
-        { abortSignal },
+        callOptions,
       ),
     );
     const blob = out.Item?.blob?.B;
@@ -295,65 +305,13 @@ export class KmsTokenSealer implements TokenSealer {
   }
 
   private async readPointer(): Promise<Pointer | undefined> {
-    const out = await this.dynamoCall('GetItem', (abortSignal) =>
+    const out = await tableCall(this.table, 'GetItem', (callOptions) =>
       this.options.dynamodb.send(
-        new GetItemCommand({ TableName: this.options.tableName, Key: { [PARTITION_KEY]: { S: POINTER_KEY } }, ConsistentRead: true }),
-        { abortSignal },
+        new GetItemCommand({ TableName: this.options.tableName, Key: keyOf(tableKey.dataKeyPointer()), ConsistentRead: true }),
+        callOptions,
       ),
     );
     return out.Item === undefined ? undefined : itemToPointer(out.Item);
-  }
-
-  private async takeLease(owner: string): Promise<boolean> {
-    const now = this.now();
-    try {
-      await this.options.dynamodb.send(
-        new PutItemCommand({
-          TableName: this.options.tableName,
-          Item: {
-            [PARTITION_KEY]: { S: LEASE_KEY },
-            owner: { S: owner },
-            leaseUntil: { N: String(now + LEASE_MS) },
-            [TTL_ATTRIBUTE]: { N: String(Math.ceil((now + LEASE_MS) / 1000) + LEASE_GC_SECONDS) },
-          },
-          ConditionExpression: 'attribute_not_exists(#pk) OR #until < :now',
-          ExpressionAttributeNames: { '#pk': PARTITION_KEY, '#until': 'leaseUntil' },
-          ExpressionAttributeValues: { ':now': { N: String(now) } },
-        }),
-        { abortSignal: AbortSignal.timeout(CALL_TIMEOUT_MS) },
-      );
-      return true;
-    } catch (error) {
-      // Another instance is generating the next key.
-      if (error instanceof ConditionalCheckFailedException) return false;
-      throw translateDynamo('PutItem', error);
-    }
-  }
-
-  private async releaseLease(owner: string): Promise<void> {
-    try {
-      await this.options.dynamodb.send(
-        new DeleteItemCommand({
-          TableName: this.options.tableName,
-          Key: { [PARTITION_KEY]: { S: LEASE_KEY } },
-          ConditionExpression: '#owner = :owner',
-          ExpressionAttributeNames: { '#owner': 'owner' },
-          ExpressionAttributeValues: { ':owner': { S: owner } },
-        }),
-        { abortSignal: AbortSignal.timeout(CALL_TIMEOUT_MS) },
-      );
-    } catch {
-      // Best effort: the lease lapses on its own after LEASE_MS, and failing a seal that already
-      // has its key over this clean-up would turn a tidy-up into an outage.
-    }
-  }
-
-  private async dynamoCall<T>(operation: string, send: (abortSignal: AbortSignal) => Promise<T>): Promise<T> {
-    try {
-      return await send(AbortSignal.timeout(CALL_TIMEOUT_MS));
-    } catch (error) {
-      throw translateDynamo(operation, error);
-    }
   }
 
   private async kmsCall<T>(operation: string, send: (abortSignal: AbortSignal) => Promise<T>): Promise<T> {
@@ -368,11 +326,6 @@ export class KmsTokenSealer implements TokenSealer {
       throw new StoreUnavailableError(`KMS ${operation} failed (${name})`, { cause: error });
     }
   }
-}
-
-function translateDynamo(operation: string, error: unknown): StoreUnavailableError {
-  const name = error instanceof Error ? error.name : 'Unknown';
-  return new StoreUnavailableError(`DynamoDB ${operation} failed (${name})`, { cause: error });
 }
 
 /** Short, public name of a data key: a digest of its KMS ciphertext, never of the key. */
@@ -402,7 +355,7 @@ function parseSealed(sealed: string): { id: string; payload: Buffer } {
   return { id, payload };
 }
 
-function itemToPointer(item: Record<string, AttributeValue>): Pointer | undefined {
+function itemToPointer(item: Item): Pointer | undefined {
   const dataKeyId = item.dataKeyId?.S;
   const blob = item.blob?.B;
   const createdAt = Number(item.createdAt?.N);

@@ -56,7 +56,15 @@ export function createFoundation(config: VendorConfig, deps: VendorDeps = {}): F
   const idp = new Auth0TokenEndpoint({ timeoutMs: config.idpTimeoutMs, now, ...(deps.fetch ? { fetch: deps.fetch } : {}) });
   // Data keys live in the same table, encrypted under the KMS key: one KMS call per data key per
   // instance, none on the warm path.
-  const sealer = new KmsTokenSealer({ kms: deps.kms ?? new KMSClient({}), dynamodb, tableName: config.tableName, keyId: config.sealKeyId, now });
+  const sealer = new KmsTokenSealer({
+    kms: deps.kms ?? new KMSClient({}),
+    dynamodb,
+    tableName: config.tableName,
+    keyId: config.sealKeyId,
+    now,
+    ...(deps.sleep ? { sleep: deps.sleep } : {}),
+    ...(deps.random ? { random: deps.random } : {}),
+  });
   const store = new DynamoTokenStore({ client: dynamodb, tableName: config.tableName, sealer, now });
   const service = createTokenService(
     {

@@ -8,7 +8,8 @@ import { createDecipheriv, randomBytes, randomUUID } from 'node:crypto';
 import { PutItemCommand, ScanCommand, UpdateItemCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DecryptCommand, GenerateDataKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { KmsTokenSealer } from '../../functions/adapters/kmsTokenSealer.js';
+import { DATA_KEY_LEASE, KmsTokenSealer } from '../../functions/adapters/kmsTokenSealer.js';
+import { DynamoLeaseStore, tableKey } from '../../functions/adapters/tokenTable.js';
 import { StoreUnavailableError } from '../../functions/core/errors.js';
 import { SealError } from '../../functions/core/sealing.js';
 import { freePort, startMoto, type MotoServer } from '../../local/moto.js';
@@ -89,6 +90,8 @@ interface InstanceOptions {
   readonly rotateAfterMs?: number;
   readonly kms?: KMSClient;
   readonly dynamodb?: DynamoDBClient;
+  readonly sleep?: (ms: number) => Promise<void>;
+  readonly random?: () => number;
 }
 
 /** One "Lambda instance": its own KMS client and in-memory keys, the shared table. */
@@ -183,6 +186,18 @@ describe('one data key for the fleet, no KMS on the warm path', () => {
     expect(totalKmsCalls()).toBe(2);
   });
 
+  it('five instances racing to seal make one GenerateDataKey call between them', async () => {
+    const table = await newTable();
+    const fleet = Array.from({ length: 5 }, () => instance(table));
+
+    const sealed = await Promise.all(Array.from({ length: 20 }, (_, i) => fleet[i % 5]!.seal(`token-${i}`, `item-${i}`)));
+
+    expect(callsTo('GenerateDataKey')).toBe(1);
+    expect(callsTo('Decrypt')).toBe(4); // each waiter unwraps the winner's key, once
+    expect(new Set(sealed.map(dataKeyIdOf)).size).toBe(1);
+    for (const [i, sealer] of fleet.entries()) expect(await sealer.open(sealed[(i + 1) % 20] ?? '', `item-${(i + 1) % 20}`)).toBe(`token-${(i + 1) % 20}`);
+  });
+
   it('concurrent seals in one instance load the data key once', async () => {
     const table = await newTable();
     const dynamoCalls: string[] = [];
@@ -224,7 +239,7 @@ describe('one data key for the fleet, no KMS on the warm path', () => {
     const holder = instance(table, {
       dynamodb: dynamoWith('before', async (command, input) => {
         const pk = (input.Item as Record<string, AttributeValue> | undefined)?.pk?.S;
-        if (command !== 'PutItemCommand' || pk !== 'datakey#current' || waiterSealed !== undefined) return;
+        if (command !== 'PutItemCommand' || pk !== tableKey.dataKeyPointer() || waiterSealed !== undefined) return;
         waiterSealed = waiter.seal('waiter', 'item-2');
         await waiterSealed;
       }),
@@ -237,6 +252,29 @@ describe('one data key for the fleet, no KMS on the warm path', () => {
     expect(callsTo('GenerateDataKey')).toBe(2); // both asked KMS...
     expect(dataKeyIdOf(holderSealed)).toBe(dataKeyIdOf((await waiterSealed) ?? '')); // ...one key won
     expect(await holder.open((await waiterSealed) ?? '', 'item-2')).toBe('waiter');
+  });
+
+  it('the lease is the table\'s fleet lease: while another holds it, the sealer waits about 3 s (its own sleep), then generates anyway', async () => {
+    const table = await newTable();
+    const holder = new DynamoLeaseStore({ client: localDynamoDb(moto.endpoint), tableName: table });
+    expect(await holder.acquireLease(DATA_KEY_LEASE, 'a-dead-instance', Date.now() + 60_000)).toBe(true);
+    const pauses: number[] = [];
+    const sealer = instance(table, { sleep: async (ms) => void pauses.push(ms), random: () => 0.5 });
+    const started = Date.now();
+
+    const sealed = await sealer.seal('t', 'item-1');
+
+    expect(Date.now() - started).toBeLessThan(2_000); // the pauses were the injected sleep's, not real time
+    expect(pauses.length).toBeGreaterThan(1);
+    const waited = pauses.reduce((a, b) => a + b, 0);
+    expect(waited).toBeGreaterThanOrEqual(3_000);
+    expect(waited).toBeLessThanOrEqual(3_000 + 250);
+    expect(callsTo('GenerateDataKey')).toBe(1);
+    expect(await sealer.open(sealed, 'item-1')).toBe('t');
+    // the holder's lease was never taken over, nor released by the sealer
+    expect(await holder.acquireLease(DATA_KEY_LEASE, 'another', Date.now() + 1_000)).toBe(false);
+    const leaseItem = (await scan(table)).find((item) => item.pk?.S === tableKey.lease(DATA_KEY_LEASE));
+    expect(leaseItem?.owner?.S).toBe('a-dead-instance');
   });
 
   it('a second instance opens the first one\'s values with one Decrypt, then with none', async () => {
@@ -299,8 +337,8 @@ describe('what the table holds', () => {
     const id = dataKeyIdOf(sealed);
 
     const items = await scan(table);
-    const keyItem = items.find((item) => item.pk?.S === `datakey#${id}`);
-    const pointer = items.find((item) => item.pk?.S === 'datakey#current');
+    const keyItem = items.find((item) => item.pk?.S === tableKey.dataKey(id ?? ''));
+    const pointer = items.find((item) => item.pk?.S === tableKey.dataKeyPointer());
     const blob = keyItem?.blob?.B ?? new Uint8Array();
     const createdAt = Number(keyItem?.createdAt?.N);
 
@@ -348,7 +386,7 @@ describe('a table written to by someone else', () => {
     await dynamodb.send(
       new UpdateItemCommand({
         TableName: table,
-        Key: { pk: { S: `datakey#${dataKeyIdOf(sealed)}` } },
+        Key: { pk: { S: tableKey.dataKey(dataKeyIdOf(sealed) ?? '') } },
         UpdateExpression: 'SET #blob = :blob',
         ExpressionAttributeNames: { '#blob': 'blob' }, // a reserved word
         ExpressionAttributeValues: { ':blob': { B: other.CiphertextBlob ?? new Uint8Array() } },

@@ -8,6 +8,7 @@ import { ScanCommand } from '@aws-sdk/client-dynamodb';
 import type { APIGatewayProxyResult } from 'aws-lambda';
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { classifyKey } from '../../functions/adapters/tokenTable.js';
 import { loadConfig } from '../../functions/config.js';
 import { createVendor, type Vendor } from '../../functions/vendor.js';
 import { startMoto, type MotoServer } from '../../local/moto.js';
@@ -78,7 +79,7 @@ describe('the IdP fails', () => {
 
     // recorded in DynamoDB for every instance
     const items = await stack.dynamodb.send(new ScanCommand({ TableName: table, ConsistentRead: true }));
-    const backoff = items.Items?.find((i) => i.pk?.S?.startsWith('backoff#'));
+    const backoff = items.Items?.find((i) => classifyKey(i.pk?.S ?? '').kind === 'backoff');
     expect(backoff?.reason?.S).toBe('rate_limited');
     expect(Number(backoff?.until?.N)).toBe(clock.t + 30_000);
 
