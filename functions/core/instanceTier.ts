@@ -88,7 +88,7 @@ export class InstanceTier {
 
   /** Whether the entry is due for its check against the store. */
   needsRevalidation(key: string): boolean {
-    return this.now() - (this.checkedAt.get(key) ?? 0) >= this.options.revalidateMs;
+    return this.now() - (this.checkedAt.get(key) ?? Number.NEGATIVE_INFINITY) >= this.options.revalidateMs;
   }
 
   markChecked(key: string): void {
@@ -115,7 +115,8 @@ export class InstanceTier {
       return this.refreshes.run(key, async () => 'busy');
     }
     return this.refreshes.run(key, async () => {
-      const outcome = await refresh();
+      // A refresh that throws counts as failed, like one that says so.
+      const outcome = await refresh().catch((): RefreshOutcome => 'failed');
       // Only for keys this instance keeps: the map is evicted with them.
       if (outcome === 'failed' && this.tokens.has(key)) this.refreshFailedAt.set(key, this.now());
       else if (outcome === 'refreshed') this.refreshFailedAt.delete(key);

@@ -158,22 +158,18 @@ export class SecretRotator {
     }
     const accessToken = await this.managementToken(client, SECRET_ROTATION_SCOPES);
     const newSecret = await this.deps.management.rotateSecret(client.origin, accessToken, current.clientId);
-    // From here the old secret is dead at Auth0: the new one must reach Secrets Manager.
-    let lastError: unknown;
-    for (let attempt = 0; attempt < 5; attempt += 1) {
-      try {
-        await this.deps.secrets.putPending(secret.arn, token, JSON.stringify({ client_id: current.clientId, client_secret: newSecret }));
-        return;
-      } catch (error) {
-        lastError = error;
-        await this.sleep(200 * 2 ** attempt);
-      }
+    // From here the old secret is dead at Auth0: the new one must reach Secrets Manager. One
+    // call: the client retries it itself, a bounded number of times within its deadline
+    // (functions/adapters/awsClients.ts); a loop here would multiply those retries.
+    try {
+      await this.deps.secrets.putPending(secret.arn, token, JSON.stringify({ client_id: current.clientId, client_secret: newSecret }));
+    } catch (error) {
+      this.deps.log.error('rotation: Auth0 rotated the secret but it could not be stored; rotate again (npm run ops -- rotate)', {
+        secret: secret.name,
+        error: describe(error),
+      });
+      throw new RotationError(`the new secret for ${client.name} could not be stored in ${secret.name}`, { cause: error });
     }
-    this.deps.log.error('rotation: Auth0 rotated the secret but it could not be stored; rotate again (npm run ops -- rotate)', {
-      secret: secret.name,
-      error: describe(lastError),
-    });
-    throw new RotationError(`the new secret for ${client.name} could not be stored in ${secret.name}`, { cause: lastError });
   }
 
   private async setSecret(secret: SecretDescription, client: ClientConfig, token: string): Promise<void> {

@@ -260,7 +260,7 @@ export class TokenService {
     });
     if ('value' in result) return result.value;
     this.parts.observer.leaseTimeout();
-    this.parts.log.warn('gave up waiting for another instance to fetch', { key: request.key, waitedMs: this.options.leaseWaitMs });
+    this.parts.log.warn('gave up waiting for another instance to fetch', { key: request.key, waitedMs: Math.round(result.waitedMs) });
     throw new LeaseTimeoutError('another instance holds the fetch lease', 1);
   }
 
