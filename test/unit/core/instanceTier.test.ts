@@ -392,18 +392,24 @@ describe('idle', () => {
     expect(idle).toBe(true);
   });
 
-  it('settles even when a refresh rejects', async () => {
+  it('settles even when a refresh rejects, and counts it as failed (not retried at once)', async () => {
     // Arrange
     const { tier } = setup();
+    tier.remember(token('a'));
     const pending = deferred<RefreshOutcome>();
     const running = tier.refreshOnce('a', true, () => pending.promise);
-    running.catch(() => undefined);
     // Act
     const waiting = tier.idle();
     pending.reject(new Error('boom'));
     // Assert
     await expect(waiting).resolves.toBeUndefined();
-    await expect(running).rejects.toThrow('boom');
+    await expect(running).resolves.toBe('failed');
+    let calls = 0;
+    expect(await tier.refreshOnce('a', false, async () => {
+      calls += 1;
+      return 'refreshed';
+    })).toBe('busy');
+    expect(calls).toBe(0);
   });
 
   it('resolves at once with nothing running', async () => {
