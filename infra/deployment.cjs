@@ -4,7 +4,8 @@
 // - validates grants.json exactly as the function does at cold start (a bad grants file fails
 //   packaging with a message naming the field);
 // - declares one Secrets Manager secret per client in grants.json, created without a value;
-// - builds the API's resource policy from the allowed accounts / organization / VPC endpoint.
+// - builds the API's resource policy from the allowed accounts / organization / VPC endpoint;
+// - turns Lambda active tracing (X-Ray) on or off, with the roles' permission to send traces.
 'use strict';
 
 const { execFileSync } = require('node:child_process');
@@ -45,6 +46,13 @@ module.exports = async ({ resolveVariable }) => {
     const value = await resolveVariable(`param:${name}, ''`);
     return value == null ? '' : String(value);
   };
+  // Checked first: a typo fails at once, before grants.json is validated and anything is built.
+  const tracingParam = (await param('tracing')) || 'false';
+  if (tracingParam !== 'true' && tracingParam !== 'false') {
+    throw new Error(`param tracing: "${tracingParam}" is not true or false`);
+  }
+  const lambdaTracing = tracingParam === 'true';
+
   const grantsFile = path.resolve(root, (await param('grantsFile')) || 'grants.json');
   const grants = validatedGrants(grantsFile);
 
@@ -170,5 +178,12 @@ module.exports = async ({ resolveVariable }) => {
     endpointType: vpcEndpointId === '' ? 'REGIONAL' : 'PRIVATE',
     // Absent (null) unless PRIVATE: osls refuses endpoint ids on a regional API.
     vpcEndpointIds: vpcEndpointId === '' ? null : [vpcEndpointId],
+    // provider.tracing.lambda: true sets every function's TracingConfig to Active.
+    lambdaTracing,
+    // With active tracing, Lambda sends segments as the function's role, which then needs
+    // xray:PutTraceSegments and xray:PutTelemetryRecords. X-Ray has no resource-level
+    // permissions, so AWS's managed policy for writing traces is attached instead of a
+    // Resource "*" statement in the roles' own policies (infra/iam.yml); none without tracing.
+    tracingManagedPolicyArns: lambdaTracing ? [{ 'Fn::Sub': 'arn:${AWS::Partition}:iam::aws:policy/AWSXRayDaemonWriteAccess' }] : [],
   };
 };

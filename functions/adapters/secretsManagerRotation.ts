@@ -1,7 +1,9 @@
-/** Secrets Manager as the rotation function uses it: versions, stages, and nothing cached. */
+/**
+ * Secrets Manager as the rotation function uses it: versions, stages, and nothing cached. Calls
+ * are made once each: the client bounds their time and retries (functions/adapters/awsClients.ts).
+ */
 import {
   DescribeSecretCommand,
-  GetSecretValueCommand,
   PutSecretValueCommand,
   ResourceExistsException,
   ResourceNotFoundException,
@@ -9,6 +11,7 @@ import {
   type SecretsManagerClient,
 } from '@aws-sdk/client-secrets-manager';
 import type { RotationSecretStore, SecretDescription } from '../core/rotation.js';
+import { readSecretValue, type SecretVersion } from './secretsManagerCredentials.js';
 
 export class SecretsManagerRotationStore implements RotationSecretStore {
   constructor(private readonly client: SecretsManagerClient) {}
@@ -23,12 +26,10 @@ export class SecretsManagerRotationStore implements RotationSecretStore {
     };
   }
 
-  async read(secretId: string, version: { versionId: string } | { stage: string }): Promise<string | undefined> {
+  async read(secretId: string, version: SecretVersion): Promise<string | undefined> {
     try {
-      const out = await this.client.send(
-        new GetSecretValueCommand({ SecretId: secretId, ...('versionId' in version ? { VersionId: version.versionId } : { VersionStage: version.stage }) }),
-      );
-      return out.SecretString ?? (out.SecretBinary ? Buffer.from(out.SecretBinary).toString('utf8') : undefined);
+      // The one way this code reads a secret (functions/adapters/secretsManagerCredentials.ts).
+      return await readSecretValue(this.client, secretId, version);
     } catch (error) {
       // Secrets Manager creates the AWSPENDING version's metadata before createSecret; until
       // that step writes a value, reading it is "not found".

@@ -1,16 +1,17 @@
 /**
  * The wiring every function shares: the token service over its adapters. Clients are built once
- * per instance and may be passed in, as Powertools' `DynamoDBPersistenceLayer` takes
+ * per instance, with the deadlines of adapters/awsClients.ts, and may be passed in, as Powertools' `DynamoDBPersistenceLayer` takes
  * `awsSdkV3Client ?? new DynamoDBClient()`; so may `fetch` and the clock (jose's injectable
  * `fetch`, Go's `timeNow`), which is how the local stack, tests and benchmarks point a function at
  * the local stand-ins.
  */
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { KMSClient } from '@aws-sdk/client-kms';
-import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { KMSClient } from '@aws-sdk/client-kms';
+import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { Auth0TokenEndpoint } from '../adapters/auth0TokenEndpoint.js';
+import { dynamoDbClient, kmsClient, secretsManagerClient } from '../adapters/awsClients.js';
 import { DynamoTokenStore } from '../adapters/dynamoTokenStore.js';
 import { KmsTokenSealer } from '../adapters/kmsTokenSealer.js';
 import { PowertoolsObserver } from '../adapters/powertoolsObserver.js';
@@ -51,13 +52,13 @@ export function createFoundation(config: VendorConfig, deps: VendorDeps = {}): F
   const logger = deps.logger ?? new Logger({ serviceName: config.serviceName });
   const metrics = deps.metrics ?? new Metrics({ namespace: config.metricsNamespace, serviceName: config.serviceName });
   const now = deps.now ?? Date.now;
-  const secretsManager = deps.secretsManager ?? new SecretsManagerClient({});
-  const dynamodb = deps.dynamodb ?? new DynamoDBClient({});
+  const secretsManager = deps.secretsManager ?? secretsManagerClient();
+  const dynamodb = deps.dynamodb ?? dynamoDbClient();
   const idp = new Auth0TokenEndpoint({ timeoutMs: config.idpTimeoutMs, now, ...(deps.fetch ? { fetch: deps.fetch } : {}) });
   // Data keys live in the same table, encrypted under the KMS key: one KMS call per data key per
   // instance, none on the warm path.
   const sealer = new KmsTokenSealer({
-    kms: deps.kms ?? new KMSClient({}),
+    kms: deps.kms ?? kmsClient(),
     dynamodb,
     tableName: config.tableName,
     keyId: config.sealKeyId,

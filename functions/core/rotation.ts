@@ -93,7 +93,10 @@ export interface SecretRotatorDeps {
 const SECRET_ROTATION_SCOPES = ['update:client_keys'];
 const KEY_ROTATION_SCOPES = ['create:client_credentials', 'delete:client_credentials', 'read:client_keys', 'update:client_keys'];
 
+/** A rotation step that cannot complete; Secrets Manager records it and retries the step. */
 export class RotationError extends Error {
+  /** stable internal code, as every error of the vendor has (functions/core/errors.ts) */
+  readonly code = 'ERR_ROTATION';
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'RotationError';

@@ -1,6 +1,8 @@
 /**
- * The vend entry point's logic, thin over the core (STYLE.md §1): parse the event, call the
- * service, shape the response, map errors in one place. Two kinds of event arrive:
+ * The vend entry point's logic, thin over the core (the handler layer in ARCHITECTURE.md): parse
+ * the event, call the service, shape the response, map errors in one place. The Lambda context,
+ * the cold-start metric and the metrics flush are {@link withObservability}'s. Two kinds of event
+ * arrive:
  * - API Gateway REST (AWS_IAM): the caller is `requestContext.identity.userArn`;
  * - a direct invocation `{ "audience", "scope" }` (scheduled jobs): no identity, authorized by
  *   `lambda:InvokeFunction`, limited to grants marked `directInvoke`.
@@ -11,6 +13,7 @@ import type { Logger } from '@aws-lambda-powertools/logger';
 import { AccessDeniedError, MethodNotAllowedError, NotFoundError, VendorError, describe } from '../core/errors.js';
 import { callerFromArn, type Caller } from '../core/principal.js';
 import type { TokenService, VendedToken } from '../core/tokenService.js';
+import { withObservability } from '../lambda/withObservability.js';
 import { errorBody, jsonResponse, type OAuthErrorBody } from './responses.js';
 import { parseHttpBody, parseVendBody } from './vendRequest.js';
 
@@ -23,35 +26,46 @@ export interface VendHandlerDeps {
 
 export type VendHandler = (event: unknown, context?: Context) => Promise<APIGatewayProxyResult | VendedToken | OAuthErrorBody>;
 
+/** What one invocation answered: the HTTP status and the internal code (`OK` for a token). */
+interface Outcome {
+  readonly status: number;
+  readonly code: string;
+}
+
+const OK = 'OK';
+
 export function createVendHandler(deps: VendHandlerDeps): VendHandler {
   const now = deps.now ?? Date.now;
 
-  return async (event, context) => {
+  return withObservability(deps, async (event) => {
     const started = now();
-    if (context !== undefined) deps.logger.addContext(context);
     const viaApi = isApiGatewayEvent(event);
-    let status = 500;
+    let outcome: Outcome = { status: 500, code: 'ERR_UNEXPECTED' };
     try {
       if (viaApi) {
-        const response = await handleHttp(event);
-        status = response.statusCode;
+        const { response, code } = await handleHttp(event);
+        outcome = { status: response.statusCode, code };
         return response;
       }
       const result = await handleDirect(event);
-      status = result.status;
+      outcome = result;
       return result.body;
     } finally {
       deps.metrics.addMetric('Request', MetricUnit.Count, 1);
       deps.metrics.addMetric('Latency', MetricUnit.Milliseconds, now() - started);
-      const single = deps.metrics.singleMetric();
-      single.addDimension('status', `${Math.floor(status / 100)}xx`);
-      single.addMetric('Response', MetricUnit.Count, 1);
-      deps.metrics.publishStoredMetrics();
+      // By status class for the 5xx alarm and the dashboard, and by the internal code so a rate
+      // limit, a quota trip and a lease timeout (all 503 on the wire) are told apart.
+      const byStatus = deps.metrics.singleMetric();
+      byStatus.addDimension('status', `${Math.floor(outcome.status / 100)}xx`);
+      byStatus.addMetric('Response', MetricUnit.Count, 1);
+      const byCode = deps.metrics.singleMetric();
+      byCode.addDimension('code', outcome.code);
+      byCode.addMetric('Response', MetricUnit.Count, 1);
       deps.logger.resetKeys();
     }
-  };
+  });
 
-  async function handleHttp(event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> {
+  async function handleHttp(event: APIGatewayProxyEvent): Promise<{ response: APIGatewayProxyResult; code: string }> {
     try {
       const route = event.resource === '/{proxy+}' || event.resource === undefined ? event.path : event.resource;
       if (route !== '/token') throw new NotFoundError(`No route ${String(route).slice(0, 100)}; POST /token.`);
@@ -63,22 +77,22 @@ export function createVendHandler(deps: VendHandlerDeps): VendHandler {
       deps.logger.appendKeys({ caller: caller.arn });
       const body = parseHttpBody(event.body, event.isBase64Encoded, header(event, 'content-type'));
       const token = await vend(caller, body.audience, body.scope);
-      return jsonResponse(200, token);
+      return { response: jsonResponse(200, token), code: OK };
     } catch (error) {
-      const { status, body, headers } = report(error);
-      return jsonResponse(status, body, headers);
+      const { status, body, headers, code } = report(error);
+      return { response: jsonResponse(status, body, headers), code };
     }
   }
 
   /** Same bodies as the API; an error is returned, not thrown, so the invoker reads `error`. */
-  async function handleDirect(event: unknown): Promise<{ status: number; body: VendedToken | OAuthErrorBody }> {
+  async function handleDirect(event: unknown): Promise<Outcome & { body: VendedToken | OAuthErrorBody }> {
     try {
       const body = parseVendBody(event);
       deps.logger.appendKeys({ caller: 'direct-invoke' });
-      return { status: 200, body: await vend({ kind: 'direct' }, body.audience, body.scope) };
+      return { status: 200, code: OK, body: await vend({ kind: 'direct' }, body.audience, body.scope) };
     } catch (error) {
-      const { status, body } = report(error);
-      return { status, body };
+      const { status, body, code } = report(error);
+      return { status, code, body };
     }
   }
 
@@ -92,9 +106,9 @@ export function createVendHandler(deps: VendHandlerDeps): VendHandler {
   function report(error: unknown): ReturnType<typeof errorBody> {
     const shaped = errorBody(error);
     if (shaped.status >= 500) {
-      deps.logger.error('request failed', { status: shaped.status, error: describeChain(error) });
+      deps.logger.error('request failed', { status: shaped.status, code: shaped.code, error: describeChain(error) });
     } else {
-      deps.logger.info('request refused', { status: shaped.status, error: shaped.body.error, reason: shaped.body.error_description });
+      deps.logger.info('request refused', { status: shaped.status, code: shaped.code, error: shaped.body.error, reason: shaped.body.error_description });
     }
     return shaped;
   }

@@ -1,13 +1,16 @@
 /**
  * The `rotate` entry point's logic: Secrets Manager invokes it once per rotation step. A step
  * that fails throws, so Secrets Manager records the failure and retries; the detail goes to the
- * log (never a secret: the rotator handles values, the log gets names and versions).
+ * log (never a secret: the rotator handles values, the log gets names and versions). The Lambda
+ * context, the cold-start metric and the metrics flush (the token service's metrics for the
+ * rotator's Management API token among them) are {@link withObservability}'s.
  */
 import type { Context } from 'aws-lambda';
 import type { Logger } from '@aws-lambda-powertools/logger';
 import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
 import type { RotationEvent, RotationStep, SecretRotator } from '../core/rotation.js';
 import { describe } from '../core/errors.js';
+import { withObservability } from '../lambda/withObservability.js';
 
 const STEPS: readonly RotationStep[] = ['createSecret', 'setSecret', 'testSecret', 'finishSecret'];
 
@@ -20,8 +23,7 @@ export interface RotationHandlerDeps {
 export type RotationHandler = (event: unknown, context?: Context) => Promise<void>;
 
 export function createRotationHandler(deps: RotationHandlerDeps): RotationHandler {
-  return async (event, context) => {
-    if (context !== undefined) deps.logger.addContext(context);
+  return withObservability(deps, async (event) => {
     const rotation = parseEvent(event);
     const single = deps.metrics.singleMetric();
     single.addDimension('step', rotation.Step);
@@ -33,7 +35,7 @@ export function createRotationHandler(deps: RotationHandlerDeps): RotationHandle
       deps.logger.error('rotation step failed', { step: rotation.Step, secretId: rotation.SecretId, error: describe(error) });
       throw error;
     }
-  };
+  });
 }
 
 function parseEvent(event: unknown): RotationEvent {

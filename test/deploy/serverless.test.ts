@@ -20,7 +20,8 @@ let privateApi: Packaged;
 beforeAll(() => {
   // One after the other: each run rebuilds dist/.
   regional = packageService('citest', { allowedAccountIds: '111122223333,444455556666', organizationId: 'o-abcdef1234' });
-  privateApi = packageService('citestprivate', { vpcEndpointId: 'vpce-0123456789abcdef0' });
+  // The private API is also packaged with Lambda active tracing on; the regional one keeps the default (off).
+  privateApi = packageService('citestprivate', { vpcEndpointId: 'vpce-0123456789abcdef0', tracing: 'true' });
 }, 300_000);
 
 const ofType = (p: Packaged, type: string): Array<[string, CfnResource]> => Object.entries(p.template.Resources).filter(([, r]) => r.Type === type);
@@ -168,6 +169,18 @@ describe('packaged template', () => {
     expect(ofType(regional, 'AWS::CloudWatch::Dashboard')).toHaveLength(1);
   });
 
+  it('turns Lambda active tracing on with the tracing parameter, and the roles may then send traces', () => {
+    const tracingOf = (p: Packaged) => ofType(p, 'AWS::Lambda::Function').map(([id, f]) => [id, props(f).TracingConfig]);
+    const policiesOf = (p: Packaged) => ['VendRole', 'RefreshRole', 'RotateRole'].map((id) => [id, props(p.template.Resources[id]).ManagedPolicyArns]);
+    const xray = { 'Fn::Sub': 'arn:${AWS::Partition}:iam::aws:policy/AWSXRayDaemonWriteAccess' };
+    // default (off): no TracingConfig, no X-Ray permission
+    expect(tracingOf(regional)).toEqual([['VendLambdaFunction', undefined], ['RefreshLambdaFunction', undefined], ['RotateLambdaFunction', undefined]]);
+    expect(policiesOf(regional)).toEqual([['VendRole', []], ['RefreshRole', []], ['RotateRole', []]]);
+    // on: every function traced, every role allowed to send its segments
+    expect(tracingOf(privateApi)).toEqual([['VendLambdaFunction', { Mode: 'Active' }], ['RefreshLambdaFunction', { Mode: 'Active' }], ['RotateLambdaFunction', { Mode: 'Active' }]]);
+    expect(policiesOf(privateApi)).toEqual([['VendRole', [xray]], ['RefreshRole', [xray]], ['RotateRole', [xray]]]);
+  });
+
   it('ships each function as its own bundle, without node_modules', () => {
     const functions = ofType(regional, 'AWS::Lambda::Function');
     for (const [id, f] of functions) {
@@ -185,6 +198,14 @@ describe('packaging with a broken grants file', () => {
     const result = runPackage('citestbroken', join(regional.dir, 'broken'), { grantsFile: 'test/fixtures/grants-broken.json' });
     expect(result.status).not.toBe(0);
     expect(result.output).toContain('grants[0].scopes[1]');
+  }, 120_000);
+});
+
+describe('packaging with a bad tracing parameter', () => {
+  it('fails, naming the parameter', () => {
+    const result = runPackage('citestbadtracing', join(regional.dir, 'badtracing'), { tracing: 'yes' });
+    expect(result.status).not.toBe(0);
+    expect(result.output).toContain('param tracing: "yes" is not true or false');
   }, 120_000);
 });
 

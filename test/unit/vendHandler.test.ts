@@ -105,3 +105,56 @@ describe('vend handler (direct invocation)', () => {
     expect(calls).toHaveLength(0);
   });
 });
+
+describe('vend handler metrics', () => {
+  /** A Metrics stand-in that records each single metric's dimensions and name. */
+  function recordingMetrics() {
+    const singles: Array<{ dimensions: Record<string, string>; name?: string }> = [];
+    const metrics = {
+      addMetric() {},
+      publishStoredMetrics() {},
+      captureColdStartMetric() {},
+      singleMetric() {
+        const single: { dimensions: Record<string, string>; name?: string } = { dimensions: {} };
+        singles.push(single);
+        return {
+          addDimension: (name: string, value: string) => void (single.dimensions[name] = value),
+          addMetric: (name: string) => void (single.name = name),
+        };
+      },
+    };
+    return { metrics: metrics as unknown as Metrics, singles };
+  }
+
+  it.each([
+    ['a token', undefined, 200, 'OK'],
+    ['an IdP refusal', new IdpRejectedError('invalid_client', 401, 'refused'), 502, 'ERR_IDP_REJECTED'],
+    ['the IdP unavailable', new IdpUnavailableError('down', 5), 503, 'ERR_IDP_UNAVAILABLE'],
+    ['a bug', new TypeError('boom'), 500, 'ERR_UNEXPECTED'],
+  ])('counts %s as a Response by status class and by internal code', async (_what, fail, status, code) => {
+    const { metrics, singles } = recordingMetrics();
+    const service = {
+      async vend() {
+        if (fail) throw fail;
+        return { access_token: 'eyJ.test.token', token_type: 'Bearer' as const, expires_in: 3599, scope: 'read:orders' };
+      },
+    };
+    const handler = createVendHandler({ service, logger: new Logger({ logLevel: 'SILENT' }), metrics });
+
+    const res = (await handler(apiEvent({ body: JSON.stringify({ audience: 'https://a' }) }))) as APIGatewayProxyResult;
+
+    expect(res.statusCode).toBe(status);
+    expect(singles.filter((s) => s.name === 'Response').map((s) => s.dimensions)).toEqual([{ status: `${String(status)[0]}xx` }, { code }]);
+  });
+
+  it('a 503 on the wire still tells a rate limit from a quota trip by its code', async () => {
+    const { IdpRateLimitedError, QuotaGuardError } = await import('../../functions/core/errors.js');
+    for (const [error, code] of [[new IdpRateLimitedError('429', 30), 'ERR_IDP_RATE_LIMITED'], [new QuotaGuardError('cap', 60), 'ERR_QUOTA_GUARD']] as const) {
+      const { metrics, singles } = recordingMetrics();
+      const handler = createVendHandler({ service: { vend: () => Promise.reject(error) }, logger: new Logger({ logLevel: 'SILENT' }), metrics });
+      const res = (await handler(apiEvent({ body: JSON.stringify({ audience: 'https://a' }) }))) as APIGatewayProxyResult;
+      expect(JSON.parse(res.body)).toMatchObject({ error: 'temporarily_unavailable' });
+      expect(singles.find((s) => s.dimensions.code !== undefined)?.dimensions.code).toBe(code);
+    }
+  });
+});
