@@ -15,8 +15,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { cpus, freemem, totalmem, tmpdir } from 'node:os';
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { build } from 'esbuild';
 import { loadConfig } from '../functions/config.js';
@@ -24,6 +24,7 @@ import { createVendor } from '../functions/vendor.js';
 import { startLocalAuth0Tenant } from '../local/auth0Tenant.js';
 import { startMoto } from '../local/moto.js';
 import { LOCAL_SEAL_KEY_ALIAS, createSealKey, createTokenTable, localDynamoDb, localFunctionEnv, localKms, localSecretsManager, putClientSecret } from '../local/seed.js';
+import { functionBundleOptions } from '../scripts/esbuildOptions.mjs';
 import { packageService, zipListing } from '../scripts/packaging.js';
 import { apiEvent } from '../test/helpers/events.js';
 
@@ -194,53 +195,77 @@ async function warmLatency(): Promise<void> {
 // --- c. cold start --------------------------------------------------------------------------
 async function coldStart(): Promise<void> {
   const baselineDir = mkdtempSync(join(tmpdir(), 'bench-baseline-'));
-  const baseline = join(baselineDir, 'index.js');
+  const baselineEntry = join(baselineDir, 'entry.ts');
   writeFileSync(join(baselineDir, 'package.json'), '{ "type": "module" }\n');
-  // Same esbuild options as scripts/build.mjs, over an entry that only builds the two clients.
-  await build({
-    stdin: {
-      contents: "import { DynamoDBClient } from '@aws-sdk/client-dynamodb'; import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager'; export const clients = [new DynamoDBClient({}), new SecretsManagerClient({})];",
-      resolveDir: process.cwd(),
-      loader: 'ts',
-    },
-    outfile: baseline,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node22',
-    minify: true,
-    treeShaking: true,
-    keepNames: true,
-    mainFields: ['module', 'main'],
-    banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
-    logLevel: 'warning',
-  });
+  writeFileSync(
+    baselineEntry,
+    "import { DynamoDBClient } from '@aws-sdk/client-dynamodb'; import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager'; export const clients = [new DynamoDBClient({}), new SecretsManagerClient({})];",
+  );
+  // The same esbuild options as the functions (scripts/esbuildOptions.mjs), source maps and code
+  // splitting included, over an entry that only builds the two clients: like with like.
+  await build({ ...functionBundleOptions(baselineEntry, baselineDir), nodePaths: [join(process.cwd(), 'node_modules')] });
+  const baseline = join(baselineDir, 'index.js');
+  // And as earlier runs of this table built it (one file, no source map), to compare with them.
+  const plainDir = mkdtempSync(join(tmpdir(), 'bench-baseline-plain-'));
+  writeFileSync(join(plainDir, 'package.json'), '{ "type": "module" }\n');
+  await build({ ...functionBundleOptions(baselineEntry, plainDir), splitting: false, sourcemap: false, nodePaths: [join(process.cwd(), 'node_modules')] });
   const packaged = packageService('bench');
-  const loadTimes = async (file: string, env: Record<string, string>, runs = 15) => {
-    const times: number[] = [];
-    for (let r = 0; r < runs; r += 1) {
-      const script = `const t0 = performance.now(); await import(${JSON.stringify(`file://${file}`)}); process.stdout.write(String(performance.now() - t0));`;
-      const ms = await new Promise<number>((resolve, reject) => {
-        const child = spawn(process.execPath, ['--enable-source-maps', '--input-type=module', '-e', script], { env: { ...process.env, ...env } });
-        let text = '';
-        child.stdout.on('data', (d) => (text += d));
-        child.on('exit', (code) => (code === 0 ? resolve(Number(text)) : reject(new Error(`load of ${file} failed (${code})`))));
-      });
-      times.push(ms);
-    }
-    return times;
-  };
   const env = await vendorEnv();
-  print('| bundle | zipped | unzipped code | module load p50 (ms) | p90 (ms) |');
-  print('| --- | ---: | ---: | ---: | ---: |');
-  for (const name of ['vend', 'refresh', 'rotate']) {
-    const zip = join(packaged.dir, `${name}.zip`);
-    const code = zipListing(zip).filter((e) => e.name.endsWith('.js')).reduce((s, e) => s + e.size, 0);
-    const times = await loadTimes(join(process.cwd(), 'dist', name, 'index.js'), { ...env, GRANTS_FILE: join(process.cwd(), 'dist', name, 'grants.json') });
-    print(`| ${name} | ${fmt(statSync(zip).size / 1024, 1)} KiB | ${fmt(code / 1024, 1)} KiB | ${fmt(pct(times, 50), 1)} | ${fmt(pct(times, 90), 1)} |`);
+  const bundles = [
+    ...['vend', 'refresh', 'rotate'].map((name) => ({
+      name,
+      file: join(process.cwd(), 'dist', name, 'index.js'),
+      env: { ...env, GRANTS_FILE: join(process.cwd(), 'dist', name, 'grants.json') },
+      zip: join(packaged.dir, `${name}.zip`) as string | undefined,
+    })),
+    { name: 'baseline: the two AWS SDK clients only', file: baseline, env, zip: undefined },
+    { name: 'the same baseline as one file without source maps (as earlier runs built it)', file: join(plainDir, 'index.js'), env, zip: undefined },
+  ];
+  // Interleaved, one process per load, so that whatever else the machine does falls on every
+  // bundle alike.
+  const times = new Map<string, number[]>(bundles.map((b) => [b.name, []]));
+  for (let run = 0; run < 21; run += 1) {
+    for (const bundle of bundles) times.get(bundle.name)!.push(await loadTime(bundle.file, bundle.env));
   }
-  const baseTimes = await loadTimes(baseline, env);
-  print(`| baseline: the two AWS SDK clients only | — | ${fmt(statSync(baseline).size / 1024, 1)} KiB | ${fmt(pct(baseTimes, 50), 1)} | ${fmt(pct(baseTimes, 90), 1)} |`);
+  const base = pct(times.get(bundles[3]!.name)!, 50);
+  print('| bundle | zipped | code in the zip | code loaded at start | module load p50 (ms) | p90 (ms) | × baseline (p50) |');
+  print('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
+  for (const bundle of bundles) {
+    const t = times.get(bundle.name)!;
+    const zipped = bundle.zip === undefined ? '—' : `${fmt(statSync(bundle.zip).size / 1024, 1)} KiB`;
+    const code = bundle.zip === undefined ? allCode(dirname(bundle.file)) : zipListing(bundle.zip).filter((e) => e.name.endsWith('.js')).reduce((sum, e) => sum + e.size, 0);
+    print(`| ${bundle.name} | ${zipped} | ${fmt(code / 1024, 1)} KiB | ${fmt(startupCode(bundle.file) / 1024, 1)} KiB | ${fmt(pct(t, 50), 1)} | ${fmt(pct(t, 90), 1)} | ${fmt(pct(t, 50) / base, 2)} |`);
+  }
+}
+
+/** One module load in a fresh Node process, as Lambda's init does it (`--enable-source-maps`). */
+function loadTime(file: string, env: Record<string, string>): Promise<number> {
+  const script = `const t0 = performance.now(); await import(${JSON.stringify(`file://${file}`)}); process.stdout.write(String(performance.now() - t0));`;
+  return new Promise<number>((resolve, reject) => {
+    const child = spawn(process.execPath, ['--enable-source-maps', '--input-type=module', '-e', script], { env: { ...process.env, ...env } });
+    let text = '';
+    child.stdout.on('data', (d) => (text += d));
+    child.on('exit', (code) => (code === 0 ? resolve(Number(text)) : reject(new Error(`load of ${file} failed (${code})`))));
+  });
+}
+
+/** Bytes of JavaScript a cold start loads: the entry and the chunks it imports statically (not `import()`). */
+function startupCode(entry: string): number {
+  const seen = new Set<string>();
+  const visit = (file: string): void => {
+    if (seen.has(file)) return;
+    seen.add(file);
+    for (const match of readFileSync(file, 'utf8').matchAll(/(?:from|import)\s*"(\.{1,2}\/[^"]+\.js)"/g)) visit(join(dirname(file), match[1]!));
+  };
+  visit(entry);
+  return [...seen].reduce((sum, file) => sum + statSync(file).size, 0);
+}
+
+/** Bytes of JavaScript below `dir`, chunks included. */
+function allCode(dir: string): number {
+  return readdirSync(dir, { recursive: true, encoding: 'utf8' })
+    .filter((f) => f.endsWith('.js'))
+    .reduce((sum, f) => sum + statSync(join(dir, f)).size, 0);
 }
 
 // --- d. steady state with the refresher -----------------------------------------------------
@@ -276,10 +301,14 @@ async function steadyState(): Promise<void> {
 }
 
 // --- run ----------------------------------------------------------------------------------
+// `--only bc` runs tables b and c alone (a quicker look at one change); the default is all four.
+const onlyArg = process.argv.indexOf('--only');
+const selected = onlyArg > 0 ? (process.argv[onlyArg + 1] ?? '') : 'abcd';
 const started = new Date();
 print(`Machine: ${cpus()[0]?.model ?? 'unknown CPU'} × ${cpus().length} cores, ${fmt(totalmem() / 2 ** 30, 1)} GiB RAM (${fmt(freemem() / 2 ** 30, 1)} GiB free), Node ${process.version}, ${process.platform}/${process.arch}`);
 print(`Run: ${started.toISOString()} — command: \`npm run bench\``);
 print();
+if (selected.includes('a')) {
 print('### a. IdP calls for a storm: 8 OS processes × 50 concurrent requests');
 print();
 print(`Token lifetime ${TTL_SECONDS} s. Cold: one storm (400 requests) at t = 0. Hour: a storm every simulated minute for one token lifetime (61 storms, ${61 * 400} requests).`);
@@ -297,18 +326,27 @@ for (const [mode, label] of (process.argv.includes('--skip-storm') ? [] : [
 print();
 print('The limit is 1 IdP call per token lifetime. Refresh-ahead replaces a token when 25% of its life is left, so in steady state the vendor spends 1 / 0.75 ≈ 1.33 calls per lifetime, and a cold start adds the first one.');
 print();
-print('### b. Warm latency in process (the `vend` handler, API Gateway event in, response out)');
-print();
-await warmLatency();
-print();
-print('### c. Cold start: bundle size and module load time (fresh `node` process, `--enable-source-maps`, 15 runs)');
-print();
-await coldStart();
-print();
-print('### d. Steady state: caller requests that waited on the IdP (goal: 0)');
-print();
-await steadyState();
-print();
+}
+if (selected.includes('b')) {
+  print('### b. Warm latency in process (the `vend` handler, API Gateway event in, response out)');
+  print();
+  await warmLatency();
+  print();
+}
+if (selected.includes('c')) {
+  print('### c. Cold start: bundle size and module load time (fresh `node` process, `--enable-source-maps`, 21 interleaved runs)');
+  print();
+  print('Every bundle, the baseline included, is built with the same esbuild options (scripts/esbuildOptions.mjs: minified, source maps, code splitting). "Code loaded at start" is the entry and the chunks it imports statically; the KMS client, jose and the SDK\'s other credential providers are chunks loaded with `import()` on first use.');
+  print();
+  await coldStart();
+  print();
+}
+if (selected.includes('d')) {
+  print('### d. Steady state: caller requests that waited on the IdP (goal: 0)');
+  print();
+  await steadyState();
+  print();
+}
 
 await tenant.close();
 await moto.stop();

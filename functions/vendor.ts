@@ -8,6 +8,8 @@ import type { Logger } from '@aws-lambda-powertools/logger';
 import type { Metrics } from '@aws-lambda-powertools/metrics';
 import type { DynamoTokenStore } from './adapters/dynamoTokenStore.js';
 import type { VendorConfig } from './config.js';
+import { secretsManagerClient } from './adapters/secretsManagerModule.js';
+import { eagerAdapters } from './composition/eager.js';
 import { createRefreshFunction } from './composition/refresh.js';
 import { createRotateFunction } from './composition/rotate.js';
 import { createFoundation, type VendorDeps } from './composition/tokenService.js';
@@ -38,10 +40,12 @@ export interface Vendor {
 }
 
 export function createVendor(config: VendorConfig, deps: VendorDeps = {}): Vendor {
-  const foundation = createFoundation(config, deps);
-  const vend = createVendFunction(config, deps, foundation);
-  const refresh = createRefreshFunction(config, deps, foundation);
-  const rotate = createRotateFunction(config, deps, foundation);
+  // One Secrets Manager client for the credentials and the rotation, as in the rotate function.
+  const shared = { ...deps, secretsManager: deps.secretsManager ?? secretsManagerClient() };
+  const foundation = createFoundation(config, shared, eagerAdapters);
+  const vend = createVendFunction(config, shared, foundation);
+  const refresh = createRefreshFunction(config, shared, foundation);
+  const rotate = createRotateFunction(config, shared, foundation);
   return {
     service: foundation.service,
     store: foundation.store,

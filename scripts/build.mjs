@@ -1,12 +1,13 @@
 #!/usr/bin/env node
-// Builds one esbuild bundle per entry point (as Powertools' CDK bundling does): ESM, minified, tree-shaken, with
-// source maps, targeting the Lambda runtime (node22). The grants file is validated here, so a bad
+// Builds one esbuild bundle per entry point (options in scripts/esbuildOptions.mjs). The grants
+// file is validated here, so a bad
 // grants file fails the build with a message naming the field, and is copied beside the bundle.
 import { build } from 'esbuild';
 import { copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
+import { functionBundleOptions } from './esbuildOptions.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const out = join(root, 'dist');
@@ -19,34 +20,10 @@ execFileSync(process.execPath, ['--import', 'tsx', join(root, 'scripts/validate-
 
 rmSync(out, { recursive: true, force: true });
 
-// ESM bundles still meet CommonJS dependencies that call require() for node built-ins.
-const requireShim = "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);";
-
 /** Lambda functions: everything bundled (the SDK version is pinned by us, not the runtime). */
 const functions = { vend: 'functions/vend.ts', refresh: 'functions/refresh.ts', rotate: 'functions/rotate.ts' };
 for (const [name, entry] of Object.entries(functions)) {
-  await build({
-    entryPoints: [join(root, entry)],
-    // index.js beside a {"type":"module"} package.json rather than index.mjs: Lambda loads both,
-    // but `osls invoke local` only finds .js and .cjs handlers.
-    outfile: join(out, name, 'index.js'),
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node22',
-    minify: true,
-    treeShaking: true,
-    // Error classes name themselves from their constructor (`this.name = new.target.name`): keep
-    // the names readable in logs despite minification.
-    keepNames: true,
-    sourcemap: true,
-    // File and line are what --enable-source-maps needs; the embedded sources would triple the zip.
-    sourcesContent: false,
-    legalComments: 'none',
-    mainFields: ['module', 'main'],
-    banner: { js: requireShim },
-    logLevel: 'warning',
-  });
+  await build(functionBundleOptions(join(root, entry), join(out, name)));
   writeFileSync(join(out, name, 'package.json'), '{ "type": "module" }\n');
   copyFileSync(grantsFile, join(out, name, 'grants.json'));
 }

@@ -6,7 +6,8 @@
  * translates DynamoDB's errors into its own).
  */
 import { randomUUID } from 'node:crypto';
-import { SignJWT, createRemoteJWKSet, customFetch, errors as joseErrors, importPKCS8, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import type { JWTVerifyGetKey, importPKCS8 } from 'jose';
+import type * as JoseModule from './joseModule.js';
 import {
   ConfigError,
   IdpRateLimitedError,
@@ -26,6 +27,20 @@ export interface Auth0TokenEndpointOptions {
 }
 
 type SigningKey = Awaited<ReturnType<typeof importPKCS8>>;
+type Jose = typeof JoseModule;
+
+/**
+ * jose, loaded the first time the IdP is called (joseModule.ts): a cold start that serves a cached
+ * token never loads it. Shared by every instance of the endpoint; a failed load is not kept.
+ */
+let loadingJose: Promise<Jose> | undefined;
+function loadJose(): Promise<Jose> {
+  loadingJose ??= import('./joseModule.js').catch((error: unknown) => {
+    loadingJose = undefined;
+    throw error;
+  });
+  return loadingJose;
+}
 
 /** The longest pause the IdP can impose on the fleet through one 429. */
 const MAX_RETRY_AFTER_SECONDS = 3600;
@@ -131,13 +146,14 @@ export class Auth0TokenEndpoint implements TokenEndpoint {
     let key: SigningKey | undefined = this.signingKeys.get(credentials);
     if (key === undefined) {
       try {
-        key = await importPKCS8(credentials.privateKeyPem, 'RS256');
+        key = await (await loadJose()).importPKCS8(credentials.privateKeyPem, 'RS256');
       } catch (error) {
         // jose's message does not quote the key; the cause is dropped all the same.
         throw new ConfigError(`the private_key of client ${credentials.clientId} is not an RS256 PKCS#8 key (${(error as Error).name})`);
       }
       this.signingKeys.set(credentials, key);
     }
+    const { SignJWT } = await loadJose();
     const now = Math.floor(this.now() / 1000);
     return new SignJWT({})
       .setProtectedHeader({ alg: 'RS256', typ: 'JWT', ...(credentials.keyId ? { kid: credentials.keyId } : {}) })
@@ -152,8 +168,9 @@ export class Auth0TokenEndpoint implements TokenEndpoint {
 
   /** Verify signature, issuer, audience and expiry; returns `exp`. */
   private async verifyJwt(token: string, origin: string, issuer: string, audience: string, nowMs: number): Promise<number> {
+    const jose = await loadJose();
     try {
-      const { payload } = await jwtVerify(token, this.keySet(origin), {
+      const { payload } = await jose.jwtVerify(token, this.keySet(origin, jose), {
         issuer,
         audience,
         algorithms: ['RS256'],
@@ -162,16 +179,16 @@ export class Auth0TokenEndpoint implements TokenEndpoint {
       });
       return payload.exp as number;
     } catch (error) {
-      throw jwtError(error, origin);
+      throw jwtError(error, origin, jose.errors);
     }
   }
 
-  private keySet(origin: string): JWTVerifyGetKey {
+  private keySet(origin: string, jose: Jose): JWTVerifyGetKey {
     let keySet = this.keySets.get(origin);
     if (keySet === undefined) {
-      keySet = createRemoteJWKSet(new URL(`${origin}/.well-known/jwks.json`), {
+      keySet = jose.createRemoteJWKSet(new URL(`${origin}/.well-known/jwks.json`), {
         timeoutDuration: this.options.timeoutMs,
-        [customFetch]: this.fetch,
+        [jose.customFetch]: this.fetch,
       });
       this.keySets.set(origin, keySet);
     }
@@ -207,7 +224,7 @@ function validateTokenResponse(doc: unknown, receivedAt: number): IssuedToken {
   };
 }
 
-function jwtError(error: unknown, origin: string): VendorError {
+function jwtError(error: unknown, origin: string, joseErrors: Jose['errors']): VendorError {
   // The key set could not be fetched (timeout, network, non-200): the IdP is unavailable, not
   // the token invalid — so it is retried and backed off, not answered 502.
   const keySetUnreachable =

@@ -1,5 +1,6 @@
 /**
- * The AWS SDK v3 clients the functions call (DynamoDB, Secrets Manager, KMS), each with a deadline.
+ * The deadlines of the AWS SDK v3 clients the functions call (DynamoDB here; Secrets Manager and KMS
+ * in secretsManagerModule.ts and kmsModule.ts, loaded on first use), and the DynamoDB client.
  * The SDK's default is no timeout at all: a call to an endpoint that accepts the connection and
  * never answers would wait until Lambda kills the invocation. Here every client gets, once, at
  * construction, through the client's `requestHandler` options (`NodeHttpHandlerOptions` in
@@ -24,8 +25,6 @@
  * the keep-alive connections are then reused by every invocation.
  */
 import { DynamoDBClient, type DynamoDBClientConfig } from '@aws-sdk/client-dynamodb';
-import { KMSClient, type KMSClientConfig } from '@aws-sdk/client-kms';
-import { SecretsManagerClient, type SecretsManagerClientConfig } from '@aws-sdk/client-secrets-manager';
 
 /** Most time a connection may take to be established before the attempt is abandoned. */
 export const AWS_CONNECTION_TIMEOUT_MS = 1_000;
@@ -48,7 +47,7 @@ export interface AwsClientOverrides {
 }
 
 /** The configuration every client shares: the deadlines, then the overrides. */
-function withDeadlines(overrides: AwsClientOverrides): {
+export function withDeadlines(overrides: AwsClientOverrides): {
   requestHandler: { connectionTimeout: number; requestTimeout: number; throwOnRequestTimeout: boolean };
   maxAttempts: number;
 } & AwsClientOverrides {
@@ -64,12 +63,7 @@ export function dynamoDbClient(overrides: AwsClientOverrides = {}): DynamoDBClie
   return new DynamoDBClient(config);
 }
 
-export function secretsManagerClient(overrides: AwsClientOverrides = {}): SecretsManagerClient {
-  const config: SecretsManagerClientConfig = withDeadlines(overrides);
-  return new SecretsManagerClient(config);
-}
 
-export function kmsClient(overrides: AwsClientOverrides = {}): KMSClient {
-  const config: KMSClientConfig = withDeadlines(overrides);
-  return new KMSClient(config);
-}
+// The Secrets Manager and KMS clients' factories are in secretsManagerModule.ts and kmsModule.ts,
+// which `vend` loads only when it must read a secret or unwrap a data key: its warm path never
+// loads either client.

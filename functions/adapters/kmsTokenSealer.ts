@@ -22,7 +22,8 @@
 import { createCipheriv, createDecipheriv, createHash, createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { GetItemCommand, PutItemCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DecryptCommand, GenerateDataKeyCommand, type KMSClient } from '@aws-sdk/client-kms';
+import type { KMSClient } from '@aws-sdk/client-kms';
+import type * as KmsModule from './kmsModule.js';
 import { StoreUnavailableError } from '../core/errors.js';
 import { FleetLease } from '../core/lease.js';
 import { SealError, type TokenSealer } from '../core/sealing.js';
@@ -63,7 +64,8 @@ const SEALED_PATTERN = new RegExp(`^${FORMAT_VERSION}\\.([A-Za-z0-9_-]{${DATA_KE
  * (AWS Lambda developer guide, "Best practices": initialise SDK clients outside the handler).
  */
 export interface KmsTokenSealerOptions {
-  readonly kms: KMSClient;
+  /** the KMS client; by default one is built (kmsModule.ts) the first time KMS is needed */
+  readonly kms?: KMSClient | undefined;
   readonly dynamodb: DynamoDBClient;
   /** the token table: data keys live next to the tokens they seal */
   readonly tableName: string;
@@ -94,6 +96,12 @@ interface Pointer {
   readonly createdAt: number;
 }
 
+/** The KMS module (loaded on first use) and the client to call it with. */
+interface Kms {
+  readonly module: typeof KmsModule;
+  readonly client: KMSClient;
+}
+
 /** {@link TokenSealer} over KMS-wrapped AES-256-GCM data keys shared through DynamoDB. */
 export class KmsTokenSealer implements TokenSealer {
   private readonly now: () => number;
@@ -112,6 +120,8 @@ export class KmsTokenSealer implements TokenSealer {
    * day at most and an instance lives hours, so the map stays small without eviction.
    */
   private readonly keys = new Map<string, Promise<KeyObject>>();
+  /** KMS, once loaded (single flight) */
+  private loadingKms: Promise<Kms> | undefined;
 
   constructor(private readonly options: KmsTokenSealerOptions) {
     this.now = options.now ?? Date.now;
@@ -201,9 +211,9 @@ export class KmsTokenSealer implements TokenSealer {
 
   private async generateAndPublish(): Promise<DataKey> {
     const createdAt = this.now();
-    const out = await this.kmsCall('GenerateDataKey', (abortSignal) =>
-      this.options.kms.send(
-        new GenerateDataKeyCommand({ KeyId: this.options.keyId, KeySpec: 'AES_256', EncryptionContext: this.encryptionContext }),
+    const out = await this.kmsCall('GenerateDataKey', (kms, abortSignal) =>
+      kms.client.send(
+        new kms.module.GenerateDataKeyCommand({ KeyId: this.options.keyId, KeySpec: 'AES_256', EncryptionContext: this.encryptionContext }),
         { abortSignal },
       ),
     );
@@ -277,10 +287,10 @@ export class KmsTokenSealer implements TokenSealer {
     const blob = knownBlob ?? (await this.readDataKeyBlob(id));
     // The id is a digest of the blob: a blob swapped in the table under a known id is refused.
     if (dataKeyIdOf(blob) !== id) throw new SealError('ERR_SEAL_KEY', `Data key ${id} does not match its stored blob`);
-    const out = await this.kmsCall('Decrypt', (abortSignal) =>
-      this.options.kms.send(
+    const out = await this.kmsCall('Decrypt', (kms, abortSignal) =>
+      kms.client.send(
         // KeyId pins the KMS key: a blob wrapped under any other key is refused, not unwrapped.
-        new DecryptCommand({ CiphertextBlob: blob, KeyId: this.options.keyId, EncryptionContext: this.encryptionContext }),
+        new kms.module.DecryptCommand({ CiphertextBlob: blob, KeyId: this.options.keyId, EncryptionContext: this.encryptionContext }),
         { abortSignal },
       ),
     );
@@ -314,9 +324,22 @@ export class KmsTokenSealer implements TokenSealer {
     return out.Item === undefined ? undefined : itemToPointer(out.Item);
   }
 
-  private async kmsCall<T>(operation: string, send: (abortSignal: AbortSignal) => Promise<T>): Promise<T> {
+  /** KMS, loaded the first time it is needed: the module, and the client passed in or built then. */
+  private kms(): Promise<Kms> {
+    // A failed load is not kept: the next call tries again.
+    this.loadingKms ??= import('./kmsModule.js').then(
+      (module) => ({ module, client: this.options.kms ?? module.kmsClient() }),
+      (error: unknown) => {
+        this.loadingKms = undefined;
+        throw error;
+      },
+    );
+    return this.loadingKms;
+  }
+
+  private async kmsCall<T>(operation: string, send: (kms: Kms, abortSignal: AbortSignal) => Promise<T>): Promise<T> {
     try {
-      return await send(AbortSignal.timeout(CALL_TIMEOUT_MS));
+      return await send(await this.kms(), AbortSignal.timeout(CALL_TIMEOUT_MS));
     } catch (error) {
       const name = error instanceof Error ? error.name : 'Unknown';
       // KMS refusing the blob itself is deterministic: the stored copy is corrupt or not ours.

@@ -5,6 +5,7 @@
 import type { VendorConfig } from '../config.js';
 import { Refresher } from '../core/refresher.js';
 import { createRefreshHandler, type RefreshHandler } from '../scheduled/refreshHandler.js';
+import { eagerAdapters } from './eager.js';
 import { createFoundation, type Foundation, type VendorDeps } from './tokenService.js';
 
 /** Refreshes run at most this many at a time: the IdP sees a trickle, not a burst. */
@@ -15,7 +16,7 @@ export interface RefreshFunction extends Foundation {
   readonly handler: RefreshHandler;
 }
 
-export function createRefreshFunction(config: VendorConfig, deps: VendorDeps = {}, foundation: Foundation = createFoundation(config, deps)): RefreshFunction {
+export function createRefreshFunction(config: VendorConfig, deps: VendorDeps = {}, foundation: Foundation = createFoundation(config, deps, eagerAdapters)): RefreshFunction {
   const { service, store, logger, metrics, now } = foundation;
   const refresher = new Refresher(
     { service, store, grants: config.grants, log: logger, now },

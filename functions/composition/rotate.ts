@@ -5,10 +5,12 @@
  */
 import { Auth0Management } from '../adapters/auth0Management.js';
 import { parseCredentials } from '../adapters/secretsManagerCredentials.js';
+import { secretsManagerClient } from '../adapters/secretsManagerModule.js';
 import { SecretsManagerRotationStore } from '../adapters/secretsManagerRotation.js';
 import type { VendorConfig } from '../config.js';
 import { SecretRotator } from '../core/rotation.js';
 import { createRotationHandler, type RotationHandler } from '../rotation/rotationHandler.js';
+import { eagerAdapters } from './eager.js';
 import { createFoundation, type Foundation, type VendorDeps } from './tokenService.js';
 
 export interface RotateFunction extends Foundation {
@@ -16,8 +18,11 @@ export interface RotateFunction extends Foundation {
   readonly handler: RotationHandler;
 }
 
-export function createRotateFunction(config: VendorConfig, deps: VendorDeps = {}, foundation: Foundation = createFoundation(config, deps)): RotateFunction {
-  const { service, idp, logger, metrics, now, secretsManager } = foundation;
+export function createRotateFunction(config: VendorConfig, deps: VendorDeps = {}, shared?: Foundation): RotateFunction {
+  // One Secrets Manager client for the rotation's versions and the token service's credentials.
+  const secretsManager = deps.secretsManager ?? secretsManagerClient();
+  const foundation = shared ?? createFoundation(config, { ...deps, secretsManager }, eagerAdapters);
+  const { service, idp, logger, metrics, now } = foundation;
   const rotator = new SecretRotator(
     {
       grants: config.grants,

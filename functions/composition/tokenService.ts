@@ -10,14 +10,13 @@ import type { KMSClient } from '@aws-sdk/client-kms';
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
-import { Auth0TokenEndpoint } from '../adapters/auth0TokenEndpoint.js';
-import { dynamoDbClient, kmsClient, secretsManagerClient } from '../adapters/awsClients.js';
+import type { Auth0TokenEndpointOptions } from '../adapters/auth0TokenEndpoint.js';
+import { dynamoDbClient } from '../adapters/awsClients.js';
 import { DynamoTokenStore } from '../adapters/dynamoTokenStore.js';
 import { KmsTokenSealer } from '../adapters/kmsTokenSealer.js';
 import { PowertoolsObserver } from '../adapters/powertoolsObserver.js';
-import { SecretsManagerCredentials } from '../adapters/secretsManagerCredentials.js';
 import type { VendorConfig } from '../config.js';
-import type { Observer } from '../core/ports.js';
+import type { CredentialSource, Observer, TokenEndpoint } from '../core/ports.js';
 import { createTokenService, type TokenService } from '../core/tokenService.js';
 
 export interface VendorDeps {
@@ -40,25 +39,41 @@ export interface Foundation {
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly now: () => number;
-  readonly secretsManager: SecretsManagerClient;
   readonly dynamodb: DynamoDBClient;
   /** the IdP's token endpoint itself, without caching (the rotation tests a new credential with it) */
-  readonly idp: Auth0TokenEndpoint;
+  readonly idp: TokenEndpoint;
   readonly store: DynamoTokenStore;
   readonly service: TokenService;
 }
 
-export function createFoundation(config: VendorConfig, deps: VendorDeps = {}): Foundation {
+/** Builds the Auth0 token endpoint. */
+export type IdpFactory = (options: Auth0TokenEndpointOptions) => TokenEndpoint;
+
+/** Builds the credential source over Secrets Manager (`client`: the one passed in, if any). */
+export type CredentialsFactory = (options: { client?: SecretsManagerClient | undefined; maxAgeSeconds: number; now: () => number }) => CredentialSource;
+
+/**
+ * The adapters a function needs only when it calls Auth0. `refresh` and `rotate` load them with
+ * the function (composition/eager.ts): calling Auth0 is their main path. `vend` loads them on first
+ * use (composition/lazy.ts): its warm path never calls Auth0 nor reads a secret. Passed in rather
+ * than imported here, so that vend's bundle does not load them at start.
+ */
+export interface IdpAdapters {
+  readonly idp: IdpFactory;
+  readonly credentials: CredentialsFactory;
+}
+
+export function createFoundation(config: VendorConfig, deps: VendorDeps, adapters: IdpAdapters): Foundation {
   const logger = deps.logger ?? new Logger({ serviceName: config.serviceName });
   const metrics = deps.metrics ?? new Metrics({ namespace: config.metricsNamespace, serviceName: config.serviceName });
   const now = deps.now ?? Date.now;
-  const secretsManager = deps.secretsManager ?? secretsManagerClient();
   const dynamodb = deps.dynamodb ?? dynamoDbClient();
-  const idp = new Auth0TokenEndpoint({ timeoutMs: config.idpTimeoutMs, now, ...(deps.fetch ? { fetch: deps.fetch } : {}) });
+  const idp = adapters.idp({ timeoutMs: config.idpTimeoutMs, now, ...(deps.fetch ? { fetch: deps.fetch } : {}) });
   // Data keys live in the same table, encrypted under the KMS key: one KMS call per data key per
   // instance, none on the warm path.
   const sealer = new KmsTokenSealer({
-    kms: deps.kms ?? kmsClient(),
+    // No client unless one is passed: the sealer loads KMS the first time it needs it.
+    kms: deps.kms,
     dynamodb,
     tableName: config.tableName,
     keyId: config.sealKeyId,
@@ -70,7 +85,7 @@ export function createFoundation(config: VendorConfig, deps: VendorDeps = {}): F
   const service = createTokenService(
     {
       grants: config.grants,
-      credentials: new SecretsManagerCredentials({ client: secretsManager, maxAgeSeconds: config.secretMaxAgeSeconds, now }),
+      credentials: adapters.credentials({ client: deps.secretsManager, maxAgeSeconds: config.secretMaxAgeSeconds, now }),
       idp,
       store,
       observer: deps.observer ?? new PowertoolsObserver(metrics),
@@ -82,5 +97,5 @@ export function createFoundation(config: VendorConfig, deps: VendorDeps = {}): F
     // The configuration is the service's options: one source of truth for every default.
     config,
   );
-  return { config, logger, metrics, now, secretsManager, dynamodb, idp, store, service };
+  return { config, logger, metrics, now, dynamodb, idp, store, service };
 }

@@ -5,13 +5,14 @@
  */
 import type { VendorConfig } from '../config.js';
 import { createVendHandler, type VendHandler } from '../http/vendHandler.js';
+import { lazyAdapters } from './lazy.js';
 import { createFoundation, type Foundation, type VendorDeps } from './tokenService.js';
 
 export interface VendFunction extends Foundation {
   readonly handler: VendHandler;
 }
 
-export function createVendFunction(config: VendorConfig, deps: VendorDeps = {}, foundation: Foundation = createFoundation(config, deps)): VendFunction {
+export function createVendFunction(config: VendorConfig, deps: VendorDeps = {}, foundation: Foundation = createFoundation(config, deps, lazyAdapters)): VendFunction {
   const { service, logger, metrics, now } = foundation;
   return { ...foundation, handler: createVendHandler({ service, logger, metrics, now }) };
 }

@@ -187,8 +187,14 @@ describe('packaged template', () => {
       const name = id.replace(/LambdaFunction$/, '').toLowerCase();
       const key = props(f).Code.S3Key as string;
       expect(key.endsWith(`/${name}.zip`)).toBe(true);
-      const entries = zipEntries(join(regional.dir, `${name}.zip`));
-      expect(entries.sort()).toEqual([`dist/${name}/grants.json`, `dist/${name}/index.js`, `dist/${name}/index.js.map`, `dist/${name}/package.json`]);
+      const entries = zipEntries(join(regional.dir, `${name}.zip`)).sort();
+      // The entry, its grants and package.json, and the chunks it loads with import() on first
+      // use (esbuild code splitting, scripts/esbuildOptions.mjs): nothing of another function's,
+      // no node_modules.
+      const chunks = entries.filter((e) => e.startsWith(`dist/${name}/chunks/`));
+      expect(entries.filter((e) => !chunks.includes(e))).toEqual([`dist/${name}/grants.json`, `dist/${name}/index.js`, `dist/${name}/index.js.map`, `dist/${name}/package.json`]);
+      expect(chunks.length).toBeGreaterThan(0);
+      for (const chunk of chunks) expect(chunk).toMatch(new RegExp(`^dist/${name}/chunks/[\\w-]+\\.js(\\.map)?$`));
     }
   });
 });

@@ -10,7 +10,9 @@ import { ListTablesCommand } from '@aws-sdk/client-dynamodb';
 import { ListKeysCommand } from '@aws-sdk/client-kms';
 import { GetSecretValueCommand } from '@aws-sdk/client-secrets-manager';
 import { describe, it } from 'vitest';
-import { AWS_MAX_ATTEMPTS, dynamoDbClient, kmsClient, secretsManagerClient } from '../../functions/adapters/awsClients.js';
+import { AWS_MAX_ATTEMPTS, dynamoDbClient } from '../../functions/adapters/awsClients.js';
+import { secretsManagerClient } from '../../functions/adapters/secretsManagerModule.js';
+import { kmsClient } from '../../functions/adapters/kmsModule.js';
 
 interface HungEndpoint {
   readonly url: string;
