@@ -63,6 +63,23 @@ export interface IssuedToken {
    * client the secret held before from one of the client it holds now.
    */
   readonly clientId?: string | undefined;
+  /**
+   * What Auth0 said of the client's M2M token quota on this response (`Auth0-Client-Quota-Limit`,
+   * sent on successes too when a quota is configured): the tightest bucket, if any.
+   */
+  readonly quota?: QuotaReading | undefined;
+}
+
+/** One reading of an Auth0 quota bucket (`b=per_hour;q=…;r=…;t=…`). */
+export interface QuotaReading {
+  /** the bucket: `per_hour`, `per_day` */
+  readonly bucket: string;
+  /** the bucket's size (`q`) */
+  readonly limit: number;
+  /** what is left in it (`r`) */
+  readonly remaining: number;
+  /** seconds until it resets (`t`) */
+  readonly resetsInSeconds: number;
 }
 
 /** The IdP's token endpoint (Auth0 `POST /oauth/token`). */
