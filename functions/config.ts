@@ -13,12 +13,21 @@ import type { TokenServiceOptions } from './core/tokenService.js';
 /**
  * The token service's settings come from the environment, one variable each (defaults in
  * brackets): EARLY_EXPIRY_SECONDS → earlyExpirySeconds (120), REFRESH_AHEAD_PERCENT →
- * refreshAheadRatio (25 %), IDP_DEADLINE_MS → idpDeadlineMs (10000), RETRY_BASE_MS / RETRY_CAP_MS
- * (100 / 2000), FAILURE_BACKOFF_SECONDS (10), QUOTA_PER_CLIENT_PER_HOUR (60; 0 = no cap),
+ * refreshAheadRatio (25 %), IDP_TIMEOUT_MS → idpTimeoutMs (2000), IDP_DEADLINE_MS → idpDeadlineMs
+ * (10000; at least 2 × 2 × IDP_TIMEOUT_MS + RETRY_BASE_MS, so one whole retry fits after one whole
+ * failed attempt), RETRY_BASE_MS / RETRY_CAP_MS (100 / 2000), FAILURE_BACKOFF_SECONDS (10),
+ * QUOTA_PER_CLIENT_PER_HOUR (60; 0 = no cap),
+ * QUOTA_RESERVE_PERCENT → quotaReserveRatio (25 %), QUOTA_PER_CALLER_PER_HOUR (20; 0 = no cap),
+ * REFUSAL_MEMORY_SECONDS → refusalMemoryMs (60 s),
  * LEASE_TTL_MS (25000; at least IDP_DEADLINE_MS + 2 × IDP_TIMEOUT_MS + 1000), LEASE_WAIT_MS
- * (12000), USAGE_WRITE_INTERVAL_SECONDS → usageWriteIntervalMs (60 s), MEMORY_REVALIDATE_SECONDS
+ * (12000), LEASE_HOLD_MS → leaseHoldMs (5000; at most LEASE_TTL_MS, less than LEASE_WAIT_MS),
+ * USAGE_WRITE_INTERVAL_SECONDS → usageWriteIntervalMs (60 s), MEMORY_REVALIDATE_SECONDS
  * → memoryRevalidateMs (60 s), MEMORY_CACHE_ENTRIES → memoryCacheEntries (500). idpAttemptMs, the
  * longest one attempt can take (the token call and the JWKS call), is 2 × IDP_TIMEOUT_MS.
+ *
+ * Each default is the value serverless.yml deploys (test/deploy/serverless.test.ts checks every
+ * deployed value against it), and the test suites run on those values, at most on a faster clock
+ * (test/helpers/deployedSettings.ts).
  */
 export interface VendorConfig extends TokenServiceOptions {
   /** TOKEN_TABLE_NAME: the DynamoDB table shared by every instance */
@@ -28,7 +37,7 @@ export interface VendorConfig extends TokenServiceOptions {
   /** GRANTS_FILE: path of the grants JSON (relative to the function's root) */
   readonly grantsFile: string;
   readonly grants: GrantBook;
-  /** IDP_TIMEOUT_MS: timeout of each call to the IdP (default 5000) */
+  /** IDP_TIMEOUT_MS: timeout of each call to the IdP (default 2000) */
   readonly idpTimeoutMs: number;
   /** REFRESHER_LOOKAHEAD_SECONDS: the refresher replaces tokens whose refresh point is this close (default 300) */
   readonly refresherLookaheadMs: number;
@@ -44,6 +53,12 @@ export interface VendorConfig extends TokenServiceOptions {
   readonly serviceName: string;
   /** POWERTOOLS_METRICS_NAMESPACE: the CloudWatch namespace (default TokenVendor) */
   readonly metricsNamespace: string;
+  /**
+   * LEASE_HOLD_MS: how long each take and renewal of a fetch lease holds it (default 5000); the
+   * holder renews every third of it while it fetches, up to LEASE_TTL_MS. A holder that dies is
+   * taken over this soon.
+   */
+  readonly leaseHoldMs: number;
 }
 
 // The one configuration error of the code base, re-exported where configuration is read.
@@ -65,8 +80,12 @@ export const CONFIG_VARIABLES = [
   'RETRY_CAP_MS',
   'FAILURE_BACKOFF_SECONDS',
   'QUOTA_PER_CLIENT_PER_HOUR',
+  'QUOTA_RESERVE_PERCENT',
+  'QUOTA_PER_CALLER_PER_HOUR',
+  'REFUSAL_MEMORY_SECONDS',
   'LEASE_TTL_MS',
   'LEASE_WAIT_MS',
+  'LEASE_HOLD_MS',
   'USAGE_WRITE_INTERVAL_SECONDS',
   'MEMORY_REVALIDATE_SECONDS',
   'REFRESHER_LOOKAHEAD_SECONDS',
@@ -93,8 +112,19 @@ export function loadConfig(env: Env = process.env, root: string = env.LAMBDA_TAS
   const sealKeyId = requiredString(env, 'TOKEN_SEAL_KEY_ID');
   const grantsFileSetting = env.GRANTS_FILE?.trim() || 'grants.json';
   const grantsFile = isAbsolute(grantsFileSetting) ? grantsFileSetting : join(root, grantsFileSetting);
-  const idpTimeoutMs = integer(env, 'IDP_TIMEOUT_MS', 5000, 100, 60_000);
+  const idpTimeoutMs = integer(env, 'IDP_TIMEOUT_MS', 2000, 100, 60_000);
   const idpDeadlineMs = integer(env, 'IDP_DEADLINE_MS', 10_000, 100, 25_000);
+  const retryBaseMs = integer(env, 'RETRY_BASE_MS', 100, 1, 10_000);
+  // The retry rule (goodCitizenEndpoint.ts) starts a retry only if the time spent, the pause
+  // (under RETRY_BASE_MS before the first retry) and one whole attempt (the token call and the
+  // JWKS call, each up to IDP_TIMEOUT_MS) fit in the deadline. A deadline without room for one
+  // retry after one whole failed attempt turns every transient failure into a 503: refused.
+  // infra/deployment.cjs runs this function on the environment serverless.yml deploys, so
+  // packaging refuses the same values.
+  const retryRoomMs = 2 * (2 * idpTimeoutMs) + retryBaseMs;
+  if (idpDeadlineMs < retryRoomMs) {
+    throw new ConfigError(`must leave room for one retry: at least 2 × 2 × IDP_TIMEOUT_MS + RETRY_BASE_MS (${retryRoomMs}), got ${idpDeadlineMs}`, { variable: 'IDP_DEADLINE_MS' });
+  }
   const leaseTtlMs = integer(env, 'LEASE_TTL_MS', 25_000, 1000, 120_000);
   // A fetch is at most the deadline plus one attempt (the token call and the JWKS call, each
   // up to IDP_TIMEOUT_MS); the lease must outlive it with room for the store writes, or a slow
@@ -102,6 +132,17 @@ export function loadConfig(env: Env = process.env, root: string = env.LAMBDA_TAS
   const longestFetchMs = idpDeadlineMs + 2 * idpTimeoutMs + LEASE_SLACK_MS;
   if (leaseTtlMs < longestFetchMs) {
     throw new ConfigError(`must be at least IDP_DEADLINE_MS + 2 × IDP_TIMEOUT_MS + ${LEASE_SLACK_MS} (${longestFetchMs})`, { variable: 'LEASE_TTL_MS' });
+  }
+  const leaseWaitMs = integer(env, 'LEASE_WAIT_MS', 12_000, 0, 25_000);
+  // The lease is held this long at a time and renewed while the fetch runs (up to LEASE_TTL_MS),
+  // so a holder that dies is taken over after this, not after LEASE_TTL_MS. A caller waiting on a
+  // dead holder takes over only once its hold lapses: the hold must end inside the wait.
+  const leaseHoldMs = integer(env, 'LEASE_HOLD_MS', 5000, 100, 120_000);
+  if (leaseHoldMs > leaseTtlMs) {
+    throw new ConfigError(`must be at most LEASE_TTL_MS (${leaseTtlMs}), got ${leaseHoldMs}`, { variable: 'LEASE_HOLD_MS' });
+  }
+  if (leaseWaitMs > 0 && leaseHoldMs >= leaseWaitMs) {
+    throw new ConfigError(`must be less than LEASE_WAIT_MS (${leaseWaitMs}): a caller waiting on a dead holder takes over only after its hold, got ${leaseHoldMs}`, { variable: 'LEASE_HOLD_MS' });
   }
   return Object.freeze({
     tableName,
@@ -114,12 +155,18 @@ export function loadConfig(env: Env = process.env, root: string = env.LAMBDA_TAS
     refreshAheadRatio: integer(env, 'REFRESH_AHEAD_PERCENT', 25, 0, 90) / 100,
     idpTimeoutMs,
     idpDeadlineMs,
-    retryBaseMs: integer(env, 'RETRY_BASE_MS', 100, 1, 10_000),
+    retryBaseMs,
     retryCapMs: integer(env, 'RETRY_CAP_MS', 2000, 1, 20_000),
     failureBackoffSeconds: integer(env, 'FAILURE_BACKOFF_SECONDS', 10, 0, 3600),
     quotaPerClientPerHour: integer(env, 'QUOTA_PER_CLIENT_PER_HOUR', 60, 0, 1_000_000),
+    // The share of the client's hourly cap that only refreshes of tokens already in use may spend,
+    // so callers asking for new tokens can never starve the tokens everyone relies on.
+    quotaReserveRatio: integer(env, 'QUOTA_RESERVE_PERCENT', 25, 0, 90) / 100,
+    quotaPerCallerPerHour: integer(env, 'QUOTA_PER_CALLER_PER_HOUR', 20, 0, 1_000_000),
+    refusalMemoryMs: integer(env, 'REFUSAL_MEMORY_SECONDS', 60, 0, 3600) * 1000,
     leaseTtlMs,
-    leaseWaitMs: integer(env, 'LEASE_WAIT_MS', 12_000, 0, 25_000),
+    leaseWaitMs,
+    leaseHoldMs,
     idpAttemptMs: 2 * idpTimeoutMs,
     usageWriteIntervalMs: integer(env, 'USAGE_WRITE_INTERVAL_SECONDS', 60, 0, 3600) * 1000,
     memoryRevalidateMs: integer(env, 'MEMORY_REVALIDATE_SECONDS', 60, 1, 3600) * 1000,

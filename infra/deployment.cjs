@@ -3,6 +3,9 @@
 //
 // - validates grants.json exactly as the function does at cold start (a bad grants file fails
 //   packaging with a message naming the field);
+// - validates the environment the functions are deployed with, also exactly as at cold start (a
+//   setting that makes a promise impossible, such as a deadline without room for one retry, fails
+//   packaging with a message naming the variables);
 // - declares one Secrets Manager secret per client in grants.json, created without a value;
 // - builds the API's resource policy from the allowed accounts / organization / VPC endpoint;
 // - turns Lambda active tracing (X-Ray) on or off, with the roles' permission to send traces.
@@ -27,6 +30,22 @@ function validatedGrants(grantsFile) {
     throw new Error(`grants file rejected: ${message}`);
   }
   return JSON.parse(readFileSync(grantsFile, 'utf8'));
+}
+
+/**
+ * Check the environment serverless.yml deploys (`provider.environment`, with the grants file being
+ * deployed) with the function's own `loadConfig` (functions/config.ts, loaded through tsx): one
+ * rule, so what would fail a cold start fails packaging, with the same message.
+ */
+function checkEnvironment(environment, grantsFile) {
+  const { loadConfig } = require('tsx/cjs/api').require(path.join(root, 'functions/config.ts'), module.filename);
+  // Lambda gives the function strings; a value that YAML or a parameter made a number is one too.
+  const env = Object.fromEntries(Object.entries(environment ?? {}).map(([name, value]) => [name, value == null ? undefined : String(value)]));
+  try {
+    loadConfig({ ...env, GRANTS_FILE: grantsFile }, root);
+  } catch (error) {
+    throw new Error(`environment rejected: ${error.message}`);
+  }
 }
 
 /** CloudFormation logical id for a client's secret: alphanumeric, stable per client name. */
@@ -55,6 +74,7 @@ module.exports = async ({ resolveVariable }) => {
 
   const grantsFile = path.resolve(root, (await param('grantsFile')) || 'grants.json');
   const grants = validatedGrants(grantsFile);
+  checkEnvironment(await resolveVariable('self:provider.environment'), grantsFile);
 
   const secrets = {};
   const secretArns = [];

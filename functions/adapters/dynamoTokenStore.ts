@@ -11,9 +11,8 @@
  * Fetch count:  { fetches, ttl }.
  *
  * Writes are conditional, in the manner of Powertools' idempotency layer: a lease is taken only
- * if absent or expired, and a token only replaces one that expires sooner or was issued to
- * another client, so a stale item never blocks a fresh one and a slow writer never clobbers a
- * newer token.
+ * if absent or expired, and a token only replaces one fetched earlier or issued to another
+ * client, so a stale item never blocks a fresh one and a slow writer never clobbers a newer token.
  */
 import { DeleteItemCommand, GetItemCommand, PutItemCommand, UpdateItemCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { StoreUnavailableError } from '../core/errors.js';
@@ -100,9 +99,10 @@ export class DynamoTokenStore implements TokenStore {
       if (error instanceof SealError) throw new StoreUnavailableError(`sealing failed (${error.code})`, { cause: error });
       throw error;
     }
-    // Replace a token that expires sooner, or one issued to another client (a changed client must
-    // never be kept over by the old client's longer-lived token). A failed condition: a token of
-    // the same client that expires no sooner is already there, and ours is still valid to serve.
+    // The newest fetch wins: replace a token fetched earlier, whatever its expiry (a lifetime
+    // lowered in Auth0 is adopted, not refetched on every refresh run), or one issued to another
+    // client (a changed client must never be kept over by the old client's token). A failed
+    // condition: a newer token of the same client is already there, and ours is still valid.
     const otherClient = token.clientId === undefined ? 'attribute_exists(#cid)' : '(attribute_not_exists(#cid) OR #cid <> :cid)';
     await conditionalWrite(this.table, 'PutItem', () =>
       this.options.client.send(
@@ -122,10 +122,10 @@ export class DynamoTokenStore implements TokenStore {
             lastUsedAt: { N: String(token.lastUsedAt ?? token.fetchedAt) },
             ...(token.clientId !== undefined ? { clientId: { S: token.clientId } } : {}),
           },
-          ConditionExpression: `attribute_not_exists(#pk) OR #exp < :exp OR ${otherClient}`,
-          ExpressionAttributeNames: { '#pk': PARTITION_KEY, '#exp': 'expiresAt', '#cid': 'clientId' },
+          ConditionExpression: `attribute_not_exists(#pk) OR #fetched < :fetched OR ${otherClient}`,
+          ExpressionAttributeNames: { '#pk': PARTITION_KEY, '#fetched': 'fetchedAt', '#cid': 'clientId' },
           ExpressionAttributeValues: {
-            ':exp': { N: String(token.expiresAt) },
+            ':fetched': { N: String(token.fetchedAt) },
             ...(token.clientId !== undefined ? { ':cid': { S: token.clientId } } : {}),
           },
         }),
@@ -135,6 +135,10 @@ export class DynamoTokenStore implements TokenStore {
 
   acquireLease(name: string, owner: string, untilMs: number): Promise<boolean> {
     return this.leases.acquireLease(name, owner, untilMs);
+  }
+
+  renewLease(name: string, owner: string, untilMs: number): Promise<boolean> {
+    return this.leases.renewLease(name, owner, untilMs);
   }
 
   releaseLease(name: string, owner: string): Promise<void> {

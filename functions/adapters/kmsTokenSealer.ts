@@ -16,16 +16,23 @@
  * the pointer, so the fleet makes one GenerateDataKey call per rotation and converges on one key.
  * Old keys stay in the table (and in memory) until every token sealed under them has expired.
  *
+ * A pointer that cannot be used (it does not parse, its blob is not the key it names, it names a
+ * key the table does not hold, or KMS refuses its blob) is repaired by the next seal: the lease
+ * holder generates a key and publishes it with a conditional write that matches the defective
+ * pointer exactly as read, so of several instances repairing at once one wins and the others adopt
+ * its key. Each repair is reported (`onRepair`) and logged.
+ *
  * Sealed format: `v1.<dataKeyId>.<base64url(iv | ciphertext | tag)>`. The id is derived from
  * the wrapped key (never the key itself), so it also checks the blob read back for it.
  */
 import { createCipheriv, createDecipheriv, createHash, createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
-import { GetItemCommand, PutItemCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { GetItemCommand, PutItemCommand, type AttributeValue, type DynamoDBClient, type PutItemCommandInput } from '@aws-sdk/client-dynamodb';
 import type { KMSClient } from '@aws-sdk/client-kms';
 import type * as KmsModule from './kmsModule.js';
-import { StoreUnavailableError } from '../core/errors.js';
+import { StoreUnavailableError, describe } from '../core/errors.js';
 import { FleetLease } from '../core/lease.js';
+import type { Log } from '../core/ports.js';
 import { SealError, type TokenSealer } from '../core/sealing.js';
 import { DynamoLeaseStore, PARTITION_KEY, TTL_ATTRIBUTE, conditionalWrite, keyOf, tableCall, tableKey, type Item, type TableRef } from './tokenTable.js';
 
@@ -53,8 +60,10 @@ const DATA_KEY_RETENTION_MS = 7 * 24 * 3600 * 1000;
  * Lambda timeout. Only cold and rotation paths call out at all.
  */
 const CALL_TIMEOUT_MS = 5_000;
-/** Long enough for a GetItem, a GenerateDataKey and two PutItems. */
+/** Long enough for a GetItem, a GenerateDataKey and two PutItems: the longest the lease is held. */
 const LEASE_MS = 10_000;
+/** The lease is held this long at a time, renewed while the key is generated: a dead holder is taken over this soon. */
+const LEASE_HOLD_MS = 2_000;
 /** A waiter waits this long for the lease holder's pointer, then generates a key itself. */
 const LEASE_WAIT_MS = 3_000;
 const SEALED_PATTERN = new RegExp(`^${FORMAT_VERSION}\\.([A-Za-z0-9_-]{${DATA_KEY_ID_LENGTH}})\\.([A-Za-z0-9_-]+)$`);
@@ -79,7 +88,39 @@ export interface KmsTokenSealerOptions {
   readonly sleep?: (ms: number) => Promise<void>;
   /** [0, 1), the jitter of those pauses; default `Math.random` */
   readonly random?: () => number;
+  /** a seal found the data key pointer unusable and replaced it (a metric: each is logged too) */
+  readonly onRepair?: (defect: PointerDefect) => void;
+  /** where repairs and a lost lease are logged; none by default */
+  readonly log?: Pick<Log, 'warn'> | undefined;
 }
+
+/**
+ * Why the data key pointer could not be used, and was replaced:
+ * - `malformed`: it does not parse (an attribute missing, or of another type);
+ * - `key-mismatch`: its blob is not the data key it names (or the named key's item holds another blob);
+ * - `unknown-key`: the table holds no data key by the name it gives;
+ * - `refused`: KMS refuses to unwrap its blob (wrapped under another KMS key, table or context).
+ */
+export type PointerDefect = 'malformed' | 'key-mismatch' | 'unknown-key' | 'refused';
+
+/** A data key that cannot be used, and why: a {@link SealError} (`ERR_SEAL_KEY`) to everyone else. */
+class DataKeyError extends SealError {
+  constructor(
+    readonly defect: Exclude<PointerDefect, 'malformed'>,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super('ERR_SEAL_KEY', message, options);
+  }
+}
+
+/** What the pointer says, as read. */
+type PointerState =
+  | { readonly kind: 'absent' }
+  | { readonly kind: 'stale' }
+  | { readonly kind: 'usable'; readonly key: DataKey }
+  /** `item`: the pointer exactly as read, for the repair's condition */
+  | { readonly kind: 'defective'; readonly defect: PointerDefect; readonly item: Item; readonly cause?: unknown };
 
 /** A data key in memory. The key material is in a KeyObject: it cannot be logged or serialised. */
 interface DataKey {
@@ -136,6 +177,12 @@ export class KmsTokenSealer implements TokenSealer {
       now: this.now,
       sleep: options.sleep ?? ((ms) => delay(ms)),
       random: options.random ?? Math.random,
+      holdMs: LEASE_HOLD_MS,
+      onLost: (name, error) =>
+        options.log?.warn('Lost the data key lease while generating a key; its publish is conditional', {
+          lease: name,
+          ...(error !== undefined ? { error: describe(error) } : {}),
+        }),
     });
   }
 
@@ -183,33 +230,57 @@ export class KmsTokenSealer implements TokenSealer {
     return current;
   }
 
-  /** The fleet's current data key, unless there is none or it is due for rotation. */
-  private async freshPointerKey(): Promise<DataKey | undefined> {
-    const pointer = await this.readPointer();
-    return pointer !== undefined && this.isFresh(pointer.createdAt) ? this.adopt(pointer) : undefined;
-  }
-
   /**
-   * The fleet's fresh data key; if there is none, one instance generates the next one and the
-   * others wait for it rather than each asking KMS. Without DynamoDB for the lease (`degraded`),
-   * the instance goes ahead alone: publishing its key needs DynamoDB anyway.
+   * The fleet's fresh data key; if there is none (or the pointer is defective), one instance
+   * generates the next one and the others wait for it rather than each asking KMS. Without
+   * DynamoDB for the lease (`degraded`), the instance goes ahead alone: publishing its key needs
+   * DynamoDB anyway.
    */
   private async rotate(): Promise<DataKey> {
+    // The last pointer read: a defective one is what the publish must replace.
+    let seen: PointerState = { kind: 'absent' };
+    const freshKey = async (): Promise<DataKey | undefined> => {
+      seen = await this.inspectPointer(true);
+      return seen.kind === 'usable' ? seen.key : undefined;
+    };
     const result = await this.lease.run<DataKey>({
       name: DATA_KEY_LEASE,
       ttlMs: LEASE_MS,
       waitMs: LEASE_WAIT_MS,
-      ready: () => this.freshPointerKey(),
+      ready: freshKey,
       // The previous holder may have published and released between our read and our lease.
-      produce: async () => (await this.freshPointerKey()) ?? (await this.generateAndPublish()),
+      produce: async () => (await freshKey()) ?? (await this.generateAndPublish(seen)),
     });
     if ('value' in result) return result.value;
     // The holder is slow or gone. Generating anyway costs one more KMS call; the conditional
     // publish still makes the fleet converge on a single key.
-    return this.generateAndPublish();
+    return this.generateAndPublish(seen);
   }
 
-  private async generateAndPublish(): Promise<DataKey> {
+  /**
+   * Read the pointer and tell what it is. Only a deterministic refusal makes it `defective`:
+   * DynamoDB or KMS being unreachable propagates (a repair then would replace a good key).
+   * @param requireFresh false: a parsed pointer is used however old (a rotation race's winner)
+   */
+  private async inspectPointer(requireFresh: boolean): Promise<PointerState> {
+    const item = await this.readPointerItem();
+    if (item === undefined) return { kind: 'absent' };
+    const pointer = itemToPointer(item);
+    if (pointer === undefined) return { kind: 'defective', defect: 'malformed', item };
+    if (requireFresh && !this.isFresh(pointer.createdAt)) return { kind: 'stale' };
+    try {
+      return { kind: 'usable', key: await this.adopt(pointer) };
+    } catch (error) {
+      if (error instanceof DataKeyError) return { kind: 'defective', defect: error.defect, item, cause: error };
+      throw error;
+    }
+  }
+
+  /**
+   * Generate a data key and publish it: in place of a missing or stale pointer, or of the
+   * defective one `replacing` read (matched exactly, so a pointer changed since is left alone).
+   */
+  private async generateAndPublish(replacing: PointerState): Promise<DataKey> {
     const createdAt = this.now();
     const out = await this.kmsCall('GenerateDataKey', (kms, abortSignal) =>
       kms.client.send(
@@ -237,6 +308,17 @@ export class KmsTokenSealer implements TokenSealer {
         callOptions,
       ),
     );
+    const defective = replacing.kind === 'defective' ? replacing : undefined;
+    // Replace only a missing or stale pointer, or exactly the defective one we read: of several
+    // instances rotating (or repairing) at once, one wins.
+    const condition =
+      defective === undefined
+        ? {
+            ConditionExpression: 'attribute_not_exists(#pk) OR #createdAt <= :staleBefore',
+            ExpressionAttributeNames: { '#pk': PARTITION_KEY, '#createdAt': 'createdAt' },
+            ExpressionAttributeValues: { ':staleBefore': { N: String(createdAt - this.rotateAfterMs) } },
+          }
+        : sameAs(defective.item);
     const published = await conditionalWrite(this.table, 'PutItem', (callOptions) =>
       this.options.dynamodb.send(
         new PutItemCommand({
@@ -247,34 +329,52 @@ export class KmsTokenSealer implements TokenSealer {
             blob: { B: blob },
             createdAt: { N: String(createdAt) },
           },
-          // Replace only a missing or stale pointer: of several instances rotating at once, one wins.
-          ConditionExpression: 'attribute_not_exists(#pk) OR #createdAt <= :staleBefore',
-          ExpressionAttributeNames: { '#pk': PARTITION_KEY, '#createdAt': 'createdAt' },
-          ExpressionAttributeValues: { ':staleBefore': { N: String(createdAt - this.rotateAfterMs) } },
+          ...condition,
         }),
         callOptions,
       ),
     );
     if (!published) {
       // Lost the race: use the winner's key. Ours seals nothing; its item lapses by TTL.
-      const winner = await this.readPointer();
-      if (winner === undefined) throw new StoreUnavailableError('The data key pointer is malformed: it blocks rotation until removed');
-      return this.adopt(winner);
+      const winner = await this.inspectPointer(false);
+      if (winner.kind === 'usable') return winner.key;
+      // Changed under us into something else we cannot use: the next seal looks again (and repairs it).
+      throw new StoreUnavailableError(`The data key pointer changed while a key was published, and is ${winner.kind === 'defective' ? winner.defect : winner.kind}`);
     }
     this.keys.set(id, Promise.resolve(key));
+    if (defective !== undefined) {
+      this.options.log?.warn('Replaced a defective data key pointer', {
+        defect: defective.defect,
+        // Key ids are digests of wrapped keys: public names, never key material.
+        ...(typeof defective.item.dataKeyId?.S === 'string' ? { replacedDataKeyId: defective.item.dataKeyId.S } : {}),
+        dataKeyId: id,
+        ...(defective.cause !== undefined ? { cause: describe(defective.cause) } : {}),
+      });
+      this.options.onRepair?.(defective.defect);
+    }
     return { id, key, createdAt };
   }
 
+  /**
+   * The pointer's data key, if every instance can open what it seals: its blob is the key it
+   * names, that key's own item holds the same blob (`open` reads it there), and KMS unwraps it.
+   * @throws DataKeyError when not
+   */
   private async adopt(pointer: Pointer): Promise<DataKey> {
-    const key = await this.keyFor(pointer.dataKeyId, pointer.blob);
+    if (dataKeyIdOf(pointer.blob) !== pointer.dataKeyId) {
+      throw new DataKeyError('key-mismatch', `The data key pointer's blob is not data key ${pointer.dataKeyId}`);
+    }
+    // By id, so through the key's own item (unless already in memory): both digests match, so
+    // the pointer's blob and the item's are the same.
+    const key = await this.keyFor(pointer.dataKeyId);
     return { id: pointer.dataKeyId, key, createdAt: pointer.createdAt };
   }
 
-  /** The unwrapped data key `id`: from memory, else from the table (or `blob`, when known) through KMS. */
-  private keyFor(id: string, blob?: Uint8Array): Promise<KeyObject> {
+  /** The unwrapped data key `id`: from memory, else from its item in the table through KMS. */
+  private keyFor(id: string): Promise<KeyObject> {
     const cached = this.keys.get(id);
     if (cached !== undefined) return cached;
-    const loading = this.unwrap(id, blob);
+    const loading = this.unwrap(id);
     this.keys.set(id, loading);
     // Failures are not kept: a later open or seal tries again.
     loading.catch(() => {
@@ -283,10 +383,10 @@ export class KmsTokenSealer implements TokenSealer {
     return loading;
   }
 
-  private async unwrap(id: string, knownBlob: Uint8Array | undefined): Promise<KeyObject> {
-    const blob = knownBlob ?? (await this.readDataKeyBlob(id));
+  private async unwrap(id: string): Promise<KeyObject> {
+    const blob = await this.readDataKeyBlob(id);
     // The id is a digest of the blob: a blob swapped in the table under a known id is refused.
-    if (dataKeyIdOf(blob) !== id) throw new SealError('ERR_SEAL_KEY', `Data key ${id} does not match its stored blob`);
+    if (dataKeyIdOf(blob) !== id) throw new DataKeyError('key-mismatch', `Data key ${id} does not match its stored blob`);
     const out = await this.kmsCall('Decrypt', (kms, abortSignal) =>
       kms.client.send(
         // KeyId pins the KMS key: a blob wrapped under any other key is refused, not unwrapped.
@@ -310,18 +410,18 @@ export class KmsTokenSealer implements TokenSealer {
       ),
     );
     const blob = out.Item?.blob?.B;
-    if (blob === undefined) throw new SealError('ERR_SEAL_KEY', `Data key ${id} is unknown (expired, or never published)`);
+    if (blob === undefined) throw new DataKeyError('unknown-key', `Data key ${id} is unknown (expired, or never published)`);
     return blob;
   }
 
-  private async readPointer(): Promise<Pointer | undefined> {
+  private async readPointerItem(): Promise<Item | undefined> {
     const out = await tableCall(this.table, 'GetItem', (callOptions) =>
       this.options.dynamodb.send(
         new GetItemCommand({ TableName: this.options.tableName, Key: keyOf(tableKey.dataKeyPointer()), ConsistentRead: true }),
         callOptions,
       ),
     );
-    return out.Item === undefined ? undefined : itemToPointer(out.Item);
+    return out.Item;
   }
 
   /** KMS, loaded the first time it is needed: the module, and the client passed in or built then. */
@@ -344,7 +444,7 @@ export class KmsTokenSealer implements TokenSealer {
       const name = error instanceof Error ? error.name : 'Unknown';
       // KMS refusing the blob itself is deterministic: the stored copy is corrupt or not ours.
       if (name === 'InvalidCiphertextException' || name === 'IncorrectKeyException') {
-        throw new SealError('ERR_SEAL_KEY', `KMS ${operation} refused the stored data key (${name})`, { cause: error });
+        throw new DataKeyError('refused', `KMS ${operation} refused the stored data key (${name})`, { cause: error });
       }
       throw new StoreUnavailableError(`KMS ${operation} failed (${name})`, { cause: error });
     }
@@ -378,12 +478,40 @@ function parseSealed(sealed: string): { id: string; payload: Buffer } {
   return { id, payload };
 }
 
+/** The pointer's attributes, or `undefined` when it does not parse (never unwrap a half-read pointer: it is repaired). */
 function itemToPointer(item: Item): Pointer | undefined {
   const dataKeyId = item.dataKeyId?.S;
   const blob = item.blob?.B;
   const createdAt = Number(item.createdAt?.N);
-  // Never unwrap a half-read pointer. The conditional publish cannot replace one without a
-  // createdAt either, so rotation then fails loudly (see generateAndPublish) rather than quietly.
   if (dataKeyId === undefined || blob === undefined || !Number.isFinite(createdAt)) return undefined;
   return { dataKeyId, blob, createdAt };
+}
+
+/** The pointer's attributes a reader looks at. */
+const POINTER_ATTRIBUTES = ['dataKeyId', 'blob', 'createdAt'] as const;
+
+/**
+ * A condition that holds only while the pointer is still `item` as read: each attribute a reader
+ * looks at equal to what was read, or still absent. A pointer changed since (another instance's
+ * repair) fails it, so two repairs converge on one key.
+ */
+function sameAs(item: Item): Pick<PutItemCommandInput, 'ConditionExpression' | 'ExpressionAttributeNames' | 'ExpressionAttributeValues'> {
+  const names: Record<string, string> = { '#pk': PARTITION_KEY };
+  const values: Record<string, AttributeValue> = {};
+  const clauses = ['attribute_exists(#pk)'];
+  for (const [i, attribute] of POINTER_ATTRIBUTES.entries()) {
+    names[`#a${i}`] = attribute;
+    const read = item[attribute];
+    if (read === undefined) {
+      clauses.push(`attribute_not_exists(#a${i})`);
+    } else {
+      values[`:a${i}`] = read;
+      clauses.push(`#a${i} = :a${i}`);
+    }
+  }
+  return {
+    ConditionExpression: clauses.join(' AND '),
+    ExpressionAttributeNames: names,
+    ...(Object.keys(values).length > 0 ? { ExpressionAttributeValues: values } : {}),
+  };
 }

@@ -5,7 +5,7 @@
  * for the dashboard. Plain counts accumulate and are flushed once per invocation by the handler.
  */
 import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
-import type { CacheTier, FetchCause, Observer } from '../core/ports.js';
+import type { CacheTier, FetchCause, Observer, QuotaBudget, QuotaReading } from '../core/ports.js';
 
 export class PowertoolsObserver implements Observer {
   constructor(private readonly metrics: Metrics) {}
@@ -49,13 +49,35 @@ export class PowertoolsObserver implements Observer {
     this.count('BackoffActive');
   }
 
-  quotaGuardTripped(): void {
+  quotaGuardTripped(budget: QuotaBudget): void {
     this.count('QuotaGuardTripped');
+    this.dimensioned('QuotaGuardTripped', 'budget', budget);
+  }
+
+  /**
+   * What Auth0 says is left of a client's quota, as a gauge per client: the alarm on it fires well
+   * before the 429s start (infra/observability.yml).
+   */
+  idpQuota(client: string, reading: QuotaReading): void {
+    const percent = reading.limit > 0 ? (100 * reading.remaining) / reading.limit : 0;
+    // Plain as well, for the alarm: its Minimum over a period is the lowest any client reached.
+    this.metrics.addMetric('IdpQuotaRemainingPercent', MetricUnit.Percent, percent);
+    const single = this.metrics.singleMetric();
+    single.addDimension('client', client);
+    single.addMetric('IdpQuotaRemainingPercent', MetricUnit.Percent, percent);
+    const remaining = this.metrics.singleMetric();
+    remaining.addDimension('client', client);
+    remaining.addMetric('IdpQuotaRemaining', MetricUnit.Count, reading.remaining);
   }
 
   storeDegraded(operation: string): void {
     this.count('DegradedMode');
     this.dimensioned('DegradedMode', 'operation', operation);
+  }
+
+  dataKeyRepaired(defect: string): void {
+    this.count('DataKeyRepaired');
+    this.dimensioned('DataKeyRepaired', 'defect', defect);
   }
 
   refreshFailed(cause: FetchCause): void {

@@ -24,6 +24,7 @@ import {
   DeleteItemCommand,
   PutItemCommand,
   ScanCommand,
+  UpdateItemCommand,
   type AttributeValue,
   type DynamoDBClient,
 } from '@aws-sdk/client-dynamodb';
@@ -203,8 +204,8 @@ export interface DynamoLeaseStoreOptions extends TableRef {
 /**
  * The fleet lease's {@link LeaseStore} over the table: taken by a conditional PutItem only when
  * free or lapsed (`attribute_not_exists(#pk) OR #until < :now`, as Powertools idempotency's
- * `DynamoDBPersistenceLayer`), released by a DeleteItem conditional on the owner, and
- * garbage-collected by TTL if its holder died.
+ * `DynamoDBPersistenceLayer`), renewed by an UpdateItem and released by a DeleteItem, both
+ * conditional on the owner, and garbage-collected by TTL if its holder died.
  */
 export class DynamoLeaseStore implements LeaseStore {
   private readonly now: () => number;
@@ -228,6 +229,24 @@ export class DynamoLeaseStore implements LeaseStore {
           ConditionExpression: 'attribute_not_exists(#pk) OR #until < :now',
           ExpressionAttributeNames: { '#pk': PARTITION_KEY, '#until': 'leaseUntil' },
           ExpressionAttributeValues: { ':now': { N: String(this.now()) } },
+        }),
+        options,
+      ),
+    );
+  }
+
+  renewLease(name: string, owner: string, untilMs: number): Promise<boolean> {
+    // A failed condition: the lease is no longer ours (released, or lapsed and taken over). An
+    // absent item has no owner, so a renewal never recreates a released lease.
+    return conditionalWrite(this.table, 'UpdateItem', (options) =>
+      this.table.client.send(
+        new UpdateItemCommand({
+          TableName: this.table.tableName,
+          Key: keyOf(tableKey.lease(name)),
+          UpdateExpression: 'SET #until = :until, #ttl = :ttl',
+          ConditionExpression: '#owner = :owner',
+          ExpressionAttributeNames: { '#owner': 'owner', '#until': 'leaseUntil', '#ttl': TTL_ATTRIBUTE },
+          ExpressionAttributeValues: { ':owner': { S: owner }, ':until': { N: String(untilMs) }, ':ttl': ttlAfter(untilMs) },
         }),
         options,
       ),

@@ -69,6 +69,7 @@ export function createFoundation(config: VendorConfig, deps: VendorDeps, adapter
   const now = deps.now ?? Date.now;
   const dynamodb = deps.dynamodb ?? dynamoDbClient();
   const idp = adapters.idp({ timeoutMs: config.idpTimeoutMs, now, ...(deps.fetch ? { fetch: deps.fetch } : {}) });
+  const observer = deps.observer ?? new PowertoolsObserver(metrics);
   // Data keys live in the same table, encrypted under the KMS key: one KMS call per data key per
   // instance, none on the warm path.
   const sealer = new KmsTokenSealer({
@@ -80,6 +81,9 @@ export function createFoundation(config: VendorConfig, deps: VendorDeps, adapter
     now,
     ...(deps.sleep ? { sleep: deps.sleep } : {}),
     ...(deps.random ? { random: deps.random } : {}),
+    // A defective data-key pointer is replaced by the next seal, counted and logged.
+    log: logger,
+    onRepair: (defect) => observer.dataKeyRepaired(defect),
   });
   const store = new DynamoTokenStore({ client: dynamodb, tableName: config.tableName, sealer, now });
   const service = createTokenService(
@@ -88,7 +92,7 @@ export function createFoundation(config: VendorConfig, deps: VendorDeps, adapter
       credentials: adapters.credentials({ client: deps.secretsManager, maxAgeSeconds: config.secretMaxAgeSeconds, now }),
       idp,
       store,
-      observer: deps.observer ?? new PowertoolsObserver(metrics),
+      observer,
       log: logger,
       now,
       ...(deps.sleep ? { sleep: deps.sleep } : {}),

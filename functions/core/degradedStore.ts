@@ -67,6 +67,10 @@ export class DegradedModeStore implements TokenStore {
     return this.store.acquireLease(name, owner, untilMs);
   }
 
+  renewLease(name: string, owner: string, untilMs: number): Promise<boolean> {
+    return this.store.renewLease(name, owner, untilMs);
+  }
+
   releaseLease(name: string, owner: string): Promise<void> {
     return this.store.releaseLease(name, owner);
   }

@@ -69,7 +69,7 @@ export class MethodNotAllowedError extends ClientError {
  * from a missing client grant; the IdP's own description goes to the log only.
  */
 export class IdpRejectedError extends VendorError {
-  readonly code = 'ERR_IDP_REJECTED';
+  readonly code: string = 'ERR_IDP_REJECTED';
   readonly status = 502;
   constructor(
     /** the IdP's OAuth `error` (validated by the adapter: `[a-z0-9_]{1,64}`) */
@@ -86,6 +86,39 @@ export class IdpRejectedError extends VendorError {
   get publicDescription(): string {
     return `The identity provider refused to issue the token (${this.idpError}).`;
   }
+}
+
+/**
+ * 502: the IdP refused the client's credentials: a 401 from `/oauth/token`, whatever its `error`
+ * says. Auth0 answers a wrong or rotated secret `401 access_denied "Unauthorized"`, and may answer
+ * `invalid_client` (docs/auth0-wire-behaviour.md §1, §2): the vendor must not depend on which.
+ */
+export class IdpCredentialRefusedError extends IdpRejectedError {
+  override readonly code = 'ERR_IDP_CREDENTIAL_REFUSED';
+}
+
+/**
+ * 502: the IdP refused the audience or a scope although the grants file allows it: the grants
+ * and Auth0's client grant disagree (a 403 `access_denied`, docs/auth0-wire-behaviour.md §3-§5).
+ * An operator must fix one or the other; meanwhile the refusal is remembered briefly, so callers
+ * cannot spend the quota asking again.
+ */
+export class IdpGrantMismatchError extends IdpRejectedError {
+  override readonly code = 'ERR_IDP_GRANT_MISMATCH';
+  override get publicDescription(): string {
+    return `The identity provider does not grant this client the audience or scope asked for (${this.idpError}); the token vendor's grants and the identity provider's client grant disagree.`;
+  }
+}
+
+/**
+ * The refusal a status and OAuth `error` from the IdP's token endpoint mean (translated at the
+ * adapter): 401 is a refused credential whatever the `error`, and so is `invalid_client`; a 403
+ * `access_denied` or `invalid_scope` is a client grant that does not cover the request.
+ */
+export function idpRefusal(idpError: string, idpStatus: number, message: string): IdpRejectedError {
+  if (idpStatus === 401 || idpError === 'invalid_client') return new IdpCredentialRefusedError(idpError, idpStatus, message);
+  if (idpStatus === 403 && (idpError === 'access_denied' || idpError === 'invalid_scope')) return new IdpGrantMismatchError(idpError, idpStatus, message);
+  return new IdpRejectedError(idpError, idpStatus, message);
 }
 
 /** 502: the IdP answered 2xx with something that is not a usable token (bad shape, bad signature, wrong aud). */
@@ -135,6 +168,26 @@ export class IdpBackoffError extends IdpUnavailableError {
 export class QuotaGuardError extends IdpUnavailableError {
   override readonly code = 'ERR_QUOTA_GUARD';
   override readonly publicDescription = 'The hourly cap on new tokens for this client is reached. Retry later.';
+}
+
+/**
+ * 429 + Retry-After: this caller has caused its hourly share of IdP fetches (new tokens it asked
+ * for that no one held). Other callers of the same client are not affected: the budget is the
+ * caller's own.
+ */
+export class CallerQuotaError extends VendorError {
+  readonly code = 'ERR_CALLER_QUOTA';
+  readonly oauthError = 'too_many_requests';
+  readonly status = 429;
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super(message);
+  }
+  get publicDescription(): string {
+    return 'You have asked for more new tokens this hour than your share allows (each distinct audience and scope set you ask for costs one). Reuse the tokens you have, or retry later.';
+  }
 }
 
 /** 503 + Retry-After: another instance holds the fetch lease and its token did not arrive in time. */

@@ -46,6 +46,8 @@ export interface TokenFetchRequest {
   readonly scopes: readonly string[];
   /** why the IdP is called (metrics); absent for calls outside the cache, such as a rotation's test */
   readonly cause?: FetchCause | undefined;
+  /** who caused it (a caller's miss): the principal's key, for the caller's own quota budget */
+  readonly caller?: string | undefined;
 }
 
 /** A token as the IdP issued it, already validated (and, for JWTs, verified). */
@@ -115,11 +117,11 @@ export interface Backoff {
 
 /**
  * The fleet-wide tier (DynamoDB). Reads are strongly consistent, writes are conditional: a
- * write never replaces a token that expires later, and a lease is taken only when free or expired.
+ * write never replaces a token fetched later, and a lease is taken only when free or expired.
  */
 export interface TokenStore extends LeaseStore {
   get(key: string): Promise<CachedToken | undefined>;
-  /** store `token` unless one that expires later (for the same client_id) is already there */
+  /** store `token` unless one fetched later (for the same client_id) is already there: the newest fetch wins */
   put(token: CachedToken): Promise<void>;
   /** record that `key` was served at `atMs` (for the scheduled refresher's "used recently") */
   touch(key: string, atMs: number): Promise<void>;
@@ -136,6 +138,9 @@ export interface TokenStore extends LeaseStore {
 }
 
 export type CacheTier = 'memory' | 'dynamodb';
+
+/** Which budget of the quota guard refused a fetch. */
+export type QuotaBudget = 'caller' | 'miss' | 'client' | 'auth0';
 
 /** Why the IdP was called: a caller's miss, refresh-ahead on a caller's read, or the schedule. */
 export type FetchCause = 'miss' | 'refresh-ahead' | 'scheduled';
@@ -156,10 +161,17 @@ export interface Observer {
   backoffRecorded(reason: string): void;
   /** a fetch was not attempted because of a back-off */
   backoffActive(): void;
-  /** the quota guard refused a fetch */
-  quotaGuardTripped(): void;
+  /**
+   * the quota guard refused a fetch: `caller` (that caller's own budget), `miss` (new tokens may
+   * not spend the reserve), `client` (the client's whole cap), `auth0` (Auth0's own count)
+   */
+  quotaGuardTripped(budget: QuotaBudget): void;
+  /** Auth0 said what is left of a client's quota (`client`: the grants' client name) */
+  idpQuota(client: string, reading: QuotaReading): void;
   /** DynamoDB failed and the instance carried on without it */
   storeDegraded(operation: string): void;
+  /** the sealer found the fleet's data-key pointer defective and replaced it (`defect`: what was wrong) */
+  dataKeyRepaired(defect: string): void;
   /** a refresh-ahead or scheduled refresh failed (the old token, still valid, keeps being served) */
   refreshFailed(cause: FetchCause): void;
 }

@@ -25,3 +25,12 @@ export function fingerprint(accessToken: string): string {
 export function clientKey(issuer: string, clientId: string): string {
   return createHash('sha256').update(JSON.stringify([issuer, clientId])).digest('base64url').slice(0, 22);
 }
+
+/**
+ * The name of one of the quota guard's counters: the client's key and what is counted (`miss`,
+ * or `caller` and the caller's principal), hashed so that no principal ARN is a table key and
+ * no `#` (the table's separator) can appear.
+ */
+export function counterKey(client: string, ...parts: string[]): string {
+  return `${client}.${createHash('sha256').update(JSON.stringify(parts)).digest('base64url').slice(0, 16)}`;
+}

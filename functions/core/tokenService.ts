@@ -31,8 +31,10 @@ export type { RefreshOutcome } from './instanceTier.js';
 
 /** The deployment's settings for the whole service (functions/config.ts reads them). */
 export interface TokenServiceOptions extends ExpiryPolicy, GoodCitizenOptions {
-  /** How long a fetch lease is held before others may take it over (must outlast one fetch, retries included). */
+  /** The longest a fetch lease is held in all, renewals included (must outlast one fetch, retries included). */
   readonly leaseTtlMs: number;
+  /** How long a lease lasts unless renewed: a holder that dies is taken over after this (renewed every third of it). */
+  readonly leaseHoldMs?: number | undefined;
   /** How long a request waits for another instance's fetch before answering 503. */
   readonly leaseWaitMs: number;
   /** Entries kept in the instance cache; the oldest is dropped past this. */
@@ -66,8 +68,8 @@ export interface VendRequest {
   readonly scope?: string | undefined;
 }
 
-/** An authorized request with its cache key. */
-type KeyedRequest = AuthorizedRequest & { readonly key: string };
+/** An authorized request with its cache key, and who asked (the caller's principal), if anyone. */
+type KeyedRequest = AuthorizedRequest & { readonly key: string; readonly caller?: string | undefined };
 
 /** After a background refresh fails, this instance leaves the key alone for a while. */
 const REFRESH_RETRY_MS = 10_000;
@@ -103,7 +105,18 @@ export function createTokenService(deps: TokenServiceDeps, options: TokenService
       store,
       // Without DynamoDB there is no fleet-wide lease: the instance's single flight still
       // holds, so the IdP sees at most one fetch per instance.
-      lease: new FleetLease({ store: deps.store, now, sleep, random, onDegraded: (operation, error) => store.degraded(operation, error) }),
+      // The lease is held `leaseHoldMs` at a time and renewed while the fetch runs, up to
+      // `leaseTtlMs` in all: a holder that dies is taken over within `leaseHoldMs`.
+      lease: new FleetLease({
+        store: deps.store,
+        now,
+        sleep,
+        random,
+        holdMs: options.leaseHoldMs,
+        onDegraded: (operation, error) => store.degraded(operation, error),
+        onLost: (name, error) =>
+          deps.log.warn('lost the fetch lease while fetching; the token write is conditional', { key: name, ...(error !== undefined ? { error: describe(error) } : {}) }),
+      }),
       tier: new InstanceTier(
         { maxEntries: options.memoryCacheEntries, revalidateMs: options.memoryRevalidateMs, usageWriteIntervalMs: options.usageWriteIntervalMs, refreshRetryMs: REFRESH_RETRY_MS },
         now,
@@ -133,15 +146,18 @@ export class TokenService {
    *   IdpUnavailableError (and its kinds), InvalidTokenResponseError, LeaseTimeoutError otherwise
    */
   async vend(request: VendRequest): Promise<VendedToken> {
-    return this.tokenFor(this.parts.grants.authorize(request.caller, request.audience, request.scope));
+    const caller = request.caller.kind === 'iam' ? request.caller.arn : 'direct-invoke';
+    return this.tokenFor(this.parts.grants.authorize(request.caller, request.audience, request.scope), caller);
   }
 
   /**
    * A token for a request the caller is already authorized for: by the grants (vend) or by the
    * deployment itself (the rotator's Management API token, from the grants' `rotation` setting).
+   * `caller`, when there is one, is charged the fetch its miss causes (the quota guard's
+   * per-caller budget).
    */
-  async tokenFor(authorized: AuthorizedRequest): Promise<VendedToken> {
-    const request = keyed(authorized);
+  async tokenFor(authorized: AuthorizedRequest, caller?: string): Promise<VendedToken> {
+    const request = keyed(authorized, caller);
     const { tier, observer } = this.parts;
 
     let token = tier.get(request.key);
@@ -228,7 +244,7 @@ export class TokenService {
   private async adoptNewerOrRefresh(token: CachedToken, request: KeyedRequest): Promise<CachedToken> {
     const now = this.parts.now();
     const stored = await this.parts.store.get(request.key);
-    if (stored !== undefined && this.usable(stored, request) && !isDue(this.options, stored, now) && stored.expiresAt > token.expiresAt) {
+    if (stored !== undefined && this.usable(stored, request) && !isDue(this.options, stored, now) && stored.fetchedAt > token.fetchedAt) {
       this.parts.tier.remember(stored);
       this.parts.observer.cacheHit('dynamodb');
       return stored;
@@ -362,8 +378,8 @@ export class TokenService {
   }
 }
 
-function keyed(authorized: AuthorizedRequest): KeyedRequest {
-  return { ...authorized, key: cacheKey(authorized.client.issuer, authorized.client.secretId, authorized.audience, authorized.scopes) };
+function keyed(authorized: AuthorizedRequest, caller?: string): KeyedRequest {
+  return { ...authorized, caller, key: cacheKey(authorized.client.issuer, authorized.client.secretId, authorized.audience, authorized.scopes) };
 }
 
 /**

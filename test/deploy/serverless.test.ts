@@ -2,14 +2,16 @@
  * The deployment, checked offline: `osls package` on this repository (no AWS credentials), then
  * cfn-lint and assertions on the packaged CloudFormation template and artifacts.
  */
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
-import { readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { execFile, spawnSync } from 'node:child_process';
+import { isDeepStrictEqual, promisify } from 'node:util';
+import { mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PARTITION_KEY, TTL_ATTRIBUTE } from '../../functions/adapters/dynamoTokenStore.js';
-import { CONFIG_VARIABLES } from '../../functions/config.js';
+import { CONFIG_VARIABLES, loadConfig } from '../../functions/config.js';
 import { createSealKey, createTokenTable } from '../../local/seed.js';
+import { deployedSettings } from '../helpers/deployedSettings.js';
 import { startTestStack, type TestStack } from '../helpers/testStack.js';
 import { cfnLint, packageService, runPackage, zipEntries, type CfnResource, type Packaged } from '../../scripts/packaging.js';
 
@@ -89,6 +91,22 @@ describe('packaged template', () => {
       for (const variable of CONFIG_VARIABLES) expect([name, Object.keys(vars)]).toEqual([name, expect.arrayContaining([variable])]);
       expect(vars.TOKEN_TABLE_NAME).toBe(props(regional.template.Resources.TokenTable).TableName);
       expect(vars.GRANTS_FILE).toBe(`dist/${name}/grants.json`);
+    }
+  });
+
+  it('deploys config.ts\'s defaults: each deployed value, set alone, changes nothing', () => {
+    // Set per stage or per function, so no default to compare with (checked above or below).
+    const perStage = new Set(['TOKEN_TABLE_NAME', 'TOKEN_SEAL_KEY_ID', 'GRANTS_FILE', 'POWERTOOLS_SERVICE_NAME']);
+    const base = { TOKEN_TABLE_NAME: 't', TOKEN_SEAL_KEY_ID: 'alias/k' };
+    const settingsOf = (env: Record<string, string>) => ({ ...loadConfig(env, process.cwd()), grants: undefined });
+    const defaults = settingsOf(base);
+    for (const name of ['vend', 'refresh', 'rotate']) {
+      const vars = props(regional.template.Resources[`${name[0]!.toUpperCase()}${name.slice(1)}LambdaFunction`]).Environment.Variables as Record<string, unknown>;
+      const drift = CONFIG_VARIABLES.filter((v) => !perStage.has(v)).filter((v) => !isDeepStrictEqual(settingsOf({ ...base, [v]: String(vars[v]) }), defaults));
+      expect([name, drift]).toEqual([name, []]);
+      expect(vars.POWERTOOLS_SERVICE_NAME).toBe('token-vendor-citest');
+      // and what the test suites read from serverless.yml (test/helpers/deployedSettings.ts) is what is packaged
+      for (const [variable, value] of Object.entries(deployedSettings())) expect([name, variable, String(vars[variable])]).toEqual([name, variable, value]);
     }
   });
 
@@ -204,6 +222,25 @@ describe('packaging with a broken grants file', () => {
     const result = runPackage('citestbroken', join(regional.dir, 'broken'), { grantsFile: 'test/fixtures/grants-broken.json' });
     expect(result.status).not.toBe(0);
     expect(result.output).toContain('grants[0].scopes[1]');
+  }, 120_000);
+});
+
+describe('packaging an environment that makes a promise impossible', () => {
+  it('fails, naming the variables: a deadline without room for one retry', () => {
+    // This service, with serverless.yml deploying IDP_DEADLINE_MS 5000 beside IDP_TIMEOUT_MS 2000:
+    // a copy of serverless.yml in a directory of its own, everything else linked.
+    const dir = mkdtempSync(join(tmpdir(), 'package-badtimings-'));
+    for (const entry of ['infra', 'functions', 'scripts', 'node_modules', 'grants.json', 'package.json']) symlinkSync(resolve(entry), join(dir, entry));
+    const yml = readFileSync('serverless.yml', 'utf8');
+    const bad = yml.replace(/^(\s+IDP_DEADLINE_MS:) '\d+'$/m, "$1 '5000'");
+    expect(bad).not.toBe(yml);
+    writeFileSync(join(dir, 'serverless.yml'), bad);
+    const env: NodeJS.ProcessEnv = { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' };
+    for (const key of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_PROFILE', 'AWS_ENDPOINT_URL']) delete env[key];
+    const result = spawnSync(process.execPath, [resolve('node_modules/osls/bin/serverless.js'), 'package', '--stage', 'citestbadtimings', '--package', join(dir, 'out')], { cwd: dir, env, encoding: 'utf8', timeout: 120_000 });
+    const output = `${result.stdout}\n${result.stderr}`;
+    expect(result.status).not.toBe(0);
+    expect(output).toContain('IDP_DEADLINE_MS: must leave room for one retry: at least 2 × 2 × IDP_TIMEOUT_MS + RETRY_BASE_MS (8100), got 5000');
   }, 120_000);
 });
 

@@ -26,6 +26,8 @@ export function countingObserver(): { observer: Observer; counts: Counts } {
     backoffRecorded() {},
     backoffActive() {},
     quotaGuardTripped() {},
+    idpQuota() {},
+    dataKeyRepaired() {},
     storeDegraded: () => void (counts.degraded += 1),
     refreshFailed: () => void (counts.refreshFailed += 1),
   };

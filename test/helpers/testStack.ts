@@ -3,6 +3,10 @@
  * table and client secrets in the shared moto_server started by test/globalSetup.ts, a grants
  * file, and a factory for vendor instances wired to all of it. Each stack has its own table and
  * tenant, so test files run in parallel without sharing state.
+ *
+ * Vendors run on the settings serverless.yml deploys, on a faster clock (deployedSettings.ts):
+ * a test may choose the clock (`timeScale`), and may change a feature setting (a quota cap), but
+ * never one duration alone, which would test ratios production never runs.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -13,6 +17,7 @@ import { loadConfig } from '../../functions/config.js';
 import { createVendor, type Vendor, type VendorDeps } from '../../functions/vendor.js';
 import { startLocalAuth0Tenant, type LocalAuth0Tenant } from '../../local/auth0Tenant.js';
 import { createSealKey, createTokenTable, localDynamoDb, localFunctionEnv, localKms, localSecretsManager, putClientSecret } from '../../local/seed.js';
+import { TEST_TIME_SCALE, deployedSettings, isDuration, scaled } from './deployedSettings.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -38,8 +43,12 @@ export interface TestStack {
   readonly env: Record<string, string>;
   readonly ordersSecret: string;
   readonly ordersSecretId: string;
-  /** a new vendor instance: its own memory tier, the shared table */
-  vendor(options?: { env?: Record<string, string>; deps?: VendorDeps }): Vendor;
+  /**
+   * a new vendor instance: its own memory tier, the shared table. `env` may not change a duration
+   * of the deployed settings (that would change their ratios): `timeScale` runs the instance on
+   * another clock instead (every duration alike; 1 = exactly the deployed values).
+   */
+  vendor(options?: { env?: Record<string, string>; deps?: VendorDeps; timeScale?: number }): Vendor;
   /** a new empty token table; pass `{ TOKEN_TABLE_NAME }` to vendor() to use it */
   newTable(): Promise<string>;
   /** record a value the log scan must never find (e.g. a wrong secret a test plants) */
@@ -49,6 +58,8 @@ export interface TestStack {
 
 export interface TestStackOptions {
   readonly tokenTtlSeconds?: number;
+  /** the clock of `env` and of every vendor (deployedSettings.ts `scaled`); default TEST_TIME_SCALE */
+  readonly timeScale?: number;
 }
 
 export async function startTestStack(options: TestStackOptions = {}): Promise<TestStack> {
@@ -105,13 +116,9 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
   const env: Record<string, string> = {
     ...localFunctionEnv({ motoEndpoint, grantsFile, sealKeyId: sealKeyAlias }),
     TOKEN_TABLE_NAME: tableName,
-    IDP_TIMEOUT_MS: '2000',
-    // Short deadlines and no fleet pause after a failure, so one test's fault does not leak into
-    // the next; the resilience suite sets its own.
-    IDP_DEADLINE_MS: '1500',
-    FAILURE_BACKOFF_SECONDS: '0',
-    LEASE_TTL_MS: '6500',
-    LEASE_WAIT_MS: '4000',
+    // What serverless.yml deploys, on a faster clock: nothing else. A test whose fault would
+    // leave a fleet back-off behind uses a table of its own (newTable).
+    ...scaled(options.timeScale ?? TEST_TIME_SCALE),
   };
 
   return {
@@ -125,8 +132,14 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
     env,
     ordersSecret,
     ordersSecretId: `vendor/orders-${suffix}`,
-    vendor: (opts = {}) =>
-      createVendor(loadConfig({ ...env, ...opts.env }), { dynamodb, secretsManager, kms, ...opts.deps }),
+    vendor: (opts = {}) => {
+      const durations = Object.keys(opts.env ?? {}).filter((name) => name in deployedSettings() && isDuration(name));
+      if (durations.length > 0) {
+        throw new Error(`a test may not change a duration alone (${durations.join(', ')}): that tests ratios production never runs; use timeScale (a faster clock for every duration) or a clock the test controls`);
+      }
+      const settings = opts.timeScale === undefined ? env : { ...env, ...scaled(opts.timeScale) };
+      return createVendor(loadConfig({ ...settings, ...opts.env }), { dynamodb, secretsManager, kms, ...opts.deps });
+    },
     newTable: async () => {
       const name = `tokens-${randomUUID().slice(0, 8)}`;
       await createTokenTable(dynamodb, name);

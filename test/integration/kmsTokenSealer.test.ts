@@ -4,11 +4,11 @@
  * Each "instance" is a sealer with its own KMS client, as separate Lambda instances would have;
  * each test has its own table, so its own data keys.
  */
-import { createDecipheriv, randomBytes, randomUUID } from 'node:crypto';
+import { createDecipheriv, createHash, randomBytes, randomUUID } from 'node:crypto';
 import { PutItemCommand, ScanCommand, UpdateItemCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DecryptCommand, GenerateDataKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { DATA_KEY_LEASE, KmsTokenSealer } from '../../functions/adapters/kmsTokenSealer.js';
+import { DATA_KEY_LEASE, KmsTokenSealer, type PointerDefect } from '../../functions/adapters/kmsTokenSealer.js';
 import { DynamoLeaseStore, tableKey } from '../../functions/adapters/tokenTable.js';
 import { StoreUnavailableError } from '../../functions/core/errors.js';
 import { SealError } from '../../functions/core/sealing.js';
@@ -92,6 +92,8 @@ interface InstanceOptions {
   readonly dynamodb?: DynamoDBClient;
   readonly sleep?: (ms: number) => Promise<void>;
   readonly random?: () => number;
+  readonly onRepair?: (defect: PointerDefect) => void;
+  readonly log?: { warn: (message: string, ...fields: Record<string, unknown>[]) => void };
 }
 
 /** One "Lambda instance": its own KMS client and in-memory keys, the shared table. */
@@ -436,5 +438,223 @@ describe('failures of the services', () => {
 
     await expect(missing.seal('t', 'item-1')).rejects.toThrow(StoreUnavailableError);
     await expect(missing.open(sealed, 'item-1')).rejects.toThrow(/^DynamoDB GetItem failed \(ResourceNotFoundException\)$/);
+  });
+});
+
+describe('a defective data key pointer is repaired by the next seal', () => {
+  /** The adapter's name for a wrapped key: its blob's digest. */
+  const idOfBlob = (blob: Uint8Array) => createHash('sha256').update(blob).digest('base64url').slice(0, 16);
+  const pointerKey = { pk: { S: tableKey.dataKeyPointer() } };
+
+  async function item(tableName: string, pk: string): Promise<Record<string, AttributeValue> | undefined> {
+    return (await scan(tableName)).find((i) => i.pk?.S === pk);
+  }
+
+  /** A data key wrapped by KMS for this table, as the adapter would generate it (not yet in the table). */
+  async function wrappedKey(tableName: string): Promise<Uint8Array> {
+    const out = await localKms(moto.endpoint).send(
+      new GenerateDataKeyCommand({ KeyId: LOCAL_SEAL_KEY_ALIAS, KeySpec: 'AES_256', EncryptionContext: ENCRYPTION_CONTEXT(tableName) }),
+    );
+    return out.CiphertextBlob ?? new Uint8Array();
+  }
+
+  async function putPointer(tableName: string, attributes: Record<string, AttributeValue>): Promise<void> {
+    await dynamodb.send(new PutItemCommand({ TableName: tableName, Item: { ...pointerKey, ...attributes } }));
+  }
+
+  async function putDataKey(tableName: string, blob: Uint8Array): Promise<void> {
+    const createdAt = Date.now();
+    await dynamodb.send(
+      new PutItemCommand({
+        TableName: tableName,
+        Item: { pk: { S: tableKey.dataKey(idOfBlob(blob)) }, blob: { B: blob }, createdAt: { N: String(createdAt) }, ttl: { N: String(Math.ceil(createdAt / 1000) + 3600) } },
+      }),
+    );
+  }
+
+  /** A working pointer and its key, published by an instance that then goes away; returns the key's blob. */
+  async function publishedKey(tableName: string): Promise<Uint8Array> {
+    await instance(tableName).seal('t', 'item-0');
+    return (await item(tableName, tableKey.dataKeyPointer()))?.blob?.B ?? new Uint8Array();
+  }
+
+  /** The pointer parses, names its blob's key, and that key's item holds the same blob; its id. */
+  async function expectUsablePointer(tableName: string): Promise<string> {
+    const pointer = await item(tableName, tableKey.dataKeyPointer());
+    const id = pointer?.dataKeyId?.S ?? '';
+    const blob = pointer?.blob?.B ?? new Uint8Array();
+    expect(Object.keys(pointer ?? {}).sort()).toEqual(['blob', 'createdAt', 'dataKeyId', 'pk']);
+    expect(Number.isFinite(Number(pointer?.createdAt?.N))).toBe(true);
+    expect(id).toBe(idOfBlob(blob));
+    const keyItem = await item(tableName, tableKey.dataKey(id));
+    expect(Buffer.from(keyItem?.blob?.B ?? []).equals(Buffer.from(blob))).toBe(true);
+    return id;
+  }
+
+  /** An instance whose repairs and warnings are recorded. */
+  function watched(tableName: string, options: InstanceOptions = {}) {
+    const repairs: PointerDefect[] = [];
+    const warnings: { message: string; fields: Record<string, unknown>[] }[] = [];
+    const sealer = instance(tableName, {
+      onRepair: (defect) => void repairs.push(defect),
+      log: { warn: (message, ...fields) => void warnings.push({ message, fields }) },
+      ...options,
+    });
+    return { sealer, repairs, warnings };
+  }
+
+  const defects: Array<[string, PointerDefect, (tableName: string) => Promise<void>]> = [
+    [
+      'without createdAt',
+      'malformed',
+      async (t) => {
+        await publishedKey(t);
+        await dynamodb.send(new UpdateItemCommand({ TableName: t, Key: pointerKey, UpdateExpression: 'REMOVE createdAt' }));
+      },
+    ],
+    [
+      'with a createdAt that is not a number',
+      'malformed',
+      async (t) => {
+        const blob = await publishedKey(t);
+        await putPointer(t, { dataKeyId: { S: idOfBlob(blob) }, blob: { B: blob }, createdAt: { S: 'yesterday' } });
+      },
+    ],
+    [
+      'naming a key the table does not hold',
+      'unknown-key',
+      async (t) => {
+        const blob = await wrappedKey(t);
+        await putPointer(t, { dataKeyId: { S: idOfBlob(blob) }, blob: { B: blob }, createdAt: { N: String(Date.now()) } });
+      },
+    ],
+    [
+      'naming another key than its blob',
+      'key-mismatch',
+      async (t) => {
+        const blob = await publishedKey(t);
+        await putPointer(t, { dataKeyId: { S: 'A'.repeat(16) }, blob: { B: blob }, createdAt: { N: String(Date.now()) } });
+      },
+    ],
+    [
+      'whose blob is garbage (under a real key\'s name)',
+      'key-mismatch',
+      async (t) => {
+        const blob = await publishedKey(t);
+        await putPointer(t, { dataKeyId: { S: idOfBlob(blob) }, blob: { B: randomBytes(150) }, createdAt: { N: String(Date.now()) } });
+      },
+    ],
+    [
+      'whose blob is garbage KMS refuses (its own name and item)',
+      'refused',
+      async (t) => {
+        const garbage = randomBytes(150);
+        await putDataKey(t, garbage);
+        await putPointer(t, { dataKeyId: { S: idOfBlob(garbage) }, blob: { B: garbage }, createdAt: { N: String(Date.now()) } });
+      },
+    ],
+  ];
+
+  it.each(defects)('a pointer %s: the next seal succeeds, repairs it once (%s), and what is sealed after opens everywhere', async (_case, defect, plant) => {
+    const table = await newTable();
+    await plant(table);
+    kmsCalls.clear();
+    const { sealer, repairs, warnings } = watched(table);
+
+    const sealed = await sealer.seal('after-repair', 'item-1');
+
+    const id = await expectUsablePointer(table);
+    expect(dataKeyIdOf(sealed)).toBe(id);
+    expect(repairs).toEqual([defect]);
+    expect(warnings).toEqual([{ message: 'Replaced a defective data key pointer', fields: [expect.objectContaining({ defect, dataKeyId: id })] }]);
+    expect(callsTo('GenerateDataKey')).toBe(1);
+    // Nothing left to repair: this instance and a new one seal with the repaired key.
+    const other = watched(table);
+    const sealedByOther = await other.sealer.seal('other', 'item-2');
+    expect(await sealer.seal('again', 'item-3')).toMatch(new RegExp(`^v1\\.${id}\\.`));
+    expect(dataKeyIdOf(sealedByOther)).toBe(id);
+    expect([...repairs, ...other.repairs]).toEqual([defect]);
+    expect(callsTo('GenerateDataKey')).toBe(1);
+    expect(await other.sealer.open(sealed, 'item-1')).toBe('after-repair');
+    expect(await instance(table).open(sealedByOther, 'item-2')).toBe('other');
+  });
+
+  it('two instances finding it at once: one repairs it under the lease with one GenerateDataKey, both seal with its key', async () => {
+    const table = await newTable();
+    await defects[0]![2](table);
+    kmsCalls.clear();
+    const [a, b] = [watched(table), watched(table)];
+
+    const sealed = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? a : b).sealer.seal(`token-${i}`, `item-${i}`)));
+
+    const id = await expectUsablePointer(table);
+    expect(new Set(sealed.map(dataKeyIdOf))).toEqual(new Set([id]));
+    expect([...a.repairs, ...b.repairs]).toEqual(['malformed']);
+    expect(callsTo('GenerateDataKey')).toBe(1);
+    expect(await a.sealer.open(sealed[1] ?? '', 'item-1')).toBe('token-1');
+    expect(await b.sealer.open(sealed[0] ?? '', 'item-0')).toBe('token-0');
+  });
+
+  it('two instances repairing at once past the lease: the conditional write lets one win, and the other adopts its key', async () => {
+    const table = await newTable();
+    await defects[0]![2](table);
+    kmsCalls.clear();
+    // The waiter gives up on the lease at once (its sleep takes no time) and repairs it itself.
+    const waiter = watched(table, { sleep: async () => undefined, random: () => 0.5 });
+    let waiterSealed: Promise<string> | undefined;
+    // The holder has generated its key, but publishes it only after the waiter has repaired the pointer.
+    const holder = watched(table, {
+      dynamodb: dynamoWith('before', async (command, input) => {
+        const pk = (input.Item as Record<string, AttributeValue> | undefined)?.pk?.S;
+        if (command !== 'PutItemCommand' || pk !== tableKey.dataKeyPointer() || waiterSealed !== undefined) return;
+        waiterSealed = waiter.sealer.seal('waiter', 'item-2');
+        await waiterSealed;
+      }),
+    });
+
+    const holderSealed = await holder.sealer.seal('holder', 'item-1');
+
+    const id = await expectUsablePointer(table);
+    expect(callsTo('GenerateDataKey')).toBe(2); // both asked KMS...
+    expect(dataKeyIdOf(holderSealed)).toBe(id); // ...one key won
+    expect(dataKeyIdOf((await waiterSealed) ?? '')).toBe(id);
+    expect(waiter.repairs).toEqual(['malformed']);
+    expect(holder.repairs).toEqual([]); // its write found the pointer repaired already
+    expect(await holder.sealer.open((await waiterSealed) ?? '', 'item-2')).toBe('waiter');
+    expect(await waiter.sealer.open(holderSealed, 'item-1')).toBe('holder');
+  });
+
+  it('KMS being unreachable is not a defect: the seal fails, the pointer is left alone, nothing is counted', async () => {
+    const table = await newTable();
+    await publishedKey(table);
+    const before = await item(table, tableKey.dataKeyPointer());
+    const deadKms = new KMSClient({
+      endpoint: `http://127.0.0.1:${await freePort()}`,
+      region: LOCAL_REGION,
+      credentials: LOCAL_AWS_CREDENTIALS,
+      maxAttempts: 1,
+    });
+    const { sealer, repairs, warnings } = watched(table, { kms: deadKms });
+
+    await expect(sealer.seal('t', 'item-1')).rejects.toThrow(/^KMS Decrypt failed \(/);
+
+    expect(await item(table, tableKey.dataKeyPointer())).toEqual(before);
+    expect(repairs).toEqual([]);
+    expect(warnings).toEqual([]);
+  });
+
+  it('a missing pointer (the first seal) and a stale one (rotation) are not repairs', async () => {
+    const table = await newTable();
+    const clock = { t: Date.now() };
+    const { sealer, repairs, warnings } = watched(table, { now: () => clock.t, rotateAfterMs: 60_000 });
+
+    const first = await sealer.seal('first', 'item-1');
+    clock.t += 60_000;
+    const rotated = await sealer.seal('rotated', 'item-2');
+
+    expect(dataKeyIdOf(rotated)).not.toBe(dataKeyIdOf(first));
+    expect(await expectUsablePointer(table)).toBe(dataKeyIdOf(rotated));
+    expect(repairs).toEqual([]);
+    expect(warnings).toEqual([]);
   });
 });

@@ -54,7 +54,9 @@ describe('npm run ops', () => {
   });
 
   it('flush removes a client’s tokens; running instances drop theirs at their next revalidation', async () => {
-    const vendor = stack.vendor({ env: { MEMORY_REVALIDATE_SECONDS: '1' } });
+    // A clock the test moves past the deployed revalidation interval (on the suite's clock).
+    const clock = { t: Date.now() };
+    const vendor = stack.vendor({ deps: { now: () => clock.t } });
     const served = token(await vendor.handler(request('read:orders')));
     stack.tenant.resetCounters();
 
@@ -62,7 +64,7 @@ describe('npm run ops', () => {
     expect(json.flushed).toBe(1);
     expect(((await ops('status')).json.tokens as unknown[]).length).toBe(0);
 
-    await new Promise((r) => setTimeout(r, 1100));
+    clock.t += Number(stack.env.MEMORY_REVALIDATE_SECONDS) * 1000 + 100;
     const next = token(await vendor.handler(request('read:orders')));
     expect(next === served).toBe(false);
     expect(stack.tenant.tokenRequests()).toBe(1);

@@ -47,7 +47,7 @@ describe('the IdP fails', () => {
   it('a 500 is retried, with back-off, and the caller gets its token', async () => {
     stack.tenant.setFault({ status: 500, body: { error: 'server_error', error_description: 'boom' } });
     const pauses: number[] = [];
-    const { vendor } = await vendorOnNewTable({ IDP_TIMEOUT_MS: '500', IDP_DEADLINE_MS: '2500' }, {
+    const { vendor } = await vendorOnNewTable({}, {
       // The fault clears while we back off, as a blip at Auth0 would.
       sleep: async (ms) => {
         pauses.push(ms);
@@ -108,7 +108,7 @@ describe('the IdP fails', () => {
 
   it('a hanging IdP is retried inside the deadline, then 503; a valid token is still served meanwhile', async () => {
     const clock = fakeClock();
-    const { vendor } = await vendorOnNewTable({ IDP_TIMEOUT_MS: '200', IDP_DEADLINE_MS: '1500', LEASE_TTL_MS: '3000' }, { now: clock.now });
+    const { vendor } = await vendorOnNewTable({}, { now: clock.now });
     expect(((await vendor.handler(request('read:orders'))) as Res).statusCode).toBe(200);
     stack.tenant.resetCounters();
     stack.tenant.setFault('hang');
@@ -126,7 +126,9 @@ describe('the IdP fails', () => {
   });
 
   it('an IdP that goes away: valid tokens are served until their margin, then 503, never an expired one', async () => {
-    const own = await startTestStack({ tokenTtlSeconds: 3600 });
+    // The test moves the clock itself, against the deployed early-expiry margin (120 s): exactly
+    // the deployed values, no faster clock.
+    const own = await startTestStack({ tokenTtlSeconds: 3600, timeScale: 1 });
     try {
       const clock = fakeClock();
       const vendor = own.vendor({ deps: { now: clock.now } });
@@ -222,7 +224,9 @@ describe('Secrets Manager unreachable', () => {
 describe('quota guard', () => {
   it('caps IdP fetches per client per hour across instances sharing a table', async () => {
     const table = await stack.newTable();
-    const instance = () => stack.vendor({ env: { TOKEN_TABLE_NAME: table, QUOTA_PER_CLIENT_PER_HOUR: '2' } });
+    // Feature settings, not timings: a cap of 2 to reach it in two fetches, with no share of it
+    // kept for refreshes (the reserve is proven in protections.test.ts and the unit tests).
+    const instance = () => stack.vendor({ env: { TOKEN_TABLE_NAME: table, QUOTA_PER_CLIENT_PER_HOUR: '2', QUOTA_RESERVE_PERCENT: '0' } });
     expect(((await instance().handler(request('read:orders'))) as Res).statusCode).toBe(200);
     expect(((await instance().handler(request('write:orders'))) as Res).statusCode).toBe(200);
     const refused = (await instance().handler(request())) as Res;
@@ -249,9 +253,11 @@ describe('the scheduled refresher', () => {
     vi.useFakeTimers({ toFake: ['Date'], now: Date.now() });
     try {
       const table = await stack.newTable();
-      const env = { TOKEN_TABLE_NAME: table, REFRESHER_LOOKAHEAD_SECONDS: '300' };
-      const caller = stack.vendor({ env });
-      const refresher = stack.vendor({ env });
+      const env = { TOKEN_TABLE_NAME: table };
+      // The test moves the clock itself, against the deployed look-ahead (300 s) and revalidation
+      // (60 s): exactly the deployed values, no faster clock.
+      const caller = stack.vendor({ env, timeScale: 1 });
+      const refresher = stack.vendor({ env, timeScale: 1 });
       const writes = () => stack.tenant.issued().filter((t) => t.scope === 'write:orders').length;
       const first = json((await caller.handler(request('write:orders'))) as Res).access_token;
       // (the grants also mark one token prefetch: the first pass fetches it)
@@ -280,7 +286,8 @@ describe('the scheduled refresher', () => {
   it('leaves tokens nobody used recently to expire', async () => {
     const clock = fakeClock();
     const table = await stack.newTable();
-    const env = { TOKEN_TABLE_NAME: table, RECENT_USE_SECONDS: '600' };
+    // RECENT_USE_SECONDS on the suite's clock (7200 s × TEST_TIME_SCALE): 2600 s unused is idle.
+    const env = { TOKEN_TABLE_NAME: table };
     await stack.vendor({ env, deps: { now: clock.now } }).handler(request('write:orders'));
     clock.advance(2600);
     expect(await stack.vendor({ env, deps: { now: clock.now } }).refresher.run()).toMatchObject({ idle: 1 });

@@ -3,7 +3,7 @@
  * kind of item, written by the adapters themselves, is told back by its key; ops' view
  * (`DynamoTokenStore.inspect()`) reads leases and back-offs through the schema; the lease is one
  * mechanism for the token store and the sealer; and a token of another client replaces a
- * longer-lived one while the same client's shorter-lived one does not.
+ * longer-lived one, and the newest fetch of the same client wins.
  */
 import { randomUUID } from 'node:crypto';
 import { GetItemCommand, ScanCommand } from '@aws-sdk/client-dynamodb';
@@ -174,7 +174,7 @@ describe("ops' view: DynamoTokenStore.inspect()", () => {
   });
 });
 
-describe('the conditional put: later expiry, or another client', () => {
+describe('the conditional put: the newest fetch, or another client', () => {
   it('a token of client B replaces a longer-lived token of client A under the same key', async () => {
     const table = await newTable();
     const { store } = storeOn(table);
@@ -190,17 +190,19 @@ describe('the conditional put: later expiry, or another client', () => {
     expect((await rawItem(table, KEY))?.clientId?.S).toBe('client-b');
   });
 
-  it("the same client's shorter-lived token does not replace a longer-lived one; a longer-lived one does", async () => {
+  it('the newest fetch wins: a later-fetched, shorter-lived token replaces a longer-lived one; an earlier-fetched one does not', async () => {
+    // Issue 9: a lifetime lowered in Auth0 must be adopted, not refetched on every refresh run.
     const table = await newTable();
     const { store } = storeOn(table);
     const nowS = Math.floor(Date.now() / 1000);
-    await store.put(token({ clientId: 'client-a', accessToken: 'long', expiresAt: nowS + 86_400 }));
+    const t0 = Date.now();
+    await store.put(token({ clientId: 'client-a', accessToken: 'long', expiresAt: nowS + 86_400, fetchedAt: t0 }));
 
-    await store.put(token({ clientId: 'client-a', accessToken: 'short', expiresAt: nowS + 600 }));
-    expect((await store.get(KEY))?.accessToken).toBe('long');
+    await store.put(token({ clientId: 'client-a', accessToken: 'shorter-but-newer', expiresAt: nowS + 600, fetchedAt: t0 + 1 }));
+    expect((await store.get(KEY))?.accessToken).toBe('shorter-but-newer');
 
-    await store.put(token({ clientId: 'client-a', accessToken: 'longer', expiresAt: nowS + 90_000 }));
-    expect((await store.get(KEY))?.accessToken).toBe('longer');
+    await store.put(token({ clientId: 'client-a', accessToken: 'late-writer', expiresAt: nowS + 90_000, fetchedAt: t0 }));
+    expect((await store.get(KEY))?.accessToken).toBe('shorter-but-newer');
   });
 
   it('a token that records no client and one that does are of different clients, both ways', async () => {
@@ -215,9 +217,11 @@ describe('the conditional put: later expiry, or another client', () => {
     await store.put(token({ clientId: 'client-a', accessToken: 'of-a', expiresAt: nowS + 600 }));
     expect((await store.get(KEY))?.accessToken).toBe('of-a');
 
-    await store.put(token({ accessToken: 'unattributed-again', expiresAt: nowS + 300 }));
+    const fetchedAt = Date.now();
+    await store.put(token({ accessToken: 'unattributed-again', expiresAt: nowS + 300, fetchedAt }));
     expect((await store.get(KEY))?.accessToken).toBe('unattributed-again');
-    await store.put(token({ accessToken: 'unattributed-shorter', expiresAt: nowS + 200 }));
+    // the same (unattributed) client: an earlier fetch does not replace it (the newest fetch wins)
+    await store.put(token({ accessToken: 'unattributed-older', expiresAt: nowS + 200, fetchedAt: fetchedAt - 1 }));
     expect((await store.get(KEY))?.accessToken).toBe('unattributed-again');
   });
 });
@@ -249,6 +253,37 @@ describe('one lease for the table: DynamoLeaseStore', () => {
     expect(await leases.acquireLease('y', 'a', until)).toBe(true); // names are independent
   });
 
+  it('renewed only by its owner: the hold moves (and its TTL with it), a lapsed one nobody took is still the owner\'s', async () => {
+    const table = await newTable();
+    const clock = { t: Date.now() };
+    const leases = new DynamoLeaseStore({ client: dynamodb, tableName: table, now: () => clock.t });
+    const first = clock.t + 3_000;
+    expect(await leases.acquireLease('x', 'a', first)).toBe(true);
+
+    const renewed = clock.t + 1_000 + 3_000;
+    expect(await leases.renewLease('x', 'a', renewed)).toBe(true);
+    const item = await rawItem(table, tableKey.lease('x'));
+    expect([item?.owner?.S, Number(item?.leaseUntil?.N), Number(item?.[TTL_ATTRIBUTE]?.N)]).toEqual(['a', renewed, Math.ceil(renewed / 1000) + GC_GRACE_SECONDS]);
+    clock.t = first + 1; // past the first hold, inside the renewed one: still held
+    expect(await leases.acquireLease('x', 'b', clock.t + 3_000)).toBe(false);
+
+    expect(await leases.renewLease('x', 'b', clock.t + 60_000)).toBe(false); // not b's: unchanged
+    expect(Number((await rawItem(table, tableKey.lease('x')))?.leaseUntil?.N)).toBe(renewed);
+
+    clock.t = renewed + 1; // lapsed, but nobody took it over: a's renewal still holds
+    expect(await leases.renewLease('x', 'a', clock.t + 3_000)).toBe(true);
+    expect(await leases.acquireLease('x', 'b', clock.t + 3_000)).toBe(false);
+
+    clock.t += 3_001; // lapsed and taken over: a's late renewal changes nothing
+    expect(await leases.acquireLease('x', 'b', clock.t + 3_000)).toBe(true);
+    expect(await leases.renewLease('x', 'a', clock.t + 60_000)).toBe(false);
+    expect((await rawItem(table, tableKey.lease('x')))?.owner?.S).toBe('b');
+
+    await leases.releaseLease('x', 'b'); // released: a renewal does not bring it back
+    expect(await leases.renewLease('x', 'b', clock.t + 3_000)).toBe(false);
+    expect(await rawItem(table, tableKey.lease('x'))).toBeUndefined();
+  });
+
   it('the token store delegates to it: one lease item per name, whoever takes it', async () => {
     const table = await newTable();
     const { store } = storeOn(table);
@@ -256,6 +291,8 @@ describe('one lease for the table: DynamoLeaseStore', () => {
 
     expect(await store.acquireLease('shared', 'store', Date.now() + 10_000)).toBe(true);
     expect(await leases.acquireLease('shared', 'other', Date.now() + 10_000)).toBe(false);
+    expect(await store.renewLease('shared', 'store', Date.now() + 20_000)).toBe(true);
+    expect(await leases.renewLease('shared', 'other', Date.now() + 20_000)).toBe(false);
     await store.releaseLease('shared', 'store');
     expect(await leases.acquireLease('shared', 'other', Date.now() + 10_000)).toBe(true);
   });
@@ -263,6 +300,7 @@ describe('one lease for the table: DynamoLeaseStore', () => {
   it('DynamoDB failing: StoreUnavailableError, named after the call', async () => {
     const leases = new DynamoLeaseStore({ client: dynamodb, tableName: `missing-${randomUUID().slice(0, 8)}` });
     await expect(leases.acquireLease('x', 'a', Date.now() + 1_000)).rejects.toThrow(/^DynamoDB PutItem failed \(ResourceNotFoundException\)$/);
+    await expect(leases.renewLease('x', 'a', Date.now() + 1_000)).rejects.toThrow(/^DynamoDB UpdateItem failed \(ResourceNotFoundException\)$/);
     await expect(leases.releaseLease('x', 'a')).rejects.toBeInstanceOf(StoreUnavailableError);
   });
 });

@@ -39,13 +39,19 @@ class FakeStore implements TokenStore {
   async put(token: CachedToken) {
     this.check();
     const existing = this.tokens.get(token.key);
-    // DynamoTokenStore's rule: a later expiry wins, and a token of another client always replaces.
-    if (existing === undefined || existing.expiresAt < token.expiresAt || existing.clientId !== token.clientId) this.tokens.set(token.key, token);
+    // DynamoTokenStore's rule: the newest fetch wins, and a token of another client always replaces.
+    if (existing === undefined || existing.fetchedAt < token.fetchedAt || existing.clientId !== token.clientId) this.tokens.set(token.key, token);
   }
   async acquireLease(key: string, owner: string, until: number) {
     this.check();
     const lease = this.leases.get(key);
     if (lease !== undefined && lease.until >= this.clock.now) return false;
+    this.leases.set(key, { owner, until });
+    return true;
+  }
+  async renewLease(key: string, owner: string, until: number) {
+    this.check();
+    if (this.leases.get(key)?.owner !== owner) return false;
     this.leases.set(key, { owner, until });
     return true;
   }
@@ -85,7 +91,11 @@ class FakeStore implements TokenStore {
   }
 }
 
+/** Set to make the fake IdP issue tokens of another lifetime from then on (a setting changed in Auth0). */
+const lowerLifetime: { seconds?: number } = {};
+
 function setup(opts: Partial<TokenServiceOptions> = {}, expiresIn = 3600) {
+  delete lowerLifetime.seconds;
   const clock = { now: 1_700_000_000_000 };
   const store = new FakeStore(clock);
   const requests: TokenFetchRequest[] = [];
@@ -98,7 +108,7 @@ function setup(opts: Partial<TokenServiceOptions> = {}, expiresIn = 3600) {
       await new Promise((r) => setTimeout(r, 5));
       const failure = idp.failures.shift();
       if (failure) throw failure;
-      return { accessToken: `tok-${requests.length}`, scope: idp.scope ?? req.scopes.join(' '), expiresAt: Math.floor(clock.now / 1000) + expiresIn, fetchedAt: clock.now, clientId: req.credentials.clientId };
+      return { accessToken: `tok-${requests.length}`, scope: idp.scope ?? req.scopes.join(' '), expiresAt: Math.floor(clock.now / 1000) + (lowerLifetime.seconds ?? expiresIn), fetchedAt: clock.now, clientId: req.credentials.clientId };
     },
   };
   const events: string[] = [];
@@ -112,6 +122,8 @@ function setup(opts: Partial<TokenServiceOptions> = {}, expiresIn = 3600) {
     backoffRecorded: (reason: string) => events.push(`backoff:${reason}`),
     backoffActive: () => events.push('backoff-active'),
     quotaGuardTripped: () => events.push('quota'),
+    idpQuota: () => events.push('idp-quota'),
+    dataKeyRepaired: (defect: string) => events.push(`repaired:${defect}`),
     storeDegraded: (op: string) => events.push(`degraded:${op}`),
     refreshFailed: (cause: string) => events.push(`refresh-failed:${cause}`),
   };
@@ -135,6 +147,9 @@ function setup(opts: Partial<TokenServiceOptions> = {}, expiresIn = 3600) {
         retryCapMs: 1_000,
         failureBackoffSeconds: 10,
         quotaPerClientPerHour: 0,
+        quotaReserveRatio: 0,
+        quotaPerCallerPerHour: 0,
+        refusalMemoryMs: 0,
         usageWriteIntervalMs: 60_000,
         memoryRevalidateMs: 60_000,
         ...opts,
@@ -461,6 +476,38 @@ describe('TokenService', () => {
       expect(cacheKey('https://t/', 'vendor/billing', 'https://api', ['read', 'write'])).not.toBe(base);
       expect(cacheKey('https://t/', 'vendor/orders', 'https://api2', ['read', 'write'])).not.toBe(base);
       expect(cacheKey('https://t/', 'vendor/orders', 'https://api', ['read'])).not.toBe(base);
+    });
+  });
+
+  describe('a lifetime lowered in Auth0', () => {
+    it('is adopted by the store (the newest fetch wins): one fetch per refresh point, not one per refresher run', async () => {
+      // Arrange: a 3600 s token is cached; then Auth0 starts issuing 600 s tokens.
+      const { clock, make, requests, store } = setup();
+      const service = make();
+      await service.vend({ caller, audience: 'https://api' });
+      const ttl = { seconds: 600 };
+      const { Refresher } = await import('../../functions/core/refresher.js');
+      const quiet = { debug() {}, info() {}, warn() {}, error() {} };
+      const refresher = new Refresher({ service, store, grants, log: quiet, now: () => clock.now }, { lookaheadMs: 120_000, recentUseMs: 7_200_000, concurrency: 1 });
+      // From now on the IdP issues shorter tokens.
+      lowerLifetime.seconds = ttl.seconds;
+      // Act: the schedule runs every minute for two hours; a caller uses the token each minute.
+      const fetchMinutes: number[] = [];
+      for (let minute = 0; minute < 120; minute += 1) {
+        clock.now += 60_000;
+        const before = requests.length;
+        await refresher.run();
+        await service.vend({ caller, audience: 'https://api' });
+        await service.idle();
+        if (requests.length > before) fetchMinutes.push(minute);
+      }
+      // Assert: a 600 s token is due when 150 s are left, and the refresher looks 120 s ahead, so
+      // one fetch every 5 or 6 minutes: never in two runs in a row (the old "later expiry wins"
+      // rule kept the 3600 s token and fetched on every run until it expired).
+      const gaps = fetchMinutes.slice(1).map((m, i) => m - fetchMinutes[i]!);
+      expect(fetchMinutes.length).toBeGreaterThan(10);
+      expect(Math.min(...gaps)).toBeGreaterThanOrEqual(5);
+      expect([...store.tokens.values()][0]!.expiresAt - Math.floor(([...store.tokens.values()][0]!.fetchedAt) / 1000)).toBe(600);
     });
   });
 });

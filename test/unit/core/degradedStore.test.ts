@@ -71,6 +71,10 @@ class FakeStore implements TokenStore {
     this.leases.set(name, owner);
     return true;
   }
+  async renewLease(name: string, owner: string) {
+    this.enter('renewLease');
+    return this.leases.get(name) === owner;
+  }
   async releaseLease(name: string, owner: string) {
     this.enter('releaseLease');
     if (this.leases.get(name) === owner) this.leases.delete(name);
@@ -170,12 +174,15 @@ describe('while the inner store works', () => {
     await store.remove('k');
     const taken = await store.acquireLease('lease#k', 'me', T0 + 1_000);
     const takenAgain = await store.acquireLease('lease#k', 'other', T0 + 1_000);
+    const renewed = await store.renewLease('lease#k', 'me', T0 + 2_000);
+    const renewedByOther = await store.renewLease('lease#k', 'other', T0 + 2_000);
     await store.releaseLease('lease#k', 'me');
     // Assert
     expect(listed.map((r) => r.key)).toEqual(['k']);
     expect(JSON.stringify(listed)).not.toContain('at-k');
     expect(inner.tokens.has('k')).toBe(false);
     expect([taken, takenAgain]).toEqual([true, false]);
+    expect([renewed, renewedByOther]).toEqual([true, false]);
     expect(inner.leases.has('lease#k')).toBe(false);
   });
 });
@@ -311,7 +318,7 @@ describe('while the inner store is unavailable', () => {
     // Arrange
     const { store, degraded } = setup('down');
     // Act
-    const results = await Promise.allSettled([store.listTokens(), store.remove('k'), store.acquireLease('lease#k', 'me', T0), store.releaseLease('lease#k', 'me')]);
+    const results = await Promise.allSettled([store.listTokens(), store.remove('k'), store.acquireLease('lease#k', 'me', T0), store.renewLease('lease#k', 'me', T0), store.releaseLease('lease#k', 'me')]);
     // Assert
     for (const result of results) {
       expect(result.status).toBe('rejected');

@@ -11,10 +11,11 @@ import {
   IdpRejectedError,
   IdpUnavailableError,
   QuotaGuardError,
+  idpRefusal,
 } from '../../../functions/core/errors.js';
 import type { ClientConfig } from '../../../functions/core/grants.js';
 import { GoodCitizenEndpoint, type GoodCitizenOptions } from '../../../functions/core/goodCitizenEndpoint.js';
-import type { Backoff, ClientCredentials, FetchCause, IssuedToken, Log, LogFields, TokenEndpoint, TokenFetchRequest } from '../../../functions/core/ports.js';
+import type { Backoff, ClientCredentials, FetchCause, IssuedToken, Log, LogFields, QuotaReading, TokenEndpoint, TokenFetchRequest } from '../../../functions/core/ports.js';
 import { clientKey } from '../../../functions/core/tokenIdentity.js';
 
 const HOUR_MS = 3_600_000;
@@ -41,6 +42,10 @@ const defaults: GoodCitizenOptions = {
   retryCapMs: 1_000,
   failureBackoffSeconds: 30,
   quotaPerClientPerHour: 0,
+  // The newer protections are off here and tested on their own below.
+  quotaReserveRatio: 0,
+  quotaPerCallerPerHour: 0,
+  refusalMemoryMs: 0,
 };
 
 function request(extra: Partial<TokenFetchRequest> = {}): TokenFetchRequest {
@@ -130,8 +135,14 @@ class RecordingObserver {
   backoffActive(): void {
     this.backoffActiveCount += 1;
   }
-  quotaGuardTripped(): void {
+  readonly quotaBudgets: string[] = [];
+  readonly quotaReadings: [client: string, reading: QuotaReading][] = [];
+  quotaGuardTripped(budget: string): void {
     this.quotaTrips += 1;
+    this.quotaBudgets.push(budget);
+  }
+  idpQuota(client: string, reading: QuotaReading): void {
+    this.quotaReadings.push([client, reading]);
   }
 }
 
@@ -365,7 +376,8 @@ describe('quota guard', () => {
     const { endpoint, idp, limits, observer } = setup({ steps: [token()], options: { quotaPerClientPerHour: 100 }, start });
     limits.answer = false;
     // Act
-    const error = await endpoint.fetchToken(request()).catch((e: unknown) => e);
+    // (a refresh: only the client's whole cap applies; misses are below)
+    const error = await endpoint.fetchToken(request({ cause: 'scheduled' })).catch((e: unknown) => e);
     // Assert
     expect(error).toBeInstanceOf(QuotaGuardError);
     expect((error as QuotaGuardError).retryAfterSeconds).toBe(30);
@@ -379,7 +391,7 @@ describe('quota guard', () => {
     const { endpoint, idp, limits } = setup({ steps: [token()], options: { quotaPerClientPerHour: 2 } });
     // Act
     const outcomes: string[] = [];
-    for (let i = 0; i < 3; i += 1) outcomes.push(await endpoint.fetchToken(request()).then(() => 'ok', (e: unknown) => (e as Error).name));
+    for (let i = 0; i < 3; i += 1) outcomes.push(await endpoint.fetchToken(request({ cause: 'refresh-ahead' })).then(() => 'ok', (e: unknown) => (e as Error).name));
     // Assert
     expect(outcomes).toEqual(['ok', 'ok', 'QuotaGuardError']);
     expect(idp.requests).toHaveLength(2);
@@ -410,7 +422,8 @@ describe('quota guard', () => {
 });
 
 describe('refused credentials (rotation fallback)', () => {
-  const invalidClient = () => new IdpRejectedError('invalid_client', 401, 'Unauthorized');
+  // As the adapter translates it (idpRefusal): a 401 is a refused credential.
+  const invalidClient = () => idpRefusal('invalid_client', 401, 'Unauthorized');
 
   it('tries the alternatives in order, once each, and prefers the one that works', async () => {
     // Arrange: the old secret and the re-read current one are refused; the pending one works
@@ -426,8 +439,8 @@ describe('refused credentials (rotation fallback)', () => {
     expect(credentials.alternativesCalls).toEqual([{ secretId: 'auth0/billing', rejected: current }]);
     expect(credentials.preferred).toEqual([{ secretId: 'auth0/billing', credentials: pending }]);
     expect(observer.errors).toEqual([
-      ['ERR_IDP_REJECTED', 'invalid_client'],
-      ['ERR_IDP_REJECTED', 'invalid_client'],
+      ['ERR_IDP_CREDENTIAL_REFUSED', 'invalid_client'],
+      ['ERR_IDP_CREDENTIAL_REFUSED', 'invalid_client'],
     ]);
   });
 
@@ -448,7 +461,7 @@ describe('refused credentials (rotation fallback)', () => {
     // Act
     const result = endpoint.fetchToken(request());
     // Assert
-    await expect(result).rejects.toMatchObject({ name: 'IdpRejectedError', idpError: 'invalid_client' });
+    await expect(result).rejects.toMatchObject({ name: 'IdpCredentialRefusedError', idpError: 'invalid_client' });
     expect(idp.requests.map((r) => r.credentials)).toEqual([current, reread, pending]);
     expect(credentials.alternativesCalls).toHaveLength(1);
     expect(credentials.preferred).toEqual([]);
@@ -523,5 +536,121 @@ describe('observer', () => {
     await expect(result).rejects.toThrow(TypeError);
     expect(observer.errors).toEqual([['unknown', undefined]]);
     expect(idp.requests).toHaveLength(1);
+  });
+});
+
+describe('quota guard: one caller cannot starve another, nor the refresher', () => {
+  const options = { quotaPerClientPerHour: 8, quotaReserveRatio: 0.25, quotaPerCallerPerHour: 3 };
+
+  it('a caller past its own budget gets CallerQuotaError (429); another caller of the client is served', async () => {
+    // Arrange
+    const { endpoint, idp, observer } = setup({ steps: [token()], options });
+    const greedy = (i: number) => request({ caller: 'arn:aws:iam::1:role/greedy', scopes: [`s${i}`] });
+    // Act
+    const outcomes: string[] = [];
+    for (let i = 0; i < 5; i += 1) outcomes.push(await endpoint.fetchToken(greedy(i)).then(() => 'ok', (e: unknown) => (e as Error).name));
+    const other = await endpoint.fetchToken(request({ caller: 'arn:aws:iam::1:role/polite' })).then(() => 'ok', (e: unknown) => (e as Error).name);
+    // Assert
+    expect(outcomes).toEqual(['ok', 'ok', 'ok', 'CallerQuotaError', 'CallerQuotaError']);
+    expect(other).toBe('ok');
+    expect(idp.requests).toHaveLength(4);
+    expect(observer.quotaBudgets).toEqual(['caller', 'caller']);
+  });
+
+  it('misses may not spend the reserve; refreshes of tokens in use still can', async () => {
+    // Arrange: cap 8, reserve 25 % → misses stop at 6; many callers, each within its budget
+    const { endpoint, idp, observer } = setup({ steps: [token()], options });
+    const miss = (i: number) => request({ caller: `arn:aws:iam::1:role/caller-${i}` });
+    // Act
+    const misses: string[] = [];
+    for (let i = 0; i < 8; i += 1) misses.push(await endpoint.fetchToken(miss(i)).then(() => 'ok', (e: unknown) => (e as Error).name));
+    const refreshes: string[] = [];
+    for (let i = 0; i < 3; i += 1) refreshes.push(await endpoint.fetchToken(request({ cause: 'scheduled' })).then(() => 'ok', (e: unknown) => (e as Error).name));
+    // Assert
+    expect(misses).toEqual(['ok', 'ok', 'ok', 'ok', 'ok', 'ok', 'QuotaGuardError', 'QuotaGuardError']);
+    expect(refreshes).toEqual(['ok', 'ok', 'QuotaGuardError']); // 6 + 2 = the whole cap of 8
+    expect(idp.requests).toHaveLength(8);
+    expect(observer.quotaBudgets).toEqual(['miss', 'miss', 'client']);
+  });
+
+  it('follows Auth0\'s own count when it sends one: nothing past zero, misses not into the reserve', async () => {
+    // Arrange: Auth0 says 2 of 8 left this hour (reserve 25 % of 8 = 2)
+    const reading = { bucket: 'per_hour', limit: 8, remaining: 2, resetsInSeconds: 600 };
+    const { endpoint, idp, observer, clock } = setup({ steps: [{ ...token(), quota: reading }, { ...token(), quota: { ...reading, remaining: 0 } }, token()], options });
+    // Act
+    await endpoint.fetchToken(request({ cause: 'scheduled' })); // learns: 2 left
+    const miss = await endpoint.fetchToken(request({ caller: 'a' })).catch((e: unknown) => e);
+    await endpoint.fetchToken(request({ cause: 'scheduled' })); // a refresh may; learns: 0 left
+    const refresh = await endpoint.fetchToken(request({ cause: 'scheduled' })).catch((e: unknown) => e);
+    clock.now += 600_000;
+    const afterReset = await endpoint.fetchToken(request({ caller: 'a' })).then(() => 'ok');
+    // Assert
+    expect(miss).toBeInstanceOf(QuotaGuardError);
+    expect((miss as QuotaGuardError).retryAfterSeconds).toBe(600);
+    expect(refresh).toBeInstanceOf(QuotaGuardError);
+    expect(afterReset).toBe('ok');
+    expect(idp.requests).toHaveLength(3);
+    expect(observer.quotaReadings.map(([, r]) => r.remaining)).toEqual([2, 0]);
+    expect(observer.quotaBudgets).toEqual(['auth0', 'auth0']);
+  });
+});
+
+describe('refusals of an audience or scope (the grants and Auth0 disagree)', () => {
+  it('are remembered for refusalMemoryMs: asking again costs no IdP call and no quota', async () => {
+    // Arrange
+    const refusal = () => idpRefusal('access_denied', 403, 'Client has not been granted scopes: read');
+    const { endpoint, idp, limits, clock, log } = setup({ steps: [refusal(), token()], options: { refusalMemoryMs: 60_000, quotaPerClientPerHour: 100 } });
+    // Act
+    const first = await endpoint.fetchToken(request()).catch((e: unknown) => e);
+    const again = await endpoint.fetchToken(request()).catch((e: unknown) => e);
+    const otherScope = await endpoint.fetchToken(request({ scopes: ['write'] })).then(() => 'ok');
+    clock.now += 60_000;
+    const later = await endpoint.fetchToken(request()).then(() => 'ok');
+    // Assert
+    expect(first).toMatchObject({ name: 'IdpGrantMismatchError', code: 'ERR_IDP_GRANT_MISMATCH', status: 502, oauthError: 'access_denied' });
+    expect(again).toBe(first);
+    expect(otherScope).toBe('ok');
+    expect(later).toBe('ok');
+    expect(idp.requests).toHaveLength(3);
+    expect(limits.calls.countFetch.filter((c) => c.clientKey === CLIENT_KEY)).toHaveLength(3); // the remembered one counted nothing
+    expect(log.lines.some((l) => l.level === 'error' && l.message.includes('disagree'))).toBe(true);
+  });
+});
+
+describe('a back-off only on evidence about the IdP', () => {
+  it('one failed attempt (no room to retry) records no fleet back-off', async () => {
+    // Arrange: a deadline with room for one attempt only
+    const { endpoint, idp, limits } = setup({ steps: [unavailable()], options: { idpDeadlineMs: 1_000, idpAttemptMs: 1_000 } });
+    // Act
+    const error = await endpoint.fetchToken(request()).catch((e: unknown) => e);
+    // Assert
+    expect(error).toBeInstanceOf(IdpUnavailableError);
+    expect(idp.requests).toHaveLength(1);
+    expect(limits.calls.putBackoff).toEqual([]);
+  });
+
+  it('an attempt that outlasted its own timeouts (a frozen instance) records nothing and is not retried', async () => {
+    // Arrange: each attempt "takes" 10 s on the clock, against 1 s of timeouts: the instance was frozen
+    const { endpoint, idp, limits, observer } = setup({ steps: [unavailable()], attemptTakesMs: 10_000 });
+    // Act
+    const error = await endpoint.fetchToken(request()).catch((e: unknown) => e);
+    // Assert
+    expect(error).toBeInstanceOf(IdpUnavailableError);
+    expect(idp.requests).toHaveLength(1);
+    expect(limits.calls.putBackoff).toEqual([]);
+    expect(observer.backoffs).toEqual([]);
+  });
+
+  it('a 401 with access_denied (Auth0\'s answer to a wrong or rotated secret) tries the secret as it is now', async () => {
+    // Arrange
+    const { endpoint, idp, credentials } = setup({
+      steps: [idpRefusal('access_denied', 401, 'Unauthorized'), token()],
+      alternatives: [pending],
+    });
+    // Act
+    await endpoint.fetchToken(request());
+    // Assert
+    expect(idp.requests.map((r) => r.credentials)).toEqual([current, pending]);
+    expect(credentials.preferred).toEqual([{ secretId: client.secretId, credentials: pending }]);
   });
 });
