@@ -1,9 +1,20 @@
 /**
  * Auth0's Management API (`https://{domain}/api/v2/`), the few calls credential rotation makes.
  * A timeout on every call; failures become RotationError with the status and Auth0's message,
- * never a secret (responses that carry one are read, not logged).
+ * never a secret (responses that carry one are read, not logged). Bodies are read under a byte
+ * cap (boundedBody.ts), as the token endpoint's are, and uncompressed is asked for; unlike the
+ * token endpoint, a compressed answer is read all the same (the cap then counts inflated bytes):
+ * rotate-secret's answer holds a secret that exists nowhere else, and refusing it would leave the
+ * client with a secret no one knows.
  */
 import { RotationError, type Auth0Credential, type ManagementApi } from '../core/rotation.js';
+import { BodyRefusedError, IDENTITY_ENCODING, readBoundedText } from './boundedBody.js';
+
+/**
+ * A client object (rotate-secret answers the whole client) or a list of credentials: tens of KB at
+ * most, even with long callback lists and metadata.
+ */
+export const MAX_MANAGEMENT_RESPONSE_BYTES = 512 * 1024;
 
 export interface Auth0ManagementOptions {
   readonly timeoutMs: number;
@@ -53,7 +64,12 @@ export class Auth0Management implements ManagementApi {
     try {
       response = await this.fetch(`${origin}${path}`, {
         method,
-        headers: { authorization: `Bearer ${accessToken}`, accept: 'application/json', ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        headers: {
+          authorization: `Bearer ${accessToken}`,
+          accept: 'application/json',
+          'accept-encoding': IDENTITY_ENCODING,
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
         redirect: 'error',
         signal: AbortSignal.timeout(this.options.timeoutMs),
@@ -61,7 +77,16 @@ export class Auth0Management implements ManagementApi {
     } catch (error) {
       throw new RotationError(`Management API ${method} ${path} failed: ${(error as Error).message}`, { cause: error });
     }
-    const text = await response.text();
+    let text: string;
+    try {
+      text = await readBoundedText(response, MAX_MANAGEMENT_RESPONSE_BYTES, { acceptEncoded: true });
+    } catch (error) {
+      if (!(error instanceof BodyRefusedError)) {
+        throw new RotationError(`Management API ${method} ${path} failed while reading its answer: ${(error as Error).message}`, { cause: error });
+      }
+      // The status is worth reporting even when the body is not.
+      throw new RotationError(`Management API ${method} ${path} answered ${response.status} with a body that was not read: ${error.message}`, { cause: error });
+    }
     if (!response.ok) {
       let message = '';
       try {

@@ -3,7 +3,9 @@
  * Every call has a timeout; every answer is validated; JWT access tokens are verified against the
  * tenant's JWKS (signature, `iss`, `aud`, `exp`) before anything is cached or served. HTTP
  * failures become domain errors here, where they enter (as Powertools' idempotency layer
- * translates DynamoDB's errors into its own).
+ * translates DynamoDB's errors into its own). Bodies, the token response's and the JWKS's, are
+ * read uncompressed and under a byte cap (boundedBody.ts); Auth0's quota headers are read on
+ * every answer (quotaHeaders.ts).
  */
 import { randomUUID } from 'node:crypto';
 import type { JWTVerifyGetKey, importPKCS8 } from 'jose';
@@ -11,12 +13,14 @@ import type * as JoseModule from './joseModule.js';
 import {
   ConfigError,
   IdpRateLimitedError,
-  IdpRejectedError,
+  idpRefusal,
   IdpUnavailableError,
   InvalidTokenResponseError,
   type VendorError,
 } from '../core/errors.js';
 import type { ClientCredentials, IssuedToken, TokenEndpoint, TokenFetchRequest } from '../core/ports.js';
+import { BodyRefusedError, IDENTITY_ENCODING, boundedFetch, readBoundedText } from './boundedBody.js';
+import { describeQuota, quotaExhaustedForSeconds, readQuotaHeaders, tightestQuota, type QuotaHeaders } from './quotaHeaders.js';
 
 export interface Auth0TokenEndpointOptions {
   /** per-call timeout for the token request and the JWKS fetch */
@@ -46,8 +50,10 @@ function loadJose(): Promise<Jose> {
 const MAX_RETRY_AFTER_SECONDS = 3600;
 /** Retry-After we suggest when the IdP gave none. */
 const DEFAULT_RETRY_AFTER_SECONDS = 5;
-/** A token response is a few KB; anything larger is not one. */
-const MAX_RESPONSE_BYTES = 64 * 1024;
+/** A token response is a few KB; anything larger is not one. Bytes on the wire, never inflated. */
+export const MAX_RESPONSE_BYTES = 64 * 1024;
+/** Auth0's key set is a few keys with their certificates (~3 KB each). */
+export const MAX_JWKS_BYTES = 128 * 1024;
 const OAUTH_ERROR_CODE = /^[a-z0-9_]{1,64}$/;
 
 export class Auth0TokenEndpoint implements TokenEndpoint {
@@ -75,7 +81,12 @@ export class Auth0TokenEndpoint implements TokenEndpoint {
       // Always explicit: Auth0 answers a request without scope with every scope of the client grant.
       scope: request.scopes.join(' '),
     };
-    const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' };
+    const headers: Record<string, string> = {
+      'content-type': 'application/json',
+      accept: 'application/json',
+      // Else undici asks for gzip and inflates whatever comes (boundedBody.ts).
+      'accept-encoding': IDENTITY_ENCODING,
+    };
     if (client.authMethod === 'private_key_jwt') {
       if (credentials.kind !== 'private_key') {
         throw new ConfigError(`client ${client.name} uses private_key_jwt but its secret holds no private_key`);
@@ -95,6 +106,8 @@ export class Auth0TokenEndpoint implements TokenEndpoint {
     const url = `${client.origin}/oauth/token`;
     let response: Response;
     let text: string;
+    /** why the body was not read, if it was not: a refused body is no body, and the status still decides */
+    let refused: BodyRefusedError | undefined;
     try {
       response = await this.fetch(url, {
         method: 'POST',
@@ -103,32 +116,49 @@ export class Auth0TokenEndpoint implements TokenEndpoint {
         redirect: 'error',
         signal: AbortSignal.timeout(this.options.timeoutMs),
       });
-      text = await readCapped(response);
+      try {
+        text = await readBoundedText(response, MAX_RESPONSE_BYTES);
+      } catch (error) {
+        if (!(error instanceof BodyRefusedError)) throw error;
+        refused = error;
+        text = '';
+      }
     } catch (error) {
       throw new IdpUnavailableError(`token request to ${url} failed: ${networkReason(error)}`, DEFAULT_RETRY_AFTER_SECONDS, { cause: error });
     }
     const receivedAt = this.now();
+    // On every answer, 2xx and 429 alike (docs/auth0-wire-behaviour.md §9).
+    const quota = readQuotaHeaders(response.headers);
+    const summary = `${oauthSummary(text)}${refused === undefined ? '' : ` (body not read: ${refused.message})`}${quotaSummary(quota)}`;
 
     if (response.status === 429) {
       throw new IdpRateLimitedError(
-        `token endpoint ${url} answered 429${oauthSummary(text)}`,
-        retryAfterSeconds(response.headers, receivedAt) ?? DEFAULT_RETRY_AFTER_SECONDS,
+        `token endpoint ${url} answered 429${summary}`,
+        retryAfterSeconds(response.headers, receivedAt, quota) ?? DEFAULT_RETRY_AFTER_SECONDS,
       );
     }
     if (response.status >= 500) {
       throw new IdpUnavailableError(
-        `token endpoint ${url} answered ${response.status}${oauthSummary(text)}`,
-        retryAfterSeconds(response.headers, receivedAt) ?? DEFAULT_RETRY_AFTER_SECONDS,
+        `token endpoint ${url} answered ${response.status}${summary}`,
+        retryAfterSeconds(response.headers, receivedAt, quota) ?? DEFAULT_RETRY_AFTER_SECONDS,
       );
     }
     if (!response.ok) {
       const parsed = parseJson(text) as { error?: unknown } | undefined;
       const code = typeof parsed?.error === 'string' && OAUTH_ERROR_CODE.test(parsed.error) ? parsed.error : 'invalid_response';
-      throw new IdpRejectedError(code, response.status, `token endpoint ${url} answered ${response.status}${oauthSummary(text)}`);
+      throw idpRefusal(code, response.status, `token endpoint ${url} answered ${response.status}${summary}`);
+    }
+    if (refused !== undefined) {
+      throw new InvalidTokenResponseError(`token endpoint ${url} answered ${response.status} with a body that was not read: ${refused.message}`, { cause: refused });
     }
 
-    // The client_id it was issued to: public, and what tells this client's tokens from another's.
-    const issued = { ...validateTokenResponse(parseJson(text), receivedAt), clientId: credentials.clientId };
+    const tightest = tightestQuota(quota);
+    const issued: IssuedToken = {
+      ...validateTokenResponse(parseJson(text), receivedAt),
+      // The client_id it was issued to: public, and what tells this client's tokens from another's.
+      clientId: credentials.clientId,
+      ...(tightest === undefined ? {} : { quota: tightest }),
+    };
     if (client.tokenFormat === 'jwt') {
       const exp = await this.verifyJwt(issued.accessToken, client.origin, client.issuer, request.audience, receivedAt);
       // Trust the earlier of the two: a token is dead at `exp` whatever `expires_in` said.
@@ -188,7 +218,8 @@ export class Auth0TokenEndpoint implements TokenEndpoint {
     if (keySet === undefined) {
       keySet = jose.createRemoteJWKSet(new URL(`${origin}/.well-known/jwks.json`), {
         timeoutDuration: this.options.timeoutMs,
-        [jose.customFetch]: this.fetch,
+        // jose reads `response.json()` itself: hand it a body already read uncompressed and capped.
+        [jose.customFetch]: boundedFetch(this.fetch, MAX_JWKS_BYTES),
       });
       this.keySets.set(origin, keySet);
     }
@@ -225,10 +256,11 @@ function validateTokenResponse(doc: unknown, receivedAt: number): IssuedToken {
 }
 
 function jwtError(error: unknown, origin: string, joseErrors: Jose['errors']): VendorError {
-  // The key set could not be fetched (timeout, network, non-200): the IdP is unavailable, not
-  // the token invalid — so it is retried and backed off, not answered 502.
+  // The key set could not be fetched (timeout, network, non-200, a compressed or oversized body):
+  // the IdP is unavailable, not the token invalid — so it is retried and backed off, not answered 502.
   const keySetUnreachable =
     error instanceof joseErrors.JWKSTimeout ||
+    error instanceof BodyRefusedError ||
     (error instanceof TypeError && !(error instanceof joseErrors.JOSEError)) ||
     (error instanceof joseErrors.JOSEError && error.code === 'ERR_JOSE_GENERIC' && /JSON Web Key Set/i.test(error.message));
   if (keySetUnreachable) {
@@ -241,10 +273,11 @@ function jwtError(error: unknown, origin: string, joseErrors: Jose['errors']): V
 
 /**
  * How long the IdP asks us to wait, in whole seconds from now: the longest of `Retry-After`
- * (seconds or HTTP date), `X-RateLimit-Reset` (epoch seconds) and Auth0's
- * `Auth0-Client-Quota-Limit: b=per_hour;q=…;r=…;t=<seconds to reset>` (for each bucket that is used up).
+ * (seconds or HTTP date), `X-RateLimit-Reset` (epoch seconds) and, for each bucket of Auth0's
+ * `Auth0-Client-Quota-Limit` / `Auth0-Organization-Quota-Limit` that is used up, its `t` (seconds
+ * to reset; quotaHeaders.ts reads them; pass `quota` when they are already read).
  */
-export function retryAfterSeconds(headers: Headers, nowMs: number): number | undefined {
+export function retryAfterSeconds(headers: Headers, nowMs: number, quota: QuotaHeaders = readQuotaHeaders(headers)): number | undefined {
   const waits: number[] = [];
   const retryAfter = headers.get('retry-after')?.trim();
   if (retryAfter !== undefined) {
@@ -256,28 +289,18 @@ export function retryAfterSeconds(headers: Headers, nowMs: number): number | und
   }
   const reset = headers.get('x-ratelimit-reset')?.trim();
   if (reset !== undefined && /^\d+$/.test(reset)) waits.push(Number(reset) - Math.floor(nowMs / 1000));
-  const quota = headers.get('auth0-client-quota-limit');
-  if (quota !== null) {
-    // Several buckets may be listed, comma-separated; a bucket with r=0 is exhausted until t.
-    for (const bucket of quota.split(',')) {
-      const fields = Object.fromEntries(bucket.split(';').map((kv) => kv.trim().split('=') as [string, string]));
-      if (fields.r === '0' && /^\d+$/.test(fields.t ?? '')) waits.push(Number(fields.t));
-    }
-  }
+  const exhausted = quotaExhaustedForSeconds(quota);
+  if (exhausted !== undefined) waits.push(exhausted);
   if (waits.length === 0) return undefined;
   // Capped: a pause is shared by the whole fleet, and a malformed header must not stop it for days.
   return Math.min(MAX_RETRY_AFTER_SECONDS, Math.max(1, ...waits));
 }
 
-async function readCapped(response: Response): Promise<string> {
-  const declared = Number(response.headers.get('content-length'));
-  if (Number.isFinite(declared) && declared > MAX_RESPONSE_BYTES) {
-    await response.body?.cancel();
-    throw new Error(`response of ${declared} bytes exceeds ${MAX_RESPONSE_BYTES}`);
-  }
-  const text = await response.text();
-  if (text.length > MAX_RESPONSE_BYTES) throw new Error(`response exceeds ${MAX_RESPONSE_BYTES} bytes`);
-  return text;
+/** `; client quota per_hour 0/10 left, resets in 1200 s` for the log: the tightest bucket of each header. */
+function quotaSummary(quota: QuotaHeaders): string {
+  const client = tightestQuota({ client: quota.client, organization: [] });
+  const organization = tightestQuota({ client: [], organization: quota.organization });
+  return `${client === undefined ? '' : `; client quota ${describeQuota(client)}`}${organization === undefined ? '' : `; organization quota ${describeQuota(organization)}`}`;
 }
 
 function parseJson(text: string): unknown {
