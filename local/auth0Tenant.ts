@@ -13,23 +13,90 @@
  * too, because they act on the wire as a faulty network or IdP would: request counting, fault
  * injection, token tampering, Auth0's response shape.
  *
- * Auth0 policy that needs the authenticated client (client grants, default scopes, access_denied
- * being a 403) is enforced inside oidc-provider by its resourceIndicators hooks, which run after
- * client authentication, as Auth0 checks credentials before grants.
+ * Auth0 policy that needs the authenticated client (grant types, client grants, default scopes,
+ * access_denied being a 403, the assertion limits, the M2M quotas) is enforced inside oidc-provider
+ * by its hooks, which run after client authentication, as Auth0 checks credentials before grants
+ * (auth0Provider.ts).
  *
  * The front also answers the part of Auth0's Management API (`/api/v2/…`) that credential rotation
  * uses: rotate-secret, client credentials (public keys for private_key_jwt) and attaching them to
  * the client. Those endpoints take the tenant's own JWTs for the Management API audience
  * `${issuer}api/v2/`, obtained with client_credentials like any other API token. They change the
- * live client table, which oidc-provider reads on every request.
+ * live client table, which oidc-provider reads on every request (routes and error shape:
+ * auth0Management.ts).
+ *
+ * Every answer is the one docs/auth0-wire-behaviour.md records, cited by section (§n): the front
+ * reshapes oidc-provider's errors into Auth0's (auth0Answers.ts), and keeps the tenant's rate limit
+ * and M2M quotas (auth0Limits.ts). Where the doc says Auth0's answer is unknown, a `set…Answer`
+ * switch picks each plausible one; the default is the doc's most likely.
  */
 import { appendFileSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
 import { Agent, createServer, request as httpRequest } from 'node:http';
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createPublicKey, randomBytes, randomUUID } from 'node:crypto';
 import { SignJWT, calculateJwkThumbprint, decodeJwt, decodeProtectedHeader, errors as joseErrors, exportJWK, generateKeyPair, jwtVerify } from 'jose';
 import type { JWK } from 'jose';
+import {
+  CLIENT_QUOTA_EXCEEDED,
+  GRANT_TYPES_ERROR_URI,
+  MANAGEMENT_GLOBAL_LIMIT,
+  ORGANIZATION_QUOTA_EXCEEDED,
+  acceptsGzip,
+  assertionFailureAnswer,
+  grantTypeNotAllowed,
+  jsonAnswer,
+  oauthError,
+  quotaHeader,
+  quotaRefusalHeaders,
+  rateLimitHeaders,
+  rateLimitedAnswer,
+  refusedCredentialAnswer,
+  successBody,
+} from './auth0Answers.js';
+import type {
+  AssertionFailureAnswer,
+  Compression,
+  GrantTypeCheck,
+  MissingAudienceAnswer,
+  RateLimitAnswer,
+  RefusedCredentialAnswer,
+  SecretPropagation,
+  TokenFault,
+  UnenforcedQuotaRemaining,
+  WireAnswer,
+} from './auth0Answers.js';
+import { QuotaBook, TokenBucket, checkedQuota, checkedRateLimit } from './auth0Limits.js';
+import { MANAGEMENT_PREFIX, ManagementError, invalidBody, isObject, jsonBody, managementRoute, tokenErrorMessage } from './auth0Management.js';
+import {
+  AUDIENCE_HEADER,
+  ISSUED_TO_HEADER,
+  ORGANIZATION_HEADER,
+  PRIVATE_HEADER_PREFIX,
+  QUOTA_HEADER,
+  REFUSAL_HEADER,
+  TOKEN_PATH,
+  createProvider,
+  loadOidcProvider,
+} from './auth0Provider.js';
+import type { QuotaOutcome } from './auth0Provider.js';
+import type { M2mQuota, QuotaBucket, RateLimit } from './auth0Limits.js';
+
+export { auth0ServerError } from './auth0Answers.js';
+export type {
+  AssertionFailureAnswer,
+  Compression,
+  GrantTypeCheck,
+  MissingAudienceAnswer,
+  RateLimitAnswer,
+  RefusedCredentialAnswer,
+  SecretPropagation,
+  ServerErrorKind,
+  TokenFault,
+  UnenforcedQuotaRemaining,
+} from './auth0Answers.js';
+export type { M2mQuota, RateLimit } from './auth0Limits.js';
 
 export type ClientAuthMethod = 'client_secret_post' | 'client_secret_basic' | 'private_key_jwt';
 
@@ -63,6 +130,11 @@ export interface TenantClient {
    * as rotation through the Management API expects. At most 2 (Auth0's per-application limit).
    */
   credentials?: TenantCredentialInput[];
+  /**
+   * the application's grant types (Auth0's `grant_types`); default ['client_credentials']. Without
+   * 'client_credentials' a token request is refused with 403 unauthorized_client (§6).
+   */
+  grantTypes?: string[];
 }
 
 /** A client credential as `clientCredentials()` reports it: Auth0's fields plus whether it is attached. */
@@ -114,11 +186,23 @@ export interface TenantOptions {
    */
   managementApi?: boolean;
   /**
-   * Milliseconds after a Management API rotate-secret during which the NEW secret is not accepted
-   * yet (Auth0: up to ~30 s to propagate) while the old one is already refused: both answer 401
-   * invalid_client. Default 0. `setClientSecret` is never delayed.
+   * Milliseconds after a Management API rotate-secret during which the secrets propagate (§13:
+   * "up to thirty seconds"). Default 0. What is accepted meanwhile is `secretPropagation`; a refused
+   * secret gets §1's answer. `setClientSecret` is never delayed.
    */
   secretPropagationMs?: number;
+  /** §13: what the propagation window accepts; default 'neither' (see `SecretPropagation`) */
+  secretPropagation?: SecretPropagation;
+  /**
+   * §8: the tenant-wide limit of `/oauth/token`, reported in `X-RateLimit-*` on every answer.
+   * Default { limit: 1000, perSecond: 1000 }, which no suite reaches; the free plan is
+   * { limit: 30, perSecond: 30 }.
+   */
+  rateLimit?: RateLimit;
+  /** §8, §13: the same for the Management API; default { limit: 1000, perSecond: 1000 } */
+  managementRateLimit?: RateLimit;
+  /** §9: fine-grained M2M quotas by client id (see `setClientQuota`) */
+  clientQuotas?: Record<string, M2mQuota>;
 }
 
 export interface IssuedToken {
@@ -131,8 +215,6 @@ export interface IssuedToken {
 }
 
 export type TamperMode = null | 'wrong-key' | 'wrong-aud';
-
-export type TokenFault = null | 'hang' | 'drop' | { status: number; body: unknown; headers?: Record<string, string> };
 
 export interface LocalAuth0Tenant {
   /** 'http://127.0.0.1:PORT' */
@@ -172,6 +254,35 @@ export interface LocalAuth0Tenant {
    * delay already running keeps its end (setClientSecret ends it). Throws for a negative or non-finite value.
    */
   setSecretPropagationMs(ms: number): void;
+  /** §13: what a propagation window accepts from now on, running windows included (see `SecretPropagation`) */
+  setSecretPropagationMode(mode: SecretPropagation): void;
+  /** §6: replace the application's grant types; without 'client_credentials' its token requests get 403 unauthorized_client */
+  setClientGrantTypes(clientId: string, grantTypes: string[]): void;
+  /** §6 (unknown): refuse a disabled grant type after client authentication (default) or before it */
+  setGrantTypeCheck(check: GrantTypeCheck): void;
+  /** §1, §2 (unknown): the answer to a wrong secret or an unknown client; default 'access_denied' */
+  setRefusedCredentialAnswer(answer: RefusedCredentialAnswer): void;
+  /** §7 (unknown): the answer to a refused client assertion; default 'access_denied' */
+  setAssertionFailureAnswer(answer: AssertionFailureAnswer): void;
+  /** §10 (unknown): the answer to a request without audience; default 'access_denied' */
+  setMissingAudienceAnswer(answer: MissingAudienceAnswer): void;
+  /** §8: a new tenant-wide limit, bucket full (`api` default 'authentication' = /oauth/token) */
+  setRateLimit(limit: RateLimit, api?: 'authentication' | 'management'): void;
+  /** §8 (unknown): the body and headers of the tenant-wide 429; default 'documented' */
+  setRateLimitAnswer(answer: RateLimitAnswer): void;
+  /**
+   * §9: configure (counting from zero) or, with null, remove a client's M2M token quota. Every
+   * token request of the client then carries `Auth0-Client-Quota-Limit`; once an enforced bucket
+   * has no tokens left, requests get 429 too_many_requests "Client quota exceeded". Throws for an
+   * unknown client or a quota without a positive perHour/perDay.
+   */
+  setClientQuota(clientId: string, quota: M2mQuota | null): void;
+  /** §9: the same for an organization, applied to token requests that name it (`organization`), header `Auth0-Organization-Quota-Limit` */
+  setOrganizationQuota(organization: string, quota: M2mQuota | null): void;
+  /** §9 (unknown): what `r` reports past an unenforced quota; default 'clamp' */
+  setUnenforcedQuotaRemaining(mode: UnenforcedQuotaRemaining): void;
+  /** §12: when success bodies are gzipped; default 'when-asked' */
+  setCompression(mode: Compression): void;
   /**
    * 'wrong-key' re-signs issued JWTs with a foreign RSA key (same kid); 'wrong-aud' re-signs them
    * with the tenant's real key but aud='https://not-the-requested-audience'. null = normal.
@@ -179,9 +290,10 @@ export interface LocalAuth0Tenant {
    */
   setTamper(mode: TamperMode): void;
   /**
-   * When set, POST /oauth/token answers this instead of issuing (still counted). 'hang' = never
-   * answer until close (or until the client aborts); 'drop' = destroy the socket. A string body is
-   * sent as is, anything else as JSON. null = normal.
+   * When set, POST /oauth/token answers this instead of issuing (still counted, not rate limited,
+   * sent without Auth0's headers). 'hang' = never answer until close (or until the client aborts);
+   * 'drop' = destroy the socket. A string body is sent as is, anything else as JSON. null = normal.
+   * `auth0ServerError(kind)` builds §11's 5xx answers.
    */
   setFault(fault: TokenFault): void;
   /** closes every socket, hung ones included */
@@ -194,7 +306,7 @@ export const MANAGEMENT_GRANT_KEY = 'management';
 /**
  * Scopes of the Management API the tenant registers with `managementApi: true`. Endpoints:
  * - `GET /api/v2/clients/{id}`: read:clients or read:client_keys (client_secret only with the latter)
- * - `PATCH /api/v2/clients/{id}` with only `client_authentication_methods`: update:client_keys
+ * - `PATCH /api/v2/clients/{id}` with only `client_authentication_methods`: update:clients or update:client_keys (§13)
  * - `POST /api/v2/clients/{id}/rotate-secret`: update:client_keys
  * - `POST /api/v2/clients/{id}/credentials`: create:client_credentials
  * - `GET /api/v2/clients/{id}/credentials[/{credential_id}]`: read:client_keys or read:client_credentials
@@ -202,6 +314,7 @@ export const MANAGEMENT_GRANT_KEY = 'management';
  */
 export const MANAGEMENT_API_SCOPES: readonly string[] = [
   'read:clients',
+  'update:clients',
   'update:client_keys',
   'read:client_keys',
   'create:client_credentials',
@@ -215,118 +328,15 @@ export function managementAudience(tenant: { readonly issuer: string }): string 
   return `${tenant.issuer}api/v2/`;
 }
 
-const TOKEN_PATH = '/oauth/token';
-const MANAGEMENT_PREFIX = '/api/v2/';
 /** Auth0's limit of credentials per application. */
 const MAX_CREDENTIALS = 2;
 const CREDENTIAL_ALGS: readonly CredentialAlg[] = ['RS256', 'RS384', 'PS256'];
-const DEFAULT_TTL_SECONDS = 86_400;
 const WRONG_AUDIENCE = 'https://not-the-requested-audience';
 /** Same limit as oidc-provider's own body parser. */
 const MAX_BODY_BYTES = 56 * 1024;
-/** Private response header: oidc-provider tells the front which client a token was issued to. */
-const ISSUED_TO_HEADER = 'x-local-tenant-issued-to';
+/** §8: a limit no suite reaches unless it lowers it */
+const DEFAULT_RATE_LIMIT: RateLimit = { limit: 1000, perSecond: 1000 };
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'upgrade']);
-
-// ---------------------------------------------------------------------------------------------
-// The small part of oidc-provider's API used here (the package ships no type declarations).
-
-interface ProviderClient {
-  clientId: string;
-}
-
-interface ProviderContext {
-  oidc: {
-    client?: ProviderClient;
-    params: { scope?: string | undefined };
-  };
-  set(header: string, value: string): void;
-}
-
-interface ProviderToken {
-  clientId: string;
-  resourceServer?: { accessTokenTTL?: number };
-}
-
-interface ProviderJwt {
-  header?: Record<string, unknown>;
-  payload: Record<string, unknown>;
-}
-
-interface ResourceServerInfo {
-  scope: string;
-  audience: string;
-  accessTokenTTL: number;
-  accessTokenFormat: 'jwt' | 'opaque';
-  jwt: { sign: { alg: 'RS256' } };
-}
-
-interface OidcProvider {
-  callback(): (req: IncomingMessage, res: ServerResponse) => void;
-  on(event: 'grant.success', listener: (ctx: ProviderContext) => void): void;
-  on(event: 'server_error', listener: (ctx: ProviderContext, err: Error) => void): void;
-}
-
-interface OidcProviderModule {
-  Provider: new (issuer: string, configuration: Record<string, unknown>) => OidcProvider;
-  errors: { AccessDenied: new (description: string) => Error };
-}
-
-/**
- * oidc-provider 9 prints "Unsupported runtime" when imported under Node 20 (it targets 22+). This
- * repo's engine is Node >= 20.19 and everything the tenant uses works there (its tests prove it),
- * so that one line is dropped to keep output clean; any other warning passes through.
- */
-async function loadOidcProvider(): Promise<OidcProviderModule> {
-  const warn = console.warn;
-  console.warn = (...args: unknown[]) => {
-    if (!String(args[0]).includes('Unsupported runtime')) warn(...args);
-  };
-  try {
-    // @ts-expect-error -- oidc-provider ships no type declarations; its used surface is typed above.
-    return (await import('oidc-provider')) as OidcProviderModule;
-  } finally {
-    console.warn = warn;
-  }
-}
-
-/**
- * Minimal in-memory storage for oidc-provider's models. Clients come from the tenant's live client
- * table, so secret and key changes apply to the very next request (oidc-provider caches clients by
- * a hash of their metadata). Other models (opaque tokens, client-assertion jti replay detection)
- * are kept until they expire. Providing an adapter also avoids oidc-provider's dev-adapter warning.
- */
-function createAdapterClass(clientMetadata: (clientId: string) => Record<string, unknown> | undefined) {
-  const store = new Map<string, { payload: Record<string, unknown>; expiresAt: number }>();
-  return class TenantAdapter {
-    readonly #model: string;
-
-    constructor(model: string) {
-      this.#model = model;
-    }
-
-    async upsert(id: string, payload: Record<string, unknown>, expiresIn?: number): Promise<void> {
-      const expiresAt = expiresIn === undefined ? Infinity : Date.now() + expiresIn * 1000;
-      store.set(`${this.#model}:${id}`, { payload, expiresAt });
-    }
-
-    async find(id: string): Promise<Record<string, unknown> | undefined> {
-      if (this.#model === 'Client') return clientMetadata(id);
-      const key = `${this.#model}:${id}`;
-      const entry = store.get(key);
-      if (entry === undefined) return undefined;
-      if (entry.expiresAt <= Date.now()) {
-        store.delete(key);
-        return undefined;
-      }
-      return entry.payload;
-    }
-
-    async destroy(id: string): Promise<void> {
-      store.delete(`${this.#model}:${id}`);
-    }
-  };
-}
 
 /** An OAuth error answered by the front server itself. */
 class FrontError extends Error {
@@ -338,38 +348,6 @@ class FrontError extends Error {
     super(description);
   }
 }
-
-const HTTP_ERROR_NAMES: Record<number, string> = {
-  400: 'Bad Request',
-  401: 'Unauthorized',
-  403: 'Forbidden',
-  404: 'Not Found',
-  409: 'Conflict',
-  413: 'Payload Too Large',
-  415: 'Unsupported Media Type',
-};
-
-/** A Management API error, answered in Auth0's shape `{statusCode, error, message, errorCode?}`. */
-class ManagementError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-    readonly errorCode?: string,
-  ) {
-    super(message);
-  }
-
-  toJSON(): Record<string, unknown> {
-    return {
-      statusCode: this.status,
-      error: HTTP_ERROR_NAMES[this.status] ?? 'Error',
-      message: this.message,
-      ...(this.errorCode === undefined ? {} : { errorCode: this.errorCode }),
-    };
-  }
-}
-
-const invalidBody = (detail: string): ManagementError => new ManagementError(400, `Payload validation error: ${detail}`, 'invalid_body');
 
 interface Upstream {
   status: number;
@@ -394,6 +372,8 @@ interface ClientState {
   readonly name: string;
   readonly authMethod: ClientAuthMethod;
   clientSecret: string | undefined;
+  /** the secret before the last rotate-secret: §13's 'old-or-new' may still accept it until secretAcceptedFrom */
+  previousSecret: string | undefined;
   /** after a rotate-secret with a propagation delay, the secret is refused until this time (ms) */
   secretAcceptedFrom: number;
   /** what oidc-provider gets as the secret until then: a random value nobody is told */
@@ -403,6 +383,8 @@ interface ClientState {
   credentials: CredentialState[];
   /** ids of the attached credentials (client_authentication_methods.private_key_jwt.credentials) */
   attached: string[];
+  /** Auth0's `grant_types` (§6) */
+  grantTypes: string[];
 }
 
 interface ManagementResult {
@@ -413,9 +395,28 @@ interface ManagementResult {
 
 export async function startLocalAuth0Tenant(opts: TenantOptions): Promise<LocalAuth0Tenant> {
   let propagationMs = checkedDelay(opts.secretPropagationMs ?? 0);
+  let propagationMode: SecretPropagation = opts.secretPropagation ?? 'neither';
   const apis = new Map(opts.apis.map((api) => [api.audience, api]));
   const clients = new Map<string, ClientState>();
   for (const client of opts.clients) clients.set(client.clientId, await initialClientState(client));
+
+  // §8: the tenant-wide rate limits; §9: the M2M quotas.
+  const tokenBucket = new TokenBucket(checkedRateLimit(opts.rateLimit ?? DEFAULT_RATE_LIMIT, 'rateLimit'));
+  const managementBucket = new TokenBucket(checkedRateLimit(opts.managementRateLimit ?? DEFAULT_RATE_LIMIT, 'managementRateLimit'));
+  const clientQuotas = new QuotaBook();
+  const organizationQuotas = new QuotaBook();
+  for (const [clientId, quota] of Object.entries(opts.clientQuotas ?? {})) {
+    if (!clients.has(clientId)) throw new Error(`clientQuotas: unknown client ${clientId}`);
+    clientQuotas.set(clientId, checkedQuota(quota, `clientQuotas.${clientId}`));
+  }
+  // The switches among plausible answers (auth0Answers.ts), at the doc's most likely.
+  let refusedCredential: RefusedCredentialAnswer = 'access_denied';
+  let assertionFailure: AssertionFailureAnswer = 'access_denied';
+  let missingAudience: MissingAudienceAnswer = 'access_denied';
+  let rateLimitAnswer: RateLimitAnswer = 'documented';
+  let grantTypeCheck: GrantTypeCheck = 'after-authentication';
+  let unenforcedRemaining: UnenforcedQuotaRemaining = 'clamp';
+  let compression: Compression = 'when-asked';
 
   const record = (kind: 'access_token' | 'client_secret', value: string): void => {
     if (opts.recordFile) appendFileSync(opts.recordFile, `${JSON.stringify({ kind, value })}\n`);
@@ -468,8 +469,11 @@ export async function startLocalAuth0Tenant(opts: TenantOptions): Promise<LocalA
       clientGrants,
       clientMetadata: (clientId) => {
         const client = clients.get(clientId);
-        return client && providerMetadata(client);
+        return client && providerMetadata(client, propagationMode);
       },
+      grantTypes: (clientId) => clients.get(clientId)?.grantTypes ?? [],
+      missingAudience: () => missingAudience,
+      chargeQuota,
     });
     inner = createServer(provider.callback());
     innerPort = await listen(inner, 0);
@@ -527,6 +531,15 @@ export async function startLocalAuth0Tenant(opts: TenantOptions): Promise<LocalA
       return;
     }
 
+    // §8: Auth0's edge counts every request, refused ones too, before anything else.
+    const rate = tokenBucket.take();
+    if (!rate.allowed) {
+      sendAnswer(res, rateLimitedAnswer(rateLimitAnswer, rate.state));
+      return;
+    }
+    const tenantHeaders = rateLimitHeaders(rate.state);
+    const answer = (result: WireAnswer): void => sendAnswer(res, { ...result, headers: { ...tenantHeaders, ...result.headers } });
+
     let form: URLSearchParams | undefined;
     let raw: Buffer;
     try {
@@ -534,36 +547,99 @@ export async function startLocalAuth0Tenant(opts: TenantOptions): Promise<LocalA
       form = toAuth0Form(req.headers['content-type'], raw);
     } catch (err) {
       if (!(err instanceof FrontError)) throw err;
-      sendJson(res, err.status, { error: err.error, error_description: err.description });
+      answer(oauthError(err.status, err.error, err.description));
       return;
     }
+    const organization = form?.get('organization') ?? undefined;
+    form?.delete('organization');
+
+    // §6 (unknown order): refused before the credential is even looked at.
+    if (grantTypeCheck === 'before-authentication' && form?.get('grant_type') === 'client_credentials') {
+      const claimed = clients.get(claimedClientId(form, req.headers.authorization) ?? '');
+      if (claimed && !claimed.grantTypes.includes('client_credentials')) {
+        answer(oauthError(403, 'unauthorized_client', grantTypeNotAllowed('client_credentials'), { error_uri: GRANT_TYPES_ERROR_URI }));
+        return;
+      }
+    }
+
     // A content type the front does not translate goes through unchanged: oidc-provider then
     // answers with its own OAuth-shaped invalid_request.
-    const headers = { ...endToEndHeaders(req.headers), accept: 'application/json' };
+    const headers: OutgoingHttpHeaders = {
+      ...withoutPrivateHeaders(endToEndHeaders(req.headers)),
+      accept: 'application/json',
+      'accept-encoding': 'identity',
+      ...(organization ? { [ORGANIZATION_HEADER]: organization } : {}),
+    };
     const upstream = form
       ? await forward(req, { ...headers, 'content-type': 'application/x-www-form-urlencoded' }, Buffer.from(form.toString()))
       : await forward(req, headers, raw);
+    answer(await tokenAnswer(upstream, req.headers['accept-encoding'], form));
+  }
 
-    const clientId = upstream.headers[ISSUED_TO_HEADER];
-    delete upstream.headers[ISSUED_TO_HEADER];
-    if (upstream.status !== 200 || typeof clientId !== 'string') {
-      send(res, upstream.status, upstream.headers, upstream.body);
-      return;
+  /** oidc-provider's answer to a token request, as Auth0 gives it (§1-§12). */
+  async function tokenAnswer(upstream: Upstream, acceptEncoding: string | undefined, form: URLSearchParams | undefined): Promise<WireAnswer> {
+    const take = (name: string): string | undefined => {
+      const value = upstream.headers[name];
+      delete upstream.headers[name];
+      return typeof value === 'string' ? value : undefined;
+    };
+    const clientId = take(ISSUED_TO_HEADER);
+    const audience = take(AUDIENCE_HEADER);
+    const refusal = take(REFUSAL_HEADER);
+    const quotaJson = take(QUOTA_HEADER);
+    // §1: whether Auth0 sends WWW-Authenticate is unknown; its recorded answers show none.
+    delete upstream.headers['www-authenticate'];
+    const quotaHeaders = quotaJson === undefined ? {} : (JSON.parse(quotaJson) as Record<string, string>);
+    const withQuota = (result: WireAnswer): WireAnswer => ({ ...result, headers: { ...result.headers, ...quotaHeaders } });
+
+    if (upstream.status === 401 && refusal !== undefined) {
+      // §1, §2: a refused secret or unknown client; §7: a refused client assertion.
+      return refusal === 'assertion' ? assertionFailureAnswer(assertionFailure) : refusedCredentialAnswer(refusedCredential);
+    }
+    if (upstream.status !== 200 || clientId === undefined) {
+      const body = parseObject(upstream.body);
+      if (upstream.status === 403 && body?.error === 'unauthorized_client') {
+        // §6: Auth0 adds an error_uri.
+        return jsonAnswer(403, { ...body, error_uri: GRANT_TYPES_ERROR_URI });
+      }
+      return withQuota({ status: upstream.status, headers: endToEndHeaders(upstream.headers), body: upstream.body });
     }
 
-    const issued = JSON.parse(upstream.body.toString('utf8')) as {
-      access_token: string;
-      expires_in: number;
-      scope?: string;
-      token_type: string;
-    };
+    const issued = JSON.parse(upstream.body.toString('utf8')) as { access_token: string; expires_in: number; scope?: string; token_type: string };
     const accessToken = await tamper(issued.access_token);
     const scope = issued.scope ?? '';
-    issuedTokens.push({ clientId, audience: form?.get('resource') ?? '', scope, accessToken, expiresIn: issued.expires_in });
+    issuedTokens.push({ clientId, audience: audience ?? form?.get('resource') ?? '', scope, accessToken, expiresIn: issued.expires_in });
     record('access_token', accessToken);
-    // Auth0's exact success shape and key order.
-    const body = { access_token: accessToken, expires_in: issued.expires_in, scope, token_type: issued.token_type };
-    send(res, 200, upstream.headers, Buffer.from(JSON.stringify(body)));
+    // §12: Auth0's success shape and key order, `scope` only when granted; gzip when asked.
+    const body = Buffer.from(JSON.stringify(successBody(accessToken, issued.expires_in, scope, issued.token_type)));
+    const headers = endToEndHeaders(upstream.headers);
+    const gzip = compression === 'always' || (compression === 'when-asked' && acceptsGzip(acceptEncoding));
+    if (!gzip) return withQuota({ status: 200, headers, body });
+    return withQuota({ status: 200, headers: { ...headers, 'content-encoding': 'gzip', vary: 'Accept-Encoding' }, body: gzipSync(body) });
+  }
+
+  /**
+   * §9: the quotas of an issuance that passed every other check. Counts it unless a quota is
+   * exhausted; returns the headers to send and, when refused, the 429's description.
+   */
+  function chargeQuota(clientId: string, organization: string | undefined): QuotaOutcome {
+    const now = Date.now();
+    const clientExhausted = clientQuotas.exhausted(clientId, now);
+    const organizationExhausted = organization === undefined ? undefined : organizationQuotas.exhausted(organization, now);
+    let refusal: { description: string; bucket: QuotaBucket } | undefined;
+    if (clientExhausted) refusal = { description: CLIENT_QUOTA_EXCEEDED, bucket: clientExhausted };
+    else if (organizationExhausted) refusal = { description: ORGANIZATION_QUOTA_EXCEEDED, bucket: organizationExhausted };
+    else {
+      clientQuotas.consume(clientId, now);
+      if (organization !== undefined) organizationQuotas.consume(organization, now);
+    }
+    const headers: Record<string, string> = {};
+    const clientBuckets = clientQuotas.buckets(clientId, now);
+    if (clientBuckets.length > 0) headers['auth0-client-quota-limit'] = quotaHeader(clientBuckets, unenforcedRemaining);
+    const organizationBuckets = organization === undefined ? [] : organizationQuotas.buckets(organization, now);
+    if (organizationBuckets.length > 0) headers['auth0-organization-quota-limit'] = quotaHeader(organizationBuckets, unenforcedRemaining);
+    if (refusal) Object.assign(headers, quotaRefusalHeaders(refusal.bucket));
+    return { headers, ...(refusal ? { refusal: refusal.description } : {}) };
   }
 
   async function tamper(accessToken: string): Promise<string> {
@@ -581,17 +657,24 @@ export async function startLocalAuth0Tenant(opts: TenantOptions): Promise<LocalA
 
   async function handleManagement(req: IncomingMessage, res: ServerResponse, pathname: string): Promise<void> {
     managementCount += 1;
+    // §8, §13: the Management API's own limit, `X-RateLimit-*` on every answer.
+    const rate = managementBucket.take();
+    const headers = rateLimitHeaders(rate.state);
+    if (!rate.allowed) {
+      sendAnswer(res, jsonAnswer(429, new ManagementError(429, MANAGEMENT_GLOBAL_LIMIT, 'too_many_requests').toJSON(), headers));
+      return;
+    }
     let result: ManagementResult;
     try {
       result = await manage(req, pathname);
     } catch (err) {
       const failure = err instanceof FrontError ? new ManagementError(err.status, err.description) : err;
       if (!(failure instanceof ManagementError)) throw failure;
-      sendJson(res, failure.status, failure.toJSON());
+      sendAnswer(res, jsonAnswer(failure.status, failure.toJSON(), headers));
       return;
     }
-    if (result.body === undefined) send(res, result.status, {}, Buffer.alloc(0));
-    else sendJson(res, result.status, result.body);
+    if (result.body === undefined) sendAnswer(res, { status: result.status, headers, body: Buffer.alloc(0) });
+    else sendAnswer(res, jsonAnswer(result.status, result.body, headers));
   }
 
   async function manage(req: IncomingMessage, pathname: string): Promise<ManagementResult> {
@@ -615,9 +698,10 @@ export async function startLocalAuth0Tenant(opts: TenantOptions): Promise<LocalA
       case 'create-credential':
         return { status: 201, body: credentialJson(await createCredential(client, body())) };
       case 'list-credentials':
-        return { status: 200, body: client.credentials.map(credentialJson) };
+        // §13: GET answers carry `expires_at: null`; the POST answer has none.
+        return { status: 200, body: client.credentials.map(listedCredentialJson) };
       case 'get-credential':
-        return { status: 200, body: credentialJson(knownCredential(client, route.credentialId)) };
+        return { status: 200, body: listedCredentialJson(knownCredential(client, route.credentialId)) };
       case 'delete-credential':
         deleteCredential(client, route.credentialId);
         return { status: 204 };
@@ -638,7 +722,9 @@ export async function startLocalAuth0Tenant(opts: TenantOptions): Promise<LocalA
         requiredClaims: ['exp'],
       }));
     } catch (err) {
-      throw new ManagementError(401, tokenErrorMessage(err));
+      const message = tokenErrorMessage(err);
+      // §13: the recorded expired-token 401 carries `attributes`.
+      throw new ManagementError(401, message, undefined, err instanceof joseErrors.JWTExpired ? { error: message } : undefined);
     }
     const scopes = new Set(typeof payload.scope === 'string' ? payload.scope.split(' ').filter(Boolean) : []);
     if (!anyOf.some((scope) => scopes.has(scope))) {
@@ -652,6 +738,7 @@ export async function startLocalAuth0Tenant(opts: TenantOptions): Promise<LocalA
       throw new ManagementError(400, 'Cannot rotate the secret of a client that authenticates with private_key_jwt');
     }
     const secret = randomBytes(48).toString('base64url');
+    client.previousSecret = client.clientSecret;
     client.clientSecret = secret;
     client.pendingSecret = randomBytes(32).toString('base64url');
     client.secretAcceptedFrom = Date.now() + propagationMs;
@@ -710,7 +797,9 @@ export async function startLocalAuth0Tenant(opts: TenantOptions): Promise<LocalA
   }
 
   function deleteCredential(client: ClientState, credentialId: string): void {
-    const credential = knownCredential(client, credentialId);
+    // §13: DELETE is idempotent: a second DELETE of the same id also answered 204.
+    const credential = client.credentials.find((existing) => existing.id === credentialId);
+    if (!credential) return;
     if (client.attached.includes(credential.id)) {
       throw new ManagementError(
         409,
@@ -737,6 +826,7 @@ export async function startLocalAuth0Tenant(opts: TenantOptions): Promise<LocalA
     setClientSecret: (clientId, secret) => {
       const client = knownClient(clients, clientId);
       client.clientSecret = secret;
+      client.previousSecret = undefined;
       client.secretAcceptedFrom = 0;
       record('client_secret', secret);
     },
@@ -752,6 +842,43 @@ export async function startLocalAuth0Tenant(opts: TenantOptions): Promise<LocalA
     },
     setSecretPropagationMs: (ms) => {
       propagationMs = checkedDelay(ms);
+    },
+    setSecretPropagationMode: (mode) => {
+      propagationMode = mode;
+    },
+    setClientGrantTypes: (clientId, grantTypes) => {
+      knownClient(clients, clientId).grantTypes = [...grantTypes];
+    },
+    setGrantTypeCheck: (check) => {
+      grantTypeCheck = check;
+    },
+    setRefusedCredentialAnswer: (next) => {
+      refusedCredential = next;
+    },
+    setAssertionFailureAnswer: (next) => {
+      assertionFailure = next;
+    },
+    setMissingAudienceAnswer: (next) => {
+      missingAudience = next;
+    },
+    setRateLimit: (limit, api = 'authentication') => {
+      (api === 'management' ? managementBucket : tokenBucket).set(limit);
+    },
+    setRateLimitAnswer: (next) => {
+      rateLimitAnswer = next;
+    },
+    setClientQuota: (clientId, quota) => {
+      knownClient(clients, clientId);
+      clientQuotas.set(clientId, quota);
+    },
+    setOrganizationQuota: (organization, quota) => {
+      organizationQuotas.set(organization, quota);
+    },
+    setUnenforcedQuotaRemaining: (mode) => {
+      unenforcedRemaining = mode;
+    },
+    setCompression: (mode) => {
+      compression = mode;
     },
     setTamper: (mode) => {
       tamperMode = mode;
@@ -769,79 +896,6 @@ export async function startLocalAuth0Tenant(opts: TenantOptions): Promise<LocalA
   };
 }
 
-type ManagementAction =
-  | 'get-client'
-  | 'patch-client'
-  | 'rotate-secret'
-  | 'create-credential'
-  | 'list-credentials'
-  | 'get-credential'
-  | 'delete-credential';
-
-interface ManagementRoute {
-  action: ManagementAction;
-  /** the token needs any one of these */
-  scopes: readonly string[];
-  clientId: string;
-  credentialId: string;
-}
-
-const READ_CREDENTIALS = ['read:client_keys', 'read:client_credentials'];
-
-/** The Management API endpoint a request is for (see MANAGEMENT_API_SCOPES), or undefined. */
-function managementRoute(method: string, pathname: string): ManagementRoute | undefined {
-  let segments: string[];
-  try {
-    segments = pathname.slice(MANAGEMENT_PREFIX.length).split('/').map(decodeURIComponent);
-  } catch {
-    return undefined;
-  }
-  const [collection, clientId, sub, credentialId = '', ...rest] = segments;
-  if (collection !== 'clients' || !clientId || rest.length > 0) return undefined;
-  const route = (action: ManagementAction, scopes: readonly string[]): ManagementRoute => ({ action, scopes, clientId, credentialId });
-  if (sub === undefined) {
-    if (method === 'GET') return route('get-client', ['read:clients', 'read:client_keys']);
-    if (method === 'PATCH') return route('patch-client', ['update:client_keys']);
-  } else if (sub === 'rotate-secret' && segments.length === 3) {
-    if (method === 'POST') return route('rotate-secret', ['update:client_keys']);
-  } else if (sub === 'credentials' && segments.length === 3) {
-    if (method === 'GET') return route('list-credentials', READ_CREDENTIALS);
-    if (method === 'POST') return route('create-credential', ['create:client_credentials']);
-  } else if (sub === 'credentials' && credentialId !== '') {
-    if (method === 'GET') return route('get-credential', READ_CREDENTIALS);
-    if (method === 'DELETE') return route('delete-credential', ['delete:client_credentials']);
-  }
-  return undefined;
-}
-
-/** Auth0's messages for a rejected Management API token. */
-function tokenErrorMessage(err: unknown): string {
-  if (err instanceof joseErrors.JWTExpired) return 'Expired token received for JSON Web Token validation';
-  if (err instanceof joseErrors.JWSSignatureVerificationFailed) return 'Invalid signature received for JSON Web Token validation';
-  if (err instanceof joseErrors.JWTClaimValidationFailed && err.claim === 'aud') {
-    return `Bad audience: ${[err.payload.aud ?? ''].flat().join(' ')}`;
-  }
-  if (err instanceof joseErrors.JWTClaimValidationFailed && err.claim === 'iss') return 'Bad issuer';
-  return 'Invalid token';
-}
-
-function jsonBody(contentType: string | undefined, raw: Buffer): Record<string, unknown> {
-  const mediaType = contentType?.split(';')[0]?.trim().toLowerCase();
-  if (mediaType !== 'application/json') throw new ManagementError(415, 'Unsupported Media Type');
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(raw.toString('utf8'));
-  } catch {
-    throw new ManagementError(400, 'Invalid request payload JSON format');
-  }
-  if (!isObject(parsed)) throw invalidBody('the request body must be a JSON object');
-  return parsed;
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return value !== null && typeof value === 'object' && !Array.isArray(value);
-}
-
 function knownCredential(client: ClientState, credentialId: string): CredentialState {
   const credential = client.credentials.find((existing) => existing.id === credentialId);
   if (!credential) throw new ManagementError(404, 'The credential does not exist');
@@ -855,7 +909,7 @@ function clientJson(client: ClientState, includeSecret: boolean): Record<string,
     name: client.name,
     app_type: 'non_interactive',
     is_first_party: true,
-    grant_types: ['client_credentials'],
+    grant_types: [...client.grantTypes],
     jwt_configuration: { alg: 'RS256', lifetime_in_seconds: 36000, secret_encoded: false },
     ...(client.authMethod === 'private_key_jwt'
       ? { client_authentication_methods: { private_key_jwt: { credentials: client.attached.map((id) => ({ id })) } } }
@@ -864,6 +918,12 @@ function clientJson(client: ClientState, includeSecret: boolean): Record<string,
   };
 }
 
+/** §13: a credential as GET lists it */
+function listedCredentialJson(credential: CredentialState): Record<string, unknown> {
+  return { ...credentialJson(credential), expires_at: null };
+}
+
+/** §13: a credential as POST answers it */
 function credentialJson(credential: CredentialState): Omit<TenantCredential, 'attached'> {
   return {
     id: credential.id,
@@ -876,16 +936,22 @@ function credentialJson(credential: CredentialState): Omit<TenantCredential, 'at
   };
 }
 
-/** The client's metadata as oidc-provider reads it on every request. */
-function providerMetadata(client: ClientState): Record<string, unknown> {
-  const pending = Date.now() < client.secretAcceptedFrom;
+/**
+ * The client's metadata as oidc-provider reads it on every request. During a propagation window
+ * (§13) the secret is one nobody knows ('neither') or, per request, the old or the new one.
+ */
+function providerMetadata(client: ClientState, propagation: SecretPropagation): Record<string, unknown> {
+  let secret = client.clientSecret;
+  if (Date.now() < client.secretAcceptedFrom) {
+    secret = propagation === 'neither' ? client.pendingSecret : Math.random() < 0.5 ? (client.previousSecret ?? secret) : secret;
+  }
   const attachedKeys = client.credentials.filter((credential) => client.attached.includes(credential.id)).map((credential) => credential.jwk);
   // A private_key_jwt client always gets a key set, even an empty one: oidc-provider answers a client
   // without one with 400 invalid_client_metadata, Auth0 with 401 invalid_client.
   const hasKeys = client.authMethod === 'private_key_jwt' || client.jwks !== undefined || client.attached.length > 0;
   return {
     client_id: client.clientId,
-    client_secret: pending ? client.pendingSecret : client.clientSecret,
+    client_secret: secret,
     token_endpoint_auth_method: client.authMethod,
     jwks: hasKeys ? { keys: [...(client.jwks?.keys ?? []), ...attachedKeys] } : undefined,
     grant_types: ['client_credentials'],
@@ -917,11 +983,13 @@ async function initialClientState(client: TenantClient): Promise<ClientState> {
     name: client.name ?? client.clientId,
     authMethod: client.authMethod,
     clientSecret: client.clientSecret,
+    previousSecret: undefined,
     secretAcceptedFrom: 0,
     pendingSecret: '',
     jwks: client.jwks,
     credentials,
     attached: credentials.map((credential) => credential.id),
+    grantTypes: [...(client.grantTypes ?? ['client_credentials'])],
   };
 }
 
@@ -984,93 +1052,6 @@ function resolveGrants(grants: TenantOptions['clientGrants'], mgmtAudience: stri
   return resolved;
 }
 
-interface TenantTables {
-  apis: ReadonlyMap<string, TenantApi>;
-  clientGrants: TenantOptions['clientGrants'];
-  /** the live client table, read on every request */
-  clientMetadata: (clientId: string) => Record<string, unknown> | undefined;
-}
-
-/** oidc-provider configured as an Auth0 tenant's client_credentials endpoint. */
-function createProvider(
-  { Provider, errors }: OidcProviderModule,
-  issuer: string,
-  signingJwk: JWK,
-  { apis, clientGrants, clientMetadata }: TenantTables,
-): OidcProvider {
-  // oidc-provider answers access_denied with 400; Auth0 answers 403.
-  const accessDenied = (description: string): Error =>
-    Object.assign(new errors.AccessDenied(description), { status: 403, statusCode: 403 });
-
-  const provider = new Provider(issuer, {
-    adapter: createAdapterClass(clientMetadata),
-    jwks: { keys: [signingJwk] },
-    routes: { token: TOKEN_PATH, jwks: '/.well-known/jwks.json' },
-    // oidc-provider's defaults plus RS384, which Auth0 accepts for client credentials.
-    enabledJWA: { clientAuthSigningAlgValues: ['HS256', 'RS256', 'RS384', 'PS256', 'ES256', 'Ed25519', 'EdDSA'] },
-    features: {
-      devInteractions: { enabled: false },
-      clientCredentials: { enabled: true },
-      resourceIndicators: {
-        enabled: true,
-        // The front maps Auth0's `audience` to `resource`, so no resource means no audience.
-        defaultResource: () => {
-          throw accessDenied('No audience parameter was provided, and no default audience has been configured');
-        },
-        getResourceServerInfo: (ctx: ProviderContext, audience: string, client: ProviderClient): ResourceServerInfo => {
-          const api = apis.get(audience);
-          if (!api) throw accessDenied(`Service not found: ${audience}`);
-          const granted = clientGrants[client.clientId]?.[audience];
-          if (!granted) {
-            throw accessDenied(
-              `Client is not authorized to access "${audience}". You need to create a "client-grant" associated to this API.`,
-            );
-          }
-          const { params } = ctx.oidc;
-          if (params.scope === undefined) {
-            // Auth0 grants every scope of the client grant when none is requested. oidc-provider's
-            // client_credentials handler reads the requested scope after resolving the resource
-            // (this call), so filling it in here is what puts the scopes in the token.
-            params.scope = granted.join(' ') || undefined;
-          } else {
-            const notGranted = params.scope.split(' ').filter((scope) => scope && !granted.includes(scope));
-            if (notGranted.length > 0) throw accessDenied(`Client has not been granted scopes: ${notGranted.join(', ')}`);
-          }
-          return {
-            scope: granted.join(' '),
-            audience,
-            accessTokenTTL: api.tokenTtlSeconds ?? DEFAULT_TTL_SECONDS,
-            accessTokenFormat: api.tokenFormat ?? 'jwt',
-            jwt: { sign: { alg: 'RS256' } },
-          };
-        },
-      },
-    },
-    ttl: {
-      ClientCredentials: (_ctx: unknown, token: ProviderToken) => token.resourceServer?.accessTokenTTL ?? DEFAULT_TTL_SECONDS,
-    },
-    formats: {
-      customizers: {
-        // Auth0's M2M access-token claims; oidc-provider already sets iss, aud, iat, exp, scope, jti.
-        jwt: (_ctx: unknown, token: ProviderToken, jwt: ProviderJwt) => {
-          jwt.header = { typ: 'JWT' };
-          jwt.payload.sub = `${token.clientId}@clients`;
-          jwt.payload.azp = token.clientId;
-          jwt.payload.gty = 'client-credentials';
-          delete jwt.payload.client_id;
-        },
-      },
-    },
-  });
-  provider.on('grant.success', (ctx) => {
-    if (ctx.oidc.client) ctx.set(ISSUED_TO_HEADER, ctx.oidc.client.clientId);
-  });
-  provider.on('server_error', (_ctx, err) => {
-    console.error(`local Auth0 tenant: oidc-provider server_error: ${err.message}`);
-  });
-  return provider;
-}
-
 function validateGrants(
   grants: TenantOptions['clientGrants'],
   clients: ReadonlyMap<string, unknown>,
@@ -1110,11 +1091,55 @@ function toAuth0Form(contentType: string | undefined, raw: Buffer): URLSearchPar
   } else {
     return undefined;
   }
-  const audiences = form.getAll('audience');
+  // §10: a blank audience is a missing one.
+  const audiences = form.getAll('audience').filter((audience) => audience.trim() !== '');
   form.delete('audience');
   form.delete('resource');
   for (const audience of audiences) form.append('resource', audience);
   return form;
+}
+
+/** The client a token request names (not yet authenticated): `client_id`, Basic auth, or the assertion's `sub`. */
+function claimedClientId(form: URLSearchParams, authorization: string | undefined): string | undefined {
+  const fromForm = form.get('client_id');
+  if (fromForm) return fromForm;
+  const basic = /^Basic +(\S+)$/i.exec(authorization ?? '')?.[1];
+  if (basic !== undefined) {
+    const pair = Buffer.from(basic, 'base64').toString('utf8');
+    const colon = pair.indexOf(':');
+    if (colon > 0) {
+      try {
+        return decodeURIComponent(pair.slice(0, colon).replace(/\+/g, ' '));
+      } catch {
+        return undefined;
+      }
+    }
+  }
+  const assertion = form.get('client_assertion');
+  if (assertion) {
+    try {
+      const { sub } = decodeJwt(assertion);
+      return sub;
+    } catch {
+      return undefined;
+    }
+  }
+  return undefined;
+}
+
+/** A JSON object body, or undefined. */
+function parseObject(body: Buffer): Record<string, unknown> | undefined {
+  try {
+    const parsed: unknown = JSON.parse(body.toString('utf8'));
+    return isObject(parsed) ? parsed : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The client's headers without any the front and oidc-provider use between themselves. */
+function withoutPrivateHeaders(headers: OutgoingHttpHeaders): OutgoingHttpHeaders {
+  return Object.fromEntries(Object.entries(headers).filter(([name]) => !name.startsWith(PRIVATE_HEADER_PREFIX)));
 }
 
 function jsonToForm(raw: Buffer): URLSearchParams {
@@ -1155,6 +1180,10 @@ function endToEndHeaders(headers: IncomingHttpHeaders | OutgoingHttpHeaders): Ou
 function send(res: ServerResponse, status: number, headers: IncomingHttpHeaders | OutgoingHttpHeaders, body: Buffer): void {
   res.writeHead(status, { ...endToEndHeaders(headers), 'content-length': body.length });
   res.end(body);
+}
+
+function sendAnswer(res: ServerResponse, answer: WireAnswer): void {
+  send(res, answer.status, answer.headers, answer.body);
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {

@@ -1,3 +1,7 @@
+/**
+ * Contract tests of the local tenant's Management API and of secret and key rotation as the token
+ * endpoint sees it; each cites its section of docs/auth0-wire-behaviour.md (§n).
+ */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,10 +15,13 @@ import { freePort } from '../../local/moto.js';
 
 const ORDERS = 'https://orders.example.com';
 const ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+/** §1 (and §7's most likely answer): a refused credential */
+const UNAUTHORIZED = { error: 'access_denied', error_description: 'Unauthorized' };
 
 interface Reply {
   status: number;
   body: unknown;
+  headers?: Headers;
 }
 
 interface RsaKey {
@@ -34,6 +41,11 @@ async function rsaKey(): Promise<RsaKey> {
 async function json(res: Response): Promise<Reply> {
   const text = await res.text();
   return { status: res.status, body: text ? (JSON.parse(text) as unknown) : undefined };
+}
+
+/** the reply with its headers (json() leaves them out, so that replies compare with toEqual) */
+async function withHeaders(res: Response): Promise<Reply & { headers: Headers }> {
+  return { ...(await json(res)), headers: res.headers };
 }
 
 describe('local Auth0 tenant: Management API for credential rotation', () => {
@@ -78,6 +90,7 @@ describe('local Auth0 tenant: Management API for credential rotation', () => {
 
   afterEach(() => {
     tenant.setSecretPropagationMs(0);
+    tenant.setSecretPropagationMode('neither');
     tenant.setTamper(null);
   });
 
@@ -190,8 +203,8 @@ describe('local Auth0 tenant: Management API for credential rotation', () => {
     expect(tenant.clientSecret('app')).toBe(newSecret);
 
     const old = await secretToken('app', appSecret);
-    expect(old.status).toBe(401);
-    expect((old.body as { error: string }).error).toBe('invalid_client');
+    // Was 401 invalid_client (oidc-provider); a refused secret is §1's access_denied.
+    expect(old).toEqual({ status: 401, body: UNAUTHORIZED });
     expect((await secretToken('app', newSecret)).status).toBe(200);
 
     expect(tenant.managementRequests()).toBe(1);
@@ -223,8 +236,8 @@ describe('local Auth0 tenant: Management API for credential rotation', () => {
 
     const early = await secretToken('app', newSecret);
     if (Date.now() - rotatedAt < 300) {
-      expect(early.status).toBe(401);
-      expect((early.body as { error: string }).error).toBe('invalid_client');
+      // Was 401 invalid_client; a refused secret is §1's access_denied.
+      expect(early).toEqual({ status: 401, body: UNAUTHORIZED });
     }
     expect((await secretToken('app', before)).status).toBe(401);
 
@@ -313,9 +326,15 @@ describe('local Auth0 tenant: Management API for credential rotation', () => {
     vi.useFakeTimers({ toFake: ['Date'] });
     try {
       vi.setSystemTime(Date.now() + 86_401_000);
+      // §13: the recorded expired-token 401 carries `attributes`.
       expect(await api('POST', '/clients/app/rotate-secret', { token })).toEqual({
         status: 401,
-        body: { statusCode: 401, error: 'Unauthorized', message: 'Expired token received for JSON Web Token validation' },
+        body: {
+          statusCode: 401,
+          error: 'Unauthorized',
+          message: 'Expired token received for JSON Web Token validation',
+          attributes: { error: 'Expired token received for JSON Web Token validation' },
+        },
       });
     } finally {
       vi.useRealTimers();
@@ -327,7 +346,12 @@ describe('local Auth0 tenant: Management API for credential rotation', () => {
       status: 404,
       body: { statusCode: 404, error: 'Not Found', message: 'The client does not exist', errorCode: 'inexistent_client' },
     });
-    expect((await api('DELETE', '/clients/app-jwt/credentials/cred_nope')).status).toBe(404);
+    // Was 404; §13: DELETE of a credential is idempotent (a repeated DELETE answered 204).
+    expect(await api('DELETE', '/clients/app-jwt/credentials/cred_nope')).toEqual({ status: 204, body: undefined });
+    expect(await api('GET', '/clients/app-jwt/credentials/cred_nope')).toEqual({
+      status: 404,
+      body: { statusCode: 404, error: 'Not Found', message: 'The credential does not exist' },
+    });
     expect((await api('GET', '/users')).status).toBe(404);
     expect((await api('PUT', '/clients/app/rotate-secret')).status).toBe(404);
   });
@@ -345,8 +369,9 @@ describe('local Auth0 tenant: Management API for credential rotation', () => {
     // Initial credential from TenantOptions: listed with an id and the key's thumbprint as kid, attached.
     const initial = await call('GET', '/clients/app-jwt/credentials');
     expect(initial.status).toBe(200);
+    // §13: GET lists carry `expires_at: null`.
     expect(initial.body).toEqual([
-      { id: expect.stringMatching(/^cred_[A-Za-z0-9]{22}$/), name: 'initial', credential_type: 'public_key', kid: initialKey.thumbprint, alg: 'RS256', created_at: expect.any(String), updated_at: expect.any(String) },
+      { id: expect.stringMatching(/^cred_[A-Za-z0-9]{22}$/), name: 'initial', credential_type: 'public_key', kid: initialKey.thumbprint, alg: 'RS256', created_at: expect.any(String), updated_at: expect.any(String), expires_at: null },
     ]);
     const oldId = (initial.body as Array<{ id: string }>)[0]?.id as string;
     expect(tenant.clientCredentials('app-jwt')).toEqual([expect.objectContaining({ id: oldId, attached: true })]);
@@ -372,8 +397,8 @@ describe('local Auth0 tenant: Management API for credential rotation', () => {
       [newId, false],
     ]);
     const unattached = await jwtToken(nextKey);
-    expect(unattached.status).toBe(401);
-    expect((unattached.body as { error: string }).error).toBe('invalid_client');
+    // Was 401 invalid_client; a refused assertion is §7's most likely answer, §1's access_denied.
+    expect(unattached).toEqual({ status: 401, body: UNAUTHORIZED });
 
     // 2. Attach both: assertions signed by either key work, with or without a kid.
     const both = await call('PATCH', '/clients/app-jwt', { client_authentication_methods: { private_key_jwt: { credentials: [{ id: oldId }, { id: newId }] } } });
@@ -392,8 +417,8 @@ describe('local Auth0 tenant: Management API for credential rotation', () => {
     // 3. Attach only the new one: the old key is refused at once.
     expect((await call('PATCH', '/clients/app-jwt', { client_authentication_methods: { private_key_jwt: { credentials: [{ id: newId }] } } })).status).toBe(200);
     const old = await jwtToken(initialKey);
-    expect(old.status).toBe(401);
-    expect((old.body as { error: string }).error).toBe('invalid_client');
+    // Was 401 invalid_client; §7's most likely answer is §1's access_denied.
+    expect(old).toEqual({ status: 401, body: UNAUTHORIZED });
     expect((await jwtToken(initialKey, { withKid: false })).status).toBe(401);
     expect((await jwtToken(nextKey)).status).toBe(200);
     expect((await jwtToken(nextKey, { withKid: false })).status).toBe(200);
@@ -452,11 +477,11 @@ describe('local Auth0 tenant: Management API for credential rotation', () => {
     expect(tenant.clientCredentials('app-jwt')).toEqual([expect.objectContaining({ id: current?.id, attached: false })]);
     expect((await jwtToken(bare)).status).toBe(200);
 
-    // No key at all: invalid_client (not oidc-provider's invalid_client_metadata).
+    // No key at all: a refused assertion (not oidc-provider's invalid_client_metadata). Was
+    // 401 invalid_client; §7's most likely answer is §1's access_denied.
     tenant.setClientJwks('app-jwt', { keys: [] });
     const none = await jwtToken(bare);
-    expect(none.status).toBe(401);
-    expect((none.body as { error: string }).error).toBe('invalid_client');
+    expect(none).toEqual({ status: 401, body: UNAUTHORIZED });
 
     // Attaching through the Management API replaces the bare keys again.
     const res = await api('PATCH', '/clients/app-jwt', { body: { client_authentication_methods: { private_key_jwt: { credentials: [{ id: current?.id }] } } } });
@@ -490,6 +515,127 @@ describe('local Auth0 tenant: Management API for credential rotation', () => {
       expect(((await rotated.json()) as { client_secret: string }).client_secret).toBe(other.clientSecret('app'));
     } finally {
       await other.close();
+    }
+  });
+
+  async function apiWithHeaders(method: string, path: string, token: string, body?: unknown): Promise<Reply & { headers: Headers }> {
+    return withHeaders(
+      await fetch(`${tenant.origin}/api/v2${path}`, {
+        method,
+        headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      }),
+    );
+  }
+
+  function expectRateLimitHeaders(headers: Headers): void {
+    const nowSeconds = Math.floor(Date.now() / 1000);
+    expect(Number(headers.get('x-ratelimit-limit'))).toBeGreaterThan(0);
+    expect(Number(headers.get('x-ratelimit-remaining'))).toBeGreaterThanOrEqual(0);
+    expect(Number(headers.get('x-ratelimit-reset'))).toBeGreaterThanOrEqual(nowSeconds - 1);
+    expect(Number(headers.get('x-ratelimit-reset'))).toBeLessThanOrEqual(nowSeconds + 2);
+  }
+
+  it('§13: rotate-secret answers 200 with the whole client, the new client_secret included, and X-RateLimit-*', async () => {
+    const res = await apiWithHeaders('POST', '/clients/app/rotate-secret', await managementToken());
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('application/json; charset=utf-8');
+    expectRateLimitHeaders(res.headers);
+    expect(res.body).toEqual({
+      client_id: 'app',
+      name: 'Orders app',
+      app_type: 'non_interactive',
+      is_first_party: true,
+      grant_types: ['client_credentials'],
+      jwt_configuration: expect.any(Object),
+      token_endpoint_auth_method: 'client_secret_post',
+      client_secret: tenant.clientSecret('app'),
+    });
+  });
+
+  it('§13: a credential is created (201, no expires_at), read (200, expires_at: null), and deleted idempotently (204, 204)', async () => {
+    const token = await managementToken();
+    const key = await rsaKey();
+    const created = await apiWithHeaders('POST', '/clients/app-jwt/credentials', token, { credential_type: 'public_key', name: 'spare', pem: key.pem, alg: 'RS256' });
+    expect(created.status).toBe(201);
+    expect(created.body).not.toHaveProperty('expires_at');
+    expectRateLimitHeaders(created.headers);
+    const id = (created.body as { id: string }).id;
+    const read = await apiWithHeaders('GET', `/clients/app-jwt/credentials/${id}`, token);
+    expect(read).toMatchObject({ status: 200, body: { id, name: 'spare', kid: key.thumbprint, alg: 'RS256', expires_at: null } });
+    for (let i = 0; i < 2; i += 1) {
+      const deleted = await apiWithHeaders('DELETE', `/clients/app-jwt/credentials/${id}`, token);
+      expect([deleted.status, deleted.body]).toEqual([204, undefined]);
+      expectRateLimitHeaders(deleted.headers);
+    }
+    expect((await apiWithHeaders('GET', `/clients/app-jwt/credentials/${id}`, token)).status).toBe(404);
+  });
+
+  it('§13: PATCH of client_authentication_methods takes update:clients as well as update:client_keys', async () => {
+    const [current] = tenant.clientCredentials('app-jwt');
+    const patch = { client_authentication_methods: { private_key_jwt: { credentials: [{ id: current?.id }] } } };
+    for (const scope of ['update:clients', 'update:client_keys']) {
+      const res = await api('PATCH', '/clients/app-jwt', { token: await managementToken('rotator', rotatorSecret, scope), body: patch });
+      expect(res.status, scope).toBe(200);
+    }
+    const narrow = await api('PATCH', '/clients/app-jwt', { token: await managementToken('rotator', rotatorSecret, 'read:clients'), body: patch });
+    expect(narrow).toEqual({
+      status: 403,
+      body: { statusCode: 403, error: 'Forbidden', message: 'Insufficient scope, expected any of: update:clients,update:client_keys', errorCode: 'insufficient_scope' },
+    });
+  });
+
+  it('§13: in the documented propagation window ("old-or-new"), either secret may be accepted per request; afterwards only the new one', async () => {
+    const before = tenant.clientSecret('app') as string;
+    tenant.setSecretPropagationMs(60_000);
+    tenant.setSecretPropagationMode('old-or-new');
+    const rotated = await api('POST', '/clients/app/rotate-secret');
+    expect(rotated.status).toBe(200);
+    const newSecret = (rotated.body as { client_secret: string }).client_secret;
+
+    const outcomes = { old: new Set<number>(), new: new Set<number>() };
+    for (let i = 0; i < 20; i += 1) {
+      for (const [which, secret] of [['old', before], ['new', newSecret]] as const) {
+        const res = await secretToken('app', secret);
+        if (res.status !== 200) expect(res).toEqual({ status: 401, body: UNAUTHORIZED });
+        outcomes[which].add(res.status);
+      }
+    }
+    // 20 tries each: both answers show up for both secrets (a miss has odds of 2^-19).
+    expect([...outcomes.old].sort()).toEqual([200, 401]);
+    expect([...outcomes.new].sort()).toEqual([200, 401]);
+
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      vi.setSystemTime(Date.now() + 61_000);
+      for (let i = 0; i < 5; i += 1) {
+        expect((await secretToken('app', before)).status).toBe(401);
+        expect((await secretToken('app', newSecret)).status).toBe(200);
+      }
+    } finally {
+      vi.useRealTimers();
+      // End the window (it runs on the real clock) so later tests see a settled secret.
+      tenant.setClientSecret('app', newSecret);
+    }
+  });
+
+  it('§13, §8: past its limit the Management API answers 429 {statusCode,error,message,errorCode} with X-RateLimit-*', async () => {
+    const token = await managementToken();
+    tenant.setRateLimit({ limit: 1, perSecond: 0.001 }, 'management');
+    try {
+      const first = await apiWithHeaders('GET', '/clients/app', token);
+      expect(first.status).toBe(200);
+      expect([first.headers.get('x-ratelimit-limit'), first.headers.get('x-ratelimit-remaining')]).toEqual(['1', '0']);
+      const limited = await apiWithHeaders('GET', '/clients/app', token);
+      expect(limited.status).toBe(429);
+      expect(limited.body).toEqual({ statusCode: 429, error: 'Too Many Requests', message: 'Global limit has been reached', errorCode: 'too_many_requests' });
+      expect(limited.headers.get('x-ratelimit-limit')).toBe('1');
+      expect(limited.headers.get('x-ratelimit-remaining')).toBe('0');
+      expect(Number(limited.headers.get('x-ratelimit-reset')) - Date.now() / 1000).toBeGreaterThan(990);
+      // The token endpoint has its own limit.
+      expect((await secretToken('app', tenant.clientSecret('app') as string)).status).toBe(200);
+    } finally {
+      tenant.setRateLimit({ limit: 1000, perSecond: 1000 }, 'management');
     }
   });
 
