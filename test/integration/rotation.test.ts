@@ -178,6 +178,41 @@ describe('client secret rotation (rotate-secret: no overlap at Auth0)', () => {
     expect(await currentVersion(ids.orders)).toBe(token);
   }, 60_000);
 
+  // Where Auth0's answer is not known for sure (docs/auth0-wire-behaviour.md §1, §13), the same
+  // rotation under each plausible one: a 401 with invalid_client, a bare-text 401, and the
+  // documented window in which either secret may be accepted.
+  it.each([
+    ['a 401 invalid_client', 'invalid_client', 'neither'],
+    ['a bare-text 401 "Unauthorized"', 'plain-text', 'neither'],
+    ['old or new secret accepted for a while', 'access_denied', 'old-or-new'],
+  ] as const)('the same rotation with %s: 0 failed caller requests', async (_what, answer, propagation) => {
+    tenant.setRefusedCredentialAnswer(answer);
+    tenant.setSecretPropagationMode(propagation);
+    try {
+      const errors: Record<string, number> = {};
+      const instances = [instance(errors), instance(errors)];
+      const arn = await arnOf(ids.orders);
+      const token = randomUUID();
+      const rotator = instance({});
+
+      const running = load(instances, ORDERS, ['read:orders', 'write:orders', 'read:orders write:orders']);
+      await pause(1000);
+      await rotator.rotationHandler({ SecretId: arn, ClientRequestToken: token, Step: 'createSecret' });
+      await pause(3000);
+      for (const step of STEPS.slice(1)) await rotator.rotationHandler({ SecretId: arn, ClientRequestToken: token, Step: step });
+      await pause(2000);
+      const { all, seconds } = await running.stop();
+
+      expect(all.length / seconds).toBeGreaterThanOrEqual(20);
+      expect(all.filter((s) => s !== 200)).toEqual([]);
+      if (propagation === 'neither') expect(errors.ERR_IDP_CREDENTIAL_REFUSED ?? 0).toBeGreaterThan(0); // the fallback path ran
+      expect(await currentVersion(ids.orders)).toBe(token);
+    } finally {
+      tenant.setRefusedCredentialAnswer('access_denied');
+      tenant.setSecretPropagationMode('neither');
+    }
+  }, 60_000);
+
   it('every step run twice gives the same result (rotate-secret called once)', async () => {
     const arn = await arnOf(ids.orders);
     const token = randomUUID();
