@@ -157,3 +157,36 @@ describe('a frozen instance', () => {
     expect(await fleetBackoffs(table)).toBe(1);
   });
 });
+
+describe("Auth0's quota, seen before its 429", () => {
+  it('the quota headers on successful answers are followed: new tokens stop at the reserve, the refresher may spend it, and Auth0 is never asked past it', async () => {
+    const table = await stack.newTable();
+    // Auth0's M2M quota for the orders client: 4 tokens an hour (docs/auth0-wire-behaviour.md §9).
+    stack.tenant.setClientQuota('orders-client', { perHour: 4 });
+    try {
+      const vendor = stack.vendor({ env: { TOKEN_TABLE_NAME: table } });
+
+      const first = [
+        await ask(vendor, CHECKOUT_ROLE_SESSION, 'read:orders'), // Auth0: 3 left
+        await ask(vendor, CHECKOUT_ROLE_SESSION, 'write:orders'), // 2 left
+        await ask(vendor, CHECKOUT_ROLE_SESSION, 'read:orders write:orders'), // 1 left: the reserve (25 % of 4)
+      ];
+      await vendor.service.flush('orders');
+      const pastReserve = await ask(vendor, REPORTING_ROLE_SESSION, 'read:orders');
+
+      expect(first.map((r) => r.statusCode)).toEqual([200, 200, 200]);
+      expect(pastReserve.statusCode).toBe(503);
+      expect(Number(pastReserve.headers?.['Retry-After'])).toBeGreaterThan(0);
+      expect(stack.tenant.tokenRequests()).toBe(3); // refused on Auth0's own count, without asking
+
+      // The refresher (here: the prefetch of the reporting grant) may still spend the reserve.
+      const report = await vendor.refresher.run();
+      expect(report.refreshed).toBe(1);
+      expect(stack.tenant.tokenRequests()).toBe(4);
+      expect((await ask(vendor, REPORTING_ROLE_SESSION, 'read:orders')).statusCode).toBe(200);
+      expect(stack.tenant.tokenRequests()).toBe(4);
+    } finally {
+      stack.tenant.setClientQuota('orders-client', null);
+    }
+  });
+});
