@@ -3,44 +3,40 @@
  *
  * A token is sealed with AES-256-GCM under a data key; the data key is stored in the table only
  * as KMS ciphertext, so read access to the table yields no usable token. Each instance unwraps a
- * data key with KMS once and keeps it in memory: the warm path makes no KMS call.
- *
- * Items (next to the token store's; their keys are tokenTable.ts's):
- *   Data key:  { blob (B: KMS ciphertext of the key), createdAt (epoch ms), ttl }.
- *   Pointer:   { dataKeyId, blob, createdAt }: the key to seal with now.
- *   Lease:     the fleet lease named `datakey` (functions/core/lease.ts over tokenTable.ts's
- *              DynamoLeaseStore, as the token store's): who is generating the next one.
+ * data key with KMS (loaded on first use: kmsModule.ts) once and keeps it in memory: the warm
+ * path makes no KMS call. This module seals, caches, rotates and repairs; the keys' items in the
+ * table (each key's own, and the pointer naming the key to seal with now) are dataKeyTable.ts's,
+ * and the fleet lease `datakey` (core/lease.ts over tokenTable.ts's DynamoLeaseStore) says who
+ * is generating the next key.
  *
  * Rotation is lazy: the first instance to seal after the pointer is `rotateAfterMs` old takes the
  * lease, asks KMS for a new key and publishes it with a conditional write; the others wait for
  * the pointer, so the fleet makes one GenerateDataKey call per rotation and converges on one key.
  * Old keys stay in the table (and in memory) until every token sealed under them has expired.
  *
- * A pointer that cannot be used (it does not parse, its blob is not the key it names, it names a
- * key the table does not hold, or KMS refuses its blob) is repaired by the next seal: the lease
- * holder generates a key and publishes it with a conditional write that matches the defective
- * pointer exactly as read, so of several instances repairing at once one wins and the others adopt
- * its key. Each repair is reported (`onRepair`) and logged.
+ * A pointer that cannot be used ({@link PointerDefect}) is repaired by the next seal: the lease
+ * holder publishes a new key in place of the defective pointer exactly as read, so of several
+ * instances repairing at once one wins and the others adopt its key. Each repair is reported
+ * (`onRepair`) and logged.
  *
  * Sealed format: `v1.<dataKeyId>.<base64url(iv | ciphertext | tag)>`. The id is derived from
- * the wrapped key (never the key itself), so it also checks the blob read back for it.
+ * the wrapped key (dataKeyTable.ts's `dataKeyIdOf`), so it also checks the blob read back for it.
  */
-import { createCipheriv, createDecipheriv, createHash, createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
-import { GetItemCommand, PutItemCommand, type AttributeValue, type DynamoDBClient, type PutItemCommandInput } from '@aws-sdk/client-dynamodb';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { KMSClient } from '@aws-sdk/client-kms';
 import type * as KmsModule from './kmsModule.js';
 import { StoreUnavailableError, describe } from '../core/errors.js';
 import { FleetLease } from '../core/lease.js';
 import type { Log } from '../core/ports.js';
 import { SealError, type TokenSealer } from '../core/sealing.js';
-import { DynamoLeaseStore, PARTITION_KEY, TTL_ATTRIBUTE, conditionalWrite, keyOf, tableCall, tableKey, type Item, type TableRef } from './tokenTable.js';
+import { DATA_KEY_ID_LENGTH, DataKeyTable, dataKeyIdOf, type PointerRead, type StoredDataKey } from './dataKeyTable.js';
+import { DynamoLeaseStore, type TableRef } from './tokenTable.js';
 
 /** The fleet lease on generating the next data key (its item: `tableKey.lease(DATA_KEY_LEASE)`). */
 export const DATA_KEY_LEASE = 'datakey';
 const FORMAT_VERSION = 'v1';
-/** Length of a data key id: 96 bits of its blob's SHA-256, plenty to name a handful of keys. */
-const DATA_KEY_ID_LENGTH = 16;
 /**
  * 96-bit random IVs (NIST SP 800-38D §8.2.2). The whole fleet shares a key, so the bound that
  * matters is 2^32 seals per key (§8.3): one seal per fetched token, and a new key a day, stay far below.
@@ -49,11 +45,6 @@ const IV_BYTES = 12;
 const TAG_BYTES = 16;
 const DATA_KEY_BYTES = 32;
 const DEFAULT_ROTATE_AFTER_MS = 24 * 3600 * 1000;
-/**
- * How long a data key stays readable after it was last used to seal: at least the longest token
- * lifetime, so no token outlives the key that opens it. Auth0 access tokens default to 24 h.
- */
-const DATA_KEY_RETENTION_MS = 7 * 24 * 3600 * 1000;
 /**
  * The deadline of each outbound call (aborted through the SDK's `abortSignal`: AWS Developer Tools
  * blog, "AbortController in modular AWS SDK for JavaScript"), so no hung call can use up the
@@ -119,22 +110,12 @@ type PointerState =
   | { readonly kind: 'absent' }
   | { readonly kind: 'stale' }
   | { readonly kind: 'usable'; readonly key: DataKey }
-  /** `item`: the pointer exactly as read, for the repair's condition */
-  | { readonly kind: 'defective'; readonly defect: PointerDefect; readonly item: Item; readonly cause?: unknown };
+  /** `read`: the pointer exactly as read, for the repair's condition */
+  | { readonly kind: 'defective'; readonly defect: PointerDefect; readonly read: PointerRead; readonly cause?: unknown };
 
 /** A data key in memory. The key material is in a KeyObject: it cannot be logged or serialised. */
-interface DataKey {
-  readonly id: string;
+interface DataKey extends Pick<StoredDataKey, 'id' | 'createdAt'> {
   readonly key: KeyObject;
-  /** epoch ms, as the instance that generated it recorded */
-  readonly createdAt: number;
-}
-
-/** The pointer item as read from the table. */
-interface Pointer {
-  readonly dataKeyId: string;
-  readonly blob: Uint8Array;
-  readonly createdAt: number;
 }
 
 /** The KMS module (loaded on first use) and the client to call it with. */
@@ -147,7 +128,8 @@ interface Kms {
 export class KmsTokenSealer implements TokenSealer {
   private readonly now: () => number;
   private readonly rotateAfterMs: number;
-  private readonly table: TableRef;
+  /** The data key items and the pointer. */
+  private readonly dataKeys: DataKeyTable;
   /** One instance of the fleet generates the next data key; the others wait for its pointer. */
   private readonly lease: FleetLease;
   /** Binds every wrapped data key to this purpose and table: a blob copied elsewhere does not unwrap. */
@@ -171,9 +153,10 @@ export class KmsTokenSealer implements TokenSealer {
       throw new RangeError(`rotateAfterMs must be a positive number of milliseconds, got ${this.rotateAfterMs}`);
     }
     this.encryptionContext = { purpose: 'token-vendor-token-seal', table: options.tableName };
-    this.table = { client: options.dynamodb, tableName: options.tableName, callTimeoutMs: CALL_TIMEOUT_MS };
+    const table: TableRef = { client: options.dynamodb, tableName: options.tableName, callTimeoutMs: CALL_TIMEOUT_MS };
+    this.dataKeys = new DataKeyTable(table);
     this.lease = new FleetLease({
-      store: new DynamoLeaseStore({ ...this.table, now: this.now }),
+      store: new DynamoLeaseStore({ ...table, now: this.now }),
       now: this.now,
       sleep: options.sleep ?? ((ms) => delay(ms)),
       random: options.random ?? Math.random,
@@ -263,15 +246,15 @@ export class KmsTokenSealer implements TokenSealer {
    * @param requireFresh false: a parsed pointer is used however old (a rotation race's winner)
    */
   private async inspectPointer(requireFresh: boolean): Promise<PointerState> {
-    const item = await this.readPointerItem();
-    if (item === undefined) return { kind: 'absent' };
-    const pointer = itemToPointer(item);
-    if (pointer === undefined) return { kind: 'defective', defect: 'malformed', item };
+    const read = await this.dataKeys.readPointer();
+    if (read === undefined) return { kind: 'absent' };
+    const { pointer } = read;
+    if (pointer === undefined) return { kind: 'defective', defect: 'malformed', read };
     if (requireFresh && !this.isFresh(pointer.createdAt)) return { kind: 'stale' };
     try {
       return { kind: 'usable', key: await this.adopt(pointer) };
     } catch (error) {
-      if (error instanceof DataKeyError) return { kind: 'defective', defect: error.defect, item, cause: error };
+      if (error instanceof DataKeyError) return { kind: 'defective', defect: error.defect, read, cause: error };
       throw error;
     }
   }
@@ -293,47 +276,13 @@ export class KmsTokenSealer implements TokenSealer {
     const key = toKeyObject(out.Plaintext, 'GenerateDataKey');
     const id = dataKeyIdOf(blob);
 
+    const stored: StoredDataKey = { id, blob, createdAt };
     // The key's own item first, so a pointer always names a key that `open` can find.
-    await tableCall(this.table, 'PutItem', (callOptions) =>
-      this.options.dynamodb.send(
-        new PutItemCommand({
-          TableName: this.options.tableName,
-          Item: {
-            ...keyOf(tableKey.dataKey(id)),
-            blob: { B: blob },
-            createdAt: { N: String(createdAt) },
-            [TTL_ATTRIBUTE]: { N: String(Math.ceil((createdAt + this.rotateAfterMs + DATA_KEY_RETENTION_MS) / 1000)) },
-          },
-        }),
-        callOptions,
-      ),
-    );
+    await this.dataKeys.putDataKey(stored, createdAt + this.rotateAfterMs);
     const defective = replacing.kind === 'defective' ? replacing : undefined;
-    // Replace only a missing or stale pointer, or exactly the defective one we read: of several
-    // instances rotating (or repairing) at once, one wins.
-    const condition =
-      defective === undefined
-        ? {
-            ConditionExpression: 'attribute_not_exists(#pk) OR #createdAt <= :staleBefore',
-            ExpressionAttributeNames: { '#pk': PARTITION_KEY, '#createdAt': 'createdAt' },
-            ExpressionAttributeValues: { ':staleBefore': { N: String(createdAt - this.rotateAfterMs) } },
-          }
-        : sameAs(defective.item);
-    const published = await conditionalWrite(this.table, 'PutItem', (callOptions) =>
-      this.options.dynamodb.send(
-        new PutItemCommand({
-          TableName: this.options.tableName,
-          Item: {
-            ...keyOf(tableKey.dataKeyPointer()),
-            dataKeyId: { S: id },
-            blob: { B: blob },
-            createdAt: { N: String(createdAt) },
-          },
-          ...condition,
-        }),
-        callOptions,
-      ),
-    );
+    // Replace only a missing or stale pointer, or exactly the defective one read: of several rotating, one wins.
+    const condition = defective === undefined ? { staleBefore: createdAt - this.rotateAfterMs } : { replacing: defective.read };
+    const published = await this.dataKeys.publishPointer(stored, condition);
     if (!published) {
       // Lost the race: use the winner's key. Ours seals nothing; its item lapses by TTL.
       const winner = await this.inspectPointer(false);
@@ -346,7 +295,7 @@ export class KmsTokenSealer implements TokenSealer {
       this.options.log?.warn('Replaced a defective data key pointer', {
         defect: defective.defect,
         // Key ids are digests of wrapped keys: public names, never key material.
-        ...(typeof defective.item.dataKeyId?.S === 'string' ? { replacedDataKeyId: defective.item.dataKeyId.S } : {}),
+        ...(defective.read.dataKeyId !== undefined ? { replacedDataKeyId: defective.read.dataKeyId } : {}),
         dataKeyId: id,
         ...(defective.cause !== undefined ? { cause: describe(defective.cause) } : {}),
       });
@@ -360,14 +309,14 @@ export class KmsTokenSealer implements TokenSealer {
    * names, that key's own item holds the same blob (`open` reads it there), and KMS unwraps it.
    * @throws DataKeyError when not
    */
-  private async adopt(pointer: Pointer): Promise<DataKey> {
-    if (dataKeyIdOf(pointer.blob) !== pointer.dataKeyId) {
-      throw new DataKeyError('key-mismatch', `The data key pointer's blob is not data key ${pointer.dataKeyId}`);
+  private async adopt(pointer: StoredDataKey): Promise<DataKey> {
+    if (dataKeyIdOf(pointer.blob) !== pointer.id) {
+      throw new DataKeyError('key-mismatch', `The data key pointer's blob is not data key ${pointer.id}`);
     }
     // By id, so through the key's own item (unless already in memory): both digests match, so
     // the pointer's blob and the item's are the same.
-    const key = await this.keyFor(pointer.dataKeyId);
-    return { id: pointer.dataKeyId, key, createdAt: pointer.createdAt };
+    const key = await this.keyFor(pointer.id);
+    return { id: pointer.id, key, createdAt: pointer.createdAt };
   }
 
   /** The unwrapped data key `id`: from memory, else from its item in the table through KMS. */
@@ -384,7 +333,8 @@ export class KmsTokenSealer implements TokenSealer {
   }
 
   private async unwrap(id: string): Promise<KeyObject> {
-    const blob = await this.readDataKeyBlob(id);
+    const blob = await this.dataKeys.readBlob(id);
+    if (blob === undefined) throw new DataKeyError('unknown-key', `Data key ${id} is unknown (expired, or never published)`);
     // The id is a digest of the blob: a blob swapped in the table under a known id is refused.
     if (dataKeyIdOf(blob) !== id) throw new DataKeyError('key-mismatch', `Data key ${id} does not match its stored blob`);
     const out = await this.kmsCall('Decrypt', (kms, abortSignal) =>
@@ -395,33 +345,6 @@ export class KmsTokenSealer implements TokenSealer {
       ),
     );
     return toKeyObject(out.Plaintext, 'Decrypt');
-  }
-
-  private async readDataKeyBlob(id: string): Promise<Uint8Array> {
-    const out = await tableCall(this.table, 'GetItem', (callOptions) =>
-      this.options.dynamodb.send(
-        new GetItemCommand({
-          TableName: this.options.tableName,
-          Key: keyOf(tableKey.dataKey(id)),
-          // The item was written just before the first value sealed under it may be read.
-          ConsistentRead: true,
-        }),
-        callOptions,
-      ),
-    );
-    const blob = out.Item?.blob?.B;
-    if (blob === undefined) throw new DataKeyError('unknown-key', `Data key ${id} is unknown (expired, or never published)`);
-    return blob;
-  }
-
-  private async readPointerItem(): Promise<Item | undefined> {
-    const out = await tableCall(this.table, 'GetItem', (callOptions) =>
-      this.options.dynamodb.send(
-        new GetItemCommand({ TableName: this.options.tableName, Key: keyOf(tableKey.dataKeyPointer()), ConsistentRead: true }),
-        callOptions,
-      ),
-    );
-    return out.Item;
   }
 
   /** KMS, loaded the first time it is needed: the module, and the client passed in or built then. */
@@ -451,11 +374,6 @@ export class KmsTokenSealer implements TokenSealer {
   }
 }
 
-/** Short, public name of a data key: a digest of its KMS ciphertext, never of the key. */
-function dataKeyIdOf(blob: Uint8Array): string {
-  return createHash('sha256').update(blob).digest('base64url').slice(0, DATA_KEY_ID_LENGTH);
-}
-
 /** Moves the key material into a KeyObject and wipes the SDK's copy, so no readable copy stays on the heap. */
 function toKeyObject(plaintext: Uint8Array | undefined, operation: string): KeyObject {
   if (plaintext?.length !== DATA_KEY_BYTES) throw new StoreUnavailableError(`KMS ${operation} returned no 256-bit data key`);
@@ -476,42 +394,4 @@ function parseSealed(sealed: string): { id: string; payload: Buffer } {
     throw new SealError('ERR_SEAL_FORMAT', 'Not a sealed value');
   }
   return { id, payload };
-}
-
-/** The pointer's attributes, or `undefined` when it does not parse (never unwrap a half-read pointer: it is repaired). */
-function itemToPointer(item: Item): Pointer | undefined {
-  const dataKeyId = item.dataKeyId?.S;
-  const blob = item.blob?.B;
-  const createdAt = Number(item.createdAt?.N);
-  if (dataKeyId === undefined || blob === undefined || !Number.isFinite(createdAt)) return undefined;
-  return { dataKeyId, blob, createdAt };
-}
-
-/** The pointer's attributes a reader looks at. */
-const POINTER_ATTRIBUTES = ['dataKeyId', 'blob', 'createdAt'] as const;
-
-/**
- * A condition that holds only while the pointer is still `item` as read: each attribute a reader
- * looks at equal to what was read, or still absent. A pointer changed since (another instance's
- * repair) fails it, so two repairs converge on one key.
- */
-function sameAs(item: Item): Pick<PutItemCommandInput, 'ConditionExpression' | 'ExpressionAttributeNames' | 'ExpressionAttributeValues'> {
-  const names: Record<string, string> = { '#pk': PARTITION_KEY };
-  const values: Record<string, AttributeValue> = {};
-  const clauses = ['attribute_exists(#pk)'];
-  for (const [i, attribute] of POINTER_ATTRIBUTES.entries()) {
-    names[`#a${i}`] = attribute;
-    const read = item[attribute];
-    if (read === undefined) {
-      clauses.push(`attribute_not_exists(#a${i})`);
-    } else {
-      values[`:a${i}`] = read;
-      clauses.push(`#a${i} = :a${i}`);
-    }
-  }
-  return {
-    ConditionExpression: clauses.join(' AND '),
-    ExpressionAttributeNames: names,
-    ...(Object.keys(values).length > 0 ? { ExpressionAttributeValues: values } : {}),
-  };
 }

@@ -13,8 +13,8 @@
  *   lease          `lease#<name>`                  { owner, leaseUntil (epoch ms), ttl }
  *   back-off       `backoff#<clientKey>`           the token store's { until, reason, ttl }
  *   quota count    `quota#<clientKey>#<hourMs>`    the token store's { fetches, ttl }
- *   data key       `datakey#<id>`                  the sealer's { blob, createdAt, ttl }
- *   key pointer    `datakey#current`               the sealer's { dataKeyId, blob, createdAt }
+ *   data key       `datakey#<id>`                  dataKeyTable.ts's { blob, createdAt, ttl }
+ *   key pointer    `datakey#current`               dataKeyTable.ts's { dataKeyId, blob, createdAt }
  *
  * An adapter owns the attributes of the items it writes (they appear in its condition
  * expressions); this module owns the keys, so no other file spells a prefix.

@@ -148,24 +148,32 @@ function load(instances: Vendor[], audience: string, scopes: string[]) {
 
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * A whole client-secret rotation of the orders client while two instances serve 25 requests/s:
+ * load for `beforeMs`, createSecret (Auth0 rotates: the old secret dies), `pendingMs` with the new
+ * secret only AWSPENDING, the other three steps, `afterMs` more load.
+ */
+async function rotateUnderLoad(errors: Record<string, number>, timing: { beforeMs: number; pendingMs: number; afterMs: number }) {
+  const instances = [instance(errors), instance(errors)];
+  const arn = await arnOf(ids.orders);
+  const token = randomUUID();
+  const rotator = instance({});
+  const running = load(instances, ORDERS, ['read:orders', 'write:orders', 'read:orders write:orders']);
+  await pause(timing.beforeMs);
+  await rotator.rotationHandler({ SecretId: arn, ClientRequestToken: token, Step: 'createSecret' });
+  await pause(timing.pendingMs);
+  for (const step of STEPS.slice(1)) await rotator.rotationHandler({ SecretId: arn, ClientRequestToken: token, Step: step });
+  await pause(timing.afterMs);
+  return { ...(await running.stop()), token };
+}
+
 describe('client secret rotation (rotate-secret: no overlap at Auth0)', () => {
   it('a full rotation under continuous load ends with 0 failed caller requests', async () => {
     const errors: Record<string, number> = {};
-    const instances = [instance(errors), instance(errors)];
     const before = await currentValue(ids.orders);
-    const arn = await arnOf(ids.orders);
-    const token = randomUUID();
-    const rotator = instance({});
-
-    const running = load(instances, ORDERS, ['read:orders', 'write:orders', 'read:orders write:orders']);
-    await pause(1000);
-    await rotator.rotationHandler({ SecretId: arn, ClientRequestToken: token, Step: 'createSecret' });
-    // The old secret is dead at Auth0 now and still AWSCURRENT: tokens expire and are fetched again
-    // meanwhile, through Auth0's 401 access_denied (docs/auth0-wire-behaviour.md §1) and AWSPENDING.
-    await pause(4000);
-    for (const step of STEPS.slice(1)) await rotator.rotationHandler({ SecretId: arn, ClientRequestToken: token, Step: step });
-    await pause(3000);
-    const { all, seconds } = await running.stop();
+    // The old secret is dead at Auth0 once createSecret ran, and still AWSCURRENT: tokens expire
+    // and are fetched again meanwhile, through Auth0's 401 access_denied (docs/auth0-wire-behaviour.md §1) and AWSPENDING.
+    const { all, seconds, token } = await rotateUnderLoad(errors, { beforeMs: 1000, pendingMs: 4000, afterMs: 3000 });
 
     expect(all.length / seconds).toBeGreaterThanOrEqual(20);
     expect(all.filter((s) => s !== 200)).toEqual([]);
@@ -190,18 +198,7 @@ describe('client secret rotation (rotate-secret: no overlap at Auth0)', () => {
     tenant.setSecretPropagationMode(propagation);
     try {
       const errors: Record<string, number> = {};
-      const instances = [instance(errors), instance(errors)];
-      const arn = await arnOf(ids.orders);
-      const token = randomUUID();
-      const rotator = instance({});
-
-      const running = load(instances, ORDERS, ['read:orders', 'write:orders', 'read:orders write:orders']);
-      await pause(1000);
-      await rotator.rotationHandler({ SecretId: arn, ClientRequestToken: token, Step: 'createSecret' });
-      await pause(3000);
-      for (const step of STEPS.slice(1)) await rotator.rotationHandler({ SecretId: arn, ClientRequestToken: token, Step: step });
-      await pause(2000);
-      const { all, seconds } = await running.stop();
+      const { all, seconds, token } = await rotateUnderLoad(errors, { beforeMs: 1000, pendingMs: 3000, afterMs: 2000 });
 
       expect(all.length / seconds).toBeGreaterThanOrEqual(20);
       expect(all.filter((s) => s !== 200)).toEqual([]);
