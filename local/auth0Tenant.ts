@@ -284,6 +284,11 @@ export interface LocalAuth0Tenant {
   /** §12: when success bodies are gzipped; default 'when-asked' */
   setCompression(mode: Compression): void;
   /**
+   * The lifetime of the tokens Auth0 issues for `audience` from now on (the API's "Token
+   * Expiration" setting, changed in the dashboard): tokens already issued keep theirs.
+   */
+  setTokenTtl(audience: string, seconds: number): void;
+  /**
    * 'wrong-key' re-signs issued JWTs with a foreign RSA key (same kid); 'wrong-aud' re-signs them
    * with the tenant's real key but aud='https://not-the-requested-audience'. null = normal.
    * Opaque tokens are never tampered with.
@@ -879,6 +884,11 @@ export async function startLocalAuth0Tenant(opts: TenantOptions): Promise<LocalA
     },
     setCompression: (mode) => {
       compression = mode;
+    },
+    setTokenTtl: (audience, seconds) => {
+      const api = apis.get(audience);
+      if (api === undefined) throw new Error(`no API ${audience} in this tenant`);
+      api.tokenTtlSeconds = seconds;
     },
     setTamper: (mode) => {
       tamperMode = mode;
