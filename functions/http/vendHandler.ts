@@ -53,14 +53,18 @@ export function createVendHandler(deps: VendHandlerDeps): VendHandler {
     } finally {
       deps.metrics.addMetric('Request', MetricUnit.Count, 1);
       deps.metrics.addMetric('Latency', MetricUnit.Milliseconds, now() - started);
-      // By status class for the 5xx alarm and the dashboard, and by the internal code so a rate
-      // limit, a quota trip and a lease timeout (all 503 on the wire) are told apart.
+      // By status class for the 5xx alarm and the dashboard, and, for a failure, by the internal
+      // code, so a rate limit, a quota trip and a lease timeout (all 503 on the wire) are told
+      // apart. A token needs no second line: it is the 2xx count, and the warm path stays one
+      // metric line per request.
       const byStatus = deps.metrics.singleMetric();
       byStatus.addDimension('status', `${Math.floor(outcome.status / 100)}xx`);
       byStatus.addMetric('Response', MetricUnit.Count, 1);
-      const byCode = deps.metrics.singleMetric();
-      byCode.addDimension('code', outcome.code);
-      byCode.addMetric('Response', MetricUnit.Count, 1);
+      if (outcome.code !== OK) {
+        const byCode = deps.metrics.singleMetric();
+        byCode.addDimension('code', outcome.code);
+        byCode.addMetric('Response', MetricUnit.Count, 1);
+      }
       deps.logger.resetKeys();
     }
   });

@@ -131,7 +131,7 @@ describe('vend handler metrics', () => {
     ['an IdP refusal', new IdpRejectedError('invalid_client', 401, 'refused'), 502, 'ERR_IDP_REJECTED'],
     ['the IdP unavailable', new IdpUnavailableError('down', 5), 503, 'ERR_IDP_UNAVAILABLE'],
     ['a bug', new TypeError('boom'), 500, 'ERR_UNEXPECTED'],
-  ])('counts %s as a Response by status class and by internal code', async (_what, fail, status, code) => {
+  ])('counts %s as a Response by status class, and a failure by its internal code too', async (_what, fail, status, code) => {
     const { metrics, singles } = recordingMetrics();
     const service = {
       async vend() {
@@ -144,7 +144,8 @@ describe('vend handler metrics', () => {
     const res = (await handler(apiEvent({ body: JSON.stringify({ audience: 'https://a' }) }))) as APIGatewayProxyResult;
 
     expect(res.statusCode).toBe(status);
-    expect(singles.filter((s) => s.name === 'Response').map((s) => s.dimensions)).toEqual([{ status: `${String(status)[0]}xx` }, { code }]);
+    const expected = code === 'OK' ? [{ status: '2xx' }] : [{ status: `${String(status)[0]}xx` }, { code }];
+    expect(singles.filter((s) => s.name === 'Response').map((s) => s.dimensions)).toEqual(expected);
   });
 
   it('a 503 on the wire still tells a rate limit from a quota trip by its code', async () => {
