@@ -17,13 +17,15 @@ import { cfnLint, packageService, runPackage, zipEntries, type CfnResource, type
 
 const execFileAsync = promisify(execFile);
 
+const BREAK_GLASS = 'arn:aws:iam::111122223333:role/token-vendor-break-glass';
 let regional: Packaged;
 let privateApi: Packaged;
 beforeAll(() => {
   // One after the other: each run rebuilds dist/.
   regional = packageService('citest', { allowedAccountIds: '111122223333,444455556666', organizationId: 'o-abcdef1234' });
   // The private API is also packaged with Lambda active tracing on; the regional one keeps the default (off).
-  privateApi = packageService('citestprivate', { vpcEndpointId: 'vpce-0123456789abcdef0', tracing: 'true' });
+  // It also has a break-glass role and vend's reserved concurrency; the regional one neither.
+  privateApi = packageService('citestprivate', { vpcEndpointId: 'vpce-0123456789abcdef0', tracing: 'true', breakGlassRoleArn: BREAK_GLASS, vendReservedConcurrency: '25' });
 }, 300_000);
 
 const ofType = (p: Packaged, type: string): Array<[string, CfnResource]> => Object.entries(p.template.Resources).filter(([, r]) => r.Type === type);
@@ -160,6 +162,120 @@ describe('packaged template', () => {
     expect(vendActions).not.toContain('UpdateSecretVersionStage');
   });
 
+  // --- who can read what (issue 10) ---------------------------------------------------------
+  type Statement = { Sid?: string; Effect: string; Action: string | string[]; Resource?: unknown; Condition?: Record<string, Record<string, unknown>> };
+  const asList = <T,>(v: T | T[] | undefined): T[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
+  const roleStatements = (p: Packaged, roleId: string): Statement[] =>
+    (props(p.template.Resources[roleId]).Policies as Array<{ PolicyDocument: { Statement: Statement[] } }>).flatMap((x) => x.PolicyDocument.Statement);
+  const secretPolicy = (p: Packaged, secretId: string): Statement[] => {
+    const policies = ofType(p, 'AWS::SecretsManager::ResourcePolicy').filter(([, r]) => isDeepStrictEqual(props(r).SecretId, { Ref: secretId }));
+    expect([secretId, policies.length]).toEqual([secretId, 1]);
+    return props(policies[0]![1]).ResourcePolicy.Statement as Statement[];
+  };
+  /** The principals a secret's resource policy lets read it (those its GetSecretValue deny exempts). */
+  const readersOf = (p: Packaged, secretId: string): unknown[] => {
+    const deny = secretPolicy(p, secretId).filter((s) => s.Effect === 'Deny' && asList(s.Action).includes('secretsmanager:GetSecretValue'));
+    expect(deny).toHaveLength(1);
+    expect(deny[0]).toMatchObject({ Principal: '*', Resource: '*' });
+    return asList(deny[0]!.Condition?.ArnNotEquals?.['aws:PrincipalArn']);
+  };
+  const role = (id: string) => ({ 'Fn::GetAtt': [id, 'Arn'] });
+  /** The secrets a role's own policy lets it read. */
+  const readableBy = (p: Packaged, roleId: string): unknown[] =>
+    roleStatements(p, roleId)
+      .filter((s) => s.Effect === 'Allow' && asList(s.Action).includes('secretsmanager:GetSecretValue'))
+      .flatMap((s) => asList(s.Resource));
+  const keyStatements = (p: Packaged): Statement[] => props(p.template.Resources.TokenVendorKey).KeyPolicy.Statement as Statement[];
+  const roleArn = (stage: string, fn: string) => ({ 'Fn::Sub': `arn:\${AWS::Partition}:iam::\${AWS::AccountId}:role/token-vendor-${stage}-\${AWS::Region}-${fn}` });
+
+  it('puts a resource policy on every client secret it creates, denying only (administrators keep the policy itself)', () => {
+    for (const p of [regional, privateApi]) {
+      const secrets = ofType(p, 'AWS::SecretsManager::Secret').map(([id]) => id);
+      expect(secrets.length).toBe(2);
+      for (const id of secrets) {
+        const statements = secretPolicy(p, id);
+        expect(statements.map((s) => s.Effect)).toEqual(statements.map(() => 'Deny'));
+        const actions = statements.flatMap((s) => asList(s.Action));
+        expect(actions).toContain('secretsmanager:GetSecretValue');
+        expect(actions).not.toContain('secretsmanager:PutResourcePolicy');
+        expect(actions).not.toContain('secretsmanager:DeleteResourcePolicy');
+        expect(actions.filter((a) => a.includes('*'))).toEqual([]);
+      }
+    }
+  });
+
+  it('lets vend and refresh read the clients they vend for, never the management client; rotate reads both', () => {
+    // orders-m2m is vended and rotates; auth0-rotator is only its rotation.managementClient
+    expect(readersOf(regional, 'ClientSecretordersm2m')).toEqual([role('VendRole'), role('RefreshRole'), role('RotateRole')]);
+    expect(readersOf(regional, 'ClientSecretauth0rotator')).toEqual([role('RotateRole')]);
+    for (const id of ['VendRole', 'RefreshRole']) expect([id, readableBy(regional, id)]).toEqual([id, [{ Ref: 'ClientSecretordersm2m' }]]);
+    expect(readableBy(regional, 'RotateRole')).toEqual(expect.arrayContaining([{ Ref: 'ClientSecretauth0rotator' }, { Ref: 'ClientSecretordersm2m' }]));
+    // only rotation moves a secret's version stages
+    const stageDeny = (id: string) => secretPolicy(regional, id).find((s) => asList(s.Action).includes('secretsmanager:UpdateSecretVersionStage'));
+    expect(stageDeny('ClientSecretordersm2m')?.Condition).toEqual({ ArnNotEquals: { 'aws:PrincipalArn': [role('RotateRole')] } });
+    expect(stageDeny('ClientSecretauth0rotator')?.Condition).toBeUndefined();
+  });
+
+  it('adds the break-glass role, when given, to every secret\'s readers and to the key', () => {
+    expect(readersOf(privateApi, 'ClientSecretordersm2m')).toEqual([role('VendRole'), role('RefreshRole'), role('RotateRole'), BREAK_GLASS]);
+    expect(readersOf(privateApi, 'ClientSecretauth0rotator')).toEqual([role('RotateRole'), BREAK_GLASS]);
+    expect(JSON.stringify(keyStatements(regional))).not.toContain('break-glass');
+    const breakGlass = keyStatements(privateApi).find((s) => s.Sid === 'BreakGlassReadsAndWritesSecrets');
+    expect(breakGlass?.Condition?.ArnEquals).toEqual({ 'aws:PrincipalArn': BREAK_GLASS });
+  });
+
+  it('keeps the key\'s administration with the account and its use with the function roles, bound by encryption context', () => {
+    const statements = keyStatements(regional);
+    const root = { AWS: { 'Fn::Sub': 'arn:${AWS::Partition}:iam::${AWS::AccountId}:root' } };
+    // nobody gets kms:* any more
+    expect(statements.flatMap((s) => asList(s.Action))).not.toContain('kms:*');
+    const admin = statements.find((s) => s.Sid === 'AccountAdministersTheKey');
+    expect(admin).toMatchObject({ Effect: 'Allow', Principal: root, Resource: '*' });
+    expect(asList(admin!.Action).sort()).toEqual(
+      ['kms:Create*', 'kms:Describe*', 'kms:Enable*', 'kms:List*', 'kms:Put*', 'kms:Update*', 'kms:Revoke*', 'kms:Disable*', 'kms:Get*', 'kms:Delete*', 'kms:ScheduleKeyDeletion', 'kms:CancelKeyDeletion', 'kms:TagResource', 'kms:UntagResource'].sort(),
+    );
+    expect(admin!.Condition).toBeUndefined();
+    // the administration statement grants no use of the key
+    expect(asList(admin!.Action).filter((a) => /Decrypt|Encrypt|GenerateDataKey/.test(a))).toEqual([]);
+    // sealing: the three roles, the sealer's own context (functions/adapters/kmsTokenSealer.ts)
+    const seal = statements.find((s) => s.Sid === 'FunctionsSealTokens');
+    expect(seal?.Condition).toEqual({
+      ArnEquals: { 'aws:PrincipalArn': [roleArn('citest', 'vend'), roleArn('citest', 'refresh'), roleArn('citest', 'rotate')] },
+      StringEquals: { 'kms:EncryptionContext:purpose': 'token-vendor-token-seal', 'kms:EncryptionContext:table': props(regional.template.Resources.TokenTable).TableName },
+    });
+    // the role names the key policy uses are the roles' own
+    for (const fn of ['vend', 'refresh', 'rotate']) {
+      const roleId = `${fn[0]!.toUpperCase()}${fn.slice(1)}Role`;
+      expect(props(regional.template.Resources[roleId]).RoleName).toEqual({ 'Fn::Sub': `token-vendor-citest-\${AWS::Region}-${fn}` });
+    }
+    // decrypting a secret: vend and refresh only their clients' secrets, rotate the rotating and management ones
+    const secretArn = (name: string) => ({ 'Fn::Sub': `arn:\${AWS::Partition}:secretsmanager:\${AWS::Region}:\${AWS::AccountId}:secret:token-vendor/${name}-??????` });
+    const viaSecretsManager = { 'Fn::Sub': 'secretsmanager.${AWS::Region}.amazonaws.com' };
+    expect(statements.find((s) => s.Sid === 'VendAndRefreshReadTheirClientsSecrets')?.Condition).toEqual({
+      ArnEquals: { 'aws:PrincipalArn': [roleArn('citest', 'vend'), roleArn('citest', 'refresh')] },
+      StringEquals: { 'kms:ViaService': viaSecretsManager },
+      StringLike: { 'kms:EncryptionContext:SecretARN': [secretArn('orders-m2m')] },
+    });
+    expect(statements.find((s) => s.Sid === 'RotateReadsAndWritesTheRotatingSecrets')?.Condition).toEqual({
+      ArnEquals: { 'aws:PrincipalArn': roleArn('citest', 'rotate') },
+      StringEquals: { 'kms:ViaService': viaSecretsManager },
+      StringLike: { 'kms:EncryptionContext:SecretARN': [secretArn('orders-m2m'), secretArn('auth0-rotator')] },
+    });
+    // every statement that allows a decrypt names roles by ARN, or goes through DynamoDB for this table only
+    for (const s of statements.filter((x) => asList(x.Action).some((a) => a.startsWith('kms:Decrypt')))) {
+      const boundToRoles = s.Condition?.ArnEquals?.['aws:PrincipalArn'] !== undefined;
+      const tableOnly = s.Condition?.StringEquals?.['kms:EncryptionContext:aws:dynamodb:tableName'] === 'token-vendor-citest';
+      expect([s.Sid, boundToRoles || tableOnly]).toEqual([s.Sid, true]);
+    }
+    // the account may encrypt a secret value (put-secret-value), never decrypt one
+    expect(statements.find((s) => s.Sid === 'AccountWritesSecretValues')?.Action).toBe('kms:GenerateDataKey');
+  });
+
+  it('reserves concurrency for vend only when the parameter is given', () => {
+    expect(props(regional.template.Resources.VendLambdaFunction).ReservedConcurrentExecutions).toBeUndefined();
+    expect(props(privateApi.template.Resources.VendLambdaFunction).ReservedConcurrentExecutions).toBe(25);
+  });
+
   it('runs the refresher on a schedule, one pass at a time', () => {
     const rules = ofType(regional, 'AWS::Events::Rule');
     expect(rules.map(([, r]) => props(r).ScheduleExpression)).toEqual(['rate(1 minute)']);
@@ -249,6 +365,14 @@ describe('packaging with a bad tracing parameter', () => {
     const result = runPackage('citestbadtracing', join(regional.dir, 'badtracing'), { tracing: 'yes' });
     expect(result.status).not.toBe(0);
     expect(result.output).toContain('param tracing: "yes" is not true or false');
+  }, 120_000);
+});
+
+describe('packaging with a bad break-glass role', () => {
+  it('fails, naming the parameter', () => {
+    const result = runPackage('citestbadbreakglass', join(regional.dir, 'badbreakglass'), { breakGlassRoleArn: 'arn:aws:iam::111122223333:user/alice' });
+    expect(result.status).not.toBe(0);
+    expect(result.output).toContain('param breakGlassRoleArn: "arn:aws:iam::111122223333:user/alice" is not an IAM role ARN');
   }, 120_000);
 });
 
