@@ -182,6 +182,8 @@ export class CallerQuotaError extends VendorError {
   constructor(
     message: string,
     readonly retryAfterSeconds: number,
+    /** whose budget it is: a caller who only joined that caller's fetch is not refused by it */
+    readonly caller: string,
   ) {
     super(message);
   }

@@ -6,7 +6,8 @@
  * - not past the quota guard, which protects Auth0 from the vendor without letting one caller
  *   starve another: a fleet-wide hourly cap per client, of which a reserve only refreshes of
  *   tokens in use may spend; a budget per caller for the new tokens its misses cause; Auth0's own
- *   count when it sends one (`Auth0-Client-Quota-Limit`); and a refusal (403: the grants and
+ *   count when it sends one (`Auth0-Client-Quota-Limit`: no new tokens once only the reserve is
+ *   left); and a refusal (403: the grants and
  *   Auth0's client grant disagree) remembered briefly, so asking again costs nothing;
  * - transient failures retried with full jitter inside a deadline (AWS Architecture Blog,
  *   "Exponential Backoff And Jitter");
@@ -74,6 +75,8 @@ const HOUR_MS = 3_600_000;
  * the instance being frozen, not by the IdP: its failure is no evidence about the IdP.
  */
 const FREEZE_SLACK_MS = 2_000;
+/** The longest Retry-After the quota guard answers, whatever a bucket's reset says. */
+const MAX_QUOTA_RETRY_AFTER_SECONDS = 3_600;
 /** Refusals remembered at most: a caller cycling through scope sets cannot grow the map past this. */
 const MAX_REMEMBERED_REFUSALS = 1_000;
 
@@ -187,8 +190,7 @@ export class GoodCitizenEndpoint implements TokenEndpoint {
    * - a refresh of a token in use (refresh-ahead, the schedule) may spend the client's whole cap;
    * - a miss may spend only the cap less the reserve, and at most the caller's own budget, so no
    *   caller can starve another caller of the client, or the refresher;
-   * - when Auth0 has told us what is left of its own quota, its count rules: nothing past zero,
-   *   and misses not into the reserve.
+   * - when Auth0 has told us what is left of its own quota, misses stop at the reserve.
    */
   private async checkQuota(client: string, request: TokenFetchRequest): Promise<void> {
     const cap = this.options.quotaPerClientPerHour;
@@ -202,7 +204,7 @@ export class GoodCitizenEndpoint implements TokenEndpoint {
       if (!(await this.deps.limits.countFetch(counterKey(client, 'caller', request.caller), hourStart, callerBudget))) {
         this.deps.observer.quotaGuardTripped('caller');
         this.deps.log.warn('quota guard: a caller used up its hourly budget of new tokens', { clientKey: client, caller: request.caller, budget: callerBudget });
-        throw new CallerQuotaError(`caller ${request.caller} caused ${callerBudget} fetches this hour for client ${client}`, untilHour);
+        throw new CallerQuotaError(`caller ${request.caller} caused ${callerBudget} fetches this hour for client ${client}`, untilHour, request.caller);
       }
     }
     if (cap <= 0) return;
@@ -219,23 +221,30 @@ export class GoodCitizenEndpoint implements TokenEndpoint {
     throw new QuotaGuardError(`quota guard: ${cap} fetches this hour for client ${client} (${scope})`, retryAfterSeconds);
   }
 
-  /** Auth0's own count, while its bucket has not reset: none left, or only the reserve left for refreshes. */
+  /**
+   * Auth0's own count, while its bucket has not reset: once only the reserve is left, no new
+   * tokens. Refreshes are never stopped on Auth0's word alone: with an unenforced quota Auth0
+   * reports nothing left yet keeps issuing (docs/auth0-wire-behaviour.md §9), and its own 429
+   * stops them when a quota is enforced. A reading's reset time is bounded by its bucket, so a
+   * lying header cannot stop new tokens for longer than an hour (a day for `per_day`).
+   */
   private checkAuth0Count(client: string, refresh: boolean): void {
     const known = this.readings.get(client);
-    if (known === undefined) return;
+    if (known === undefined || refresh) return;
     const { reading, at } = known;
-    const resetsAt = at + reading.resetsInSeconds * 1000;
+    const period = reading.bucket === 'per_day' ? 86_400 : 3_600;
+    const resetsAt = at + Math.min(reading.resetsInSeconds, period) * 1000;
     const now = this.deps.now();
     if (now >= resetsAt) {
       this.readings.delete(client);
       return;
     }
     const reserve = Math.ceil(reading.limit * this.options.quotaReserveRatio);
-    if (reading.remaining <= 0 || (!refresh && reading.remaining <= reserve)) {
+    if (reading.remaining <= reserve) {
       this.deps.observer.quotaGuardTripped('auth0');
       throw new QuotaGuardError(
         `Auth0 reports ${reading.remaining} of ${reading.limit} tokens left in its ${reading.bucket} quota for client ${client}`,
-        Math.max(1, Math.ceil((resetsAt - now) / 1000)),
+        Math.min(MAX_QUOTA_RETRY_AFTER_SECONDS, Math.max(1, Math.ceil((resetsAt - now) / 1000))),
       );
     }
   }

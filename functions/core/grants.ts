@@ -4,7 +4,7 @@
  * validated at build time (`npm run validate:grants`) and again at cold start, and every error
  * names the offending field, e.g. `grants[2].principals[0]: ...`.
  */
-import { AccessDeniedError, InvalidRequestError } from './errors.js';
+import { AccessDeniedError, InvalidRequestError, InvalidTokenResponseError } from './errors.js';
 import type { Caller } from './principal.js';
 
 export type ClientAuthMethod = 'client_secret_post' | 'client_secret_basic' | 'private_key_jwt';
@@ -341,4 +341,19 @@ function expectString(value: unknown, field: string, maxLength: number): string 
   if (typeof value !== 'string' || value.length === 0) throw new GrantsValidationError(field, 'must be a non-empty string');
   if (value.length > maxLength) throw new GrantsValidationError(field, `must be at most ${maxLength} characters`);
   return value;
+}
+
+/**
+ * The IdP may grant fewer scopes than asked (RFC 6749 §3.3) but never more: a caller must not
+ * end up holding more than its grant. An omitted `scope` means exactly what was asked.
+ */
+export function checkGrantedScope(granted: string, requested: readonly string[]): string {
+  if (granted === '') return requested.join(' ');
+  const grantedScopes = parseScope(granted);
+  const extra = grantedScopes.filter((s) => !requested.includes(s));
+  if (extra.length > 0) {
+    // IdP-controlled text: bounded before it reaches a log line.
+    throw new InvalidTokenResponseError(`the IdP granted scopes that were not requested: ${extra.join(' ').slice(0, 200)}`);
+  }
+  return grantedScopes.join(' ');
 }

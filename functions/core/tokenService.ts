@@ -15,9 +15,9 @@
  * Secrets Manager is unreachable.
  */
 import type { AuthorizedRequest, GrantBook } from './grants.js';
-import { parseScope } from './grants.js';
+import { checkGrantedScope } from './grants.js';
 import { DegradedModeStore, UNAVAILABLE } from './degradedStore.js';
-import { InvalidTokenResponseError, LeaseTimeoutError, describe } from './errors.js';
+import { CallerQuotaError, InvalidTokenResponseError, LeaseTimeoutError, describe } from './errors.js';
 import { isDue, isFreshFor, isUsable, serve, type ExpiryPolicy, type VendedToken } from './expiry.js';
 import { GoodCitizenEndpoint, type GoodCitizenOptions } from './goodCitizenEndpoint.js';
 import { InstanceTier, SingleFlight, type RefreshOutcome } from './instanceTier.js';
@@ -167,11 +167,25 @@ export class TokenService {
       else observer.cacheHit('memory');
     } else {
       if (token !== undefined) tier.forget(request.key);
-      token = await tier.load(request.key, () => this.fromFleet(request));
+      token = await this.load(request);
     }
     if (tier.claimUseRecord(token)) await this.parts.store.touch(token.key, this.parts.now());
     this.warmCredentials(request.client.secretId);
     return serve(token, this.parts.now());
+  }
+
+  /**
+   * Load a missing token once for all concurrent callers of the instance. The fetch is charged to
+   * the caller who started it: if that caller was over its own budget, a caller who only joined
+   * is not refused for it, but loads again as itself (a new fetch, or another caller's).
+   */
+  private async load(request: KeyedRequest): Promise<CachedToken> {
+    try {
+      return await this.parts.tier.load(request.key, () => this.fromFleet(request));
+    } catch (error) {
+      if (!(error instanceof CallerQuotaError) || error.caller === request.caller) throw error;
+      return this.parts.tier.load(request.key, () => this.fromFleet(request));
+    }
   }
 
   /**
@@ -380,18 +394,4 @@ export class TokenService {
 
 function keyed(authorized: AuthorizedRequest, caller?: string): KeyedRequest {
   return { ...authorized, caller, key: cacheKey(authorized.client.issuer, authorized.client.secretId, authorized.audience, authorized.scopes) };
-}
-
-/**
- * The IdP may grant fewer scopes than asked (RFC 6749 §3.3) but never more: a caller must not
- * end up holding more than its grant. An omitted `scope` means exactly what was asked.
- */
-function checkGrantedScope(granted: string, requested: readonly string[]): string {
-  if (granted === '') return requested.join(' ');
-  const grantedScopes = parseScope(granted);
-  const extra = grantedScopes.filter((s) => !requested.includes(s));
-  if (extra.length > 0) {
-    throw new InvalidTokenResponseError(`the IdP granted scopes that were not requested: ${extra.join(' ')}`);
-  }
-  return grantedScopes.join(' ');
 }

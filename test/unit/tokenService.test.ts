@@ -16,7 +16,7 @@ import { createTokenService, type TokenServiceOptions } from '../../functions/co
 
 const grants = GrantBook.parse({
   clients: { c: { domain: 'tenant.auth0.com', secretId: 's' } },
-  grants: [{ principals: ['arn:aws:iam::111122223333:role/app'], client: 'c', audience: 'https://api', scopes: ['read', 'write'] }],
+  grants: [{ principals: ['arn:aws:iam::111122223333:role/app', 'arn:aws:iam::111122223333:role/other'], client: 'c', audience: 'https://api', scopes: ['read', 'write'] }],
 });
 const caller = { kind: 'iam', partition: 'aws', account: '111122223333', type: 'role', path: '', name: 'app', arn: 'arn:aws:iam::111122223333:role/app' } as const;
 
@@ -508,6 +508,25 @@ describe('TokenService', () => {
       expect(fetchMinutes.length).toBeGreaterThan(10);
       expect(Math.min(...gaps)).toBeGreaterThanOrEqual(5);
       expect([...store.tokens.values()][0]!.expiresAt - Math.floor(([...store.tokens.values()][0]!.fetchedAt) / 1000)).toBe(600);
+    });
+  });
+
+  describe('the quota guard\'s per-caller budget and the single flight', () => {
+    it('a caller who only joined an over-budget caller\'s fetch is not refused for it: it loads as itself', async () => {
+      // Arrange: a budget of 1 new token per caller; `app` has spent its one
+      const { make, requests } = setup({ quotaPerCallerPerHour: 1 });
+      const service = make();
+      const other = { ...caller, name: 'other', arn: 'arn:aws:iam::111122223333:role/other' } as const;
+      await service.vend({ caller, audience: 'https://api', scope: 'read' });
+      // Act: both ask for a token no one holds, `app` first, at the same moment
+      const [mine, theirs] = await Promise.allSettled([
+        service.vend({ caller, audience: 'https://api', scope: 'write' }),
+        service.vend({ caller: other, audience: 'https://api', scope: 'write' }),
+      ]);
+      // Assert
+      expect(mine.status === 'rejected' && (mine.reason as { code?: string }).code).toBe('ERR_CALLER_QUOTA');
+      expect(theirs.status === 'fulfilled' && theirs.value.access_token).toBe('tok-2');
+      expect(requests).toHaveLength(2);
     });
   });
 });

@@ -573,25 +573,40 @@ describe('quota guard: one caller cannot starve another, nor the refresher', () 
     expect(observer.quotaBudgets).toEqual(['miss', 'miss', 'client']);
   });
 
-  it('follows Auth0\'s own count when it sends one: nothing past zero, misses not into the reserve', async () => {
-    // Arrange: Auth0 says 2 of 8 left this hour (reserve 25 % of 8 = 2)
+  it('follows Auth0\'s own count when it sends one: new tokens stop at the reserve; refreshes are left to Auth0\'s own 429', async () => {
+    // Arrange: Auth0 says 2 of 8 left this hour (reserve 25 % of 8 = 2), then 0 (an unenforced
+    // quota reports 0 and keeps issuing: docs/auth0-wire-behaviour.md §9)
     const reading = { bucket: 'per_hour', limit: 8, remaining: 2, resetsInSeconds: 600 };
     const { endpoint, idp, observer, clock } = setup({ steps: [{ ...token(), quota: reading }, { ...token(), quota: { ...reading, remaining: 0 } }, token()], options });
     // Act
     await endpoint.fetchToken(request({ cause: 'scheduled' })); // learns: 2 left
     const miss = await endpoint.fetchToken(request({ caller: 'a' })).catch((e: unknown) => e);
     await endpoint.fetchToken(request({ cause: 'scheduled' })); // a refresh may; learns: 0 left
-    const refresh = await endpoint.fetchToken(request({ cause: 'scheduled' })).catch((e: unknown) => e);
+    const refresh = await endpoint.fetchToken(request({ cause: 'scheduled' })).then(() => 'ok');
     clock.now += 600_000;
     const afterReset = await endpoint.fetchToken(request({ caller: 'a' })).then(() => 'ok');
     // Assert
     expect(miss).toBeInstanceOf(QuotaGuardError);
     expect((miss as QuotaGuardError).retryAfterSeconds).toBe(600);
-    expect(refresh).toBeInstanceOf(QuotaGuardError);
+    expect(refresh).toBe('ok');
     expect(afterReset).toBe('ok');
-    expect(idp.requests).toHaveLength(3);
+    expect(idp.requests).toHaveLength(4);
     expect(observer.quotaReadings.map(([, r]) => r.remaining)).toEqual([2, 0]);
-    expect(observer.quotaBudgets).toEqual(['auth0', 'auth0']);
+    expect(observer.quotaBudgets).toEqual(['auth0']);
+  });
+
+  it('a lying reset time stops new tokens for at most the bucket\'s period, with at most an hour of Retry-After', async () => {
+    // Arrange: a 200 claims nothing is left for the next ~31 million years
+    const lie = { bucket: 'per_hour', limit: 8, remaining: 0, resetsInSeconds: 999_999_999_999_999 };
+    const { endpoint, clock } = setup({ steps: [{ ...token(), quota: lie }, token()], options });
+    await endpoint.fetchToken(request({ cause: 'scheduled' }));
+    // Act
+    const refused = await endpoint.fetchToken(request({ caller: 'a' })).catch((e: unknown) => e);
+    clock.now += 3_600_000;
+    const later = await endpoint.fetchToken(request({ caller: 'a' })).then(() => 'ok');
+    // Assert
+    expect((refused as QuotaGuardError).retryAfterSeconds).toBe(3600);
+    expect(later).toBe('ok');
   });
 });
 
