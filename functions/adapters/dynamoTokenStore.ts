@@ -4,7 +4,7 @@
  * items below are this store's.
  *
  * Token item:   { pk, sealedToken, scope, expiresAt (epoch s), ttl (= expiresAt), fetchedAt (epoch ms),
- *                fingerprint, client, audience, scopes, lastUsedAt (epoch ms), clientId? }.
+ *                fingerprint, client, audience, scopes, lastUsedAt (epoch ms), clientId?, origin? }.
  *                The token is sealed (AES-256-GCM under a KMS data key, the item's key as associated
  *                data): read access to the table alone yields no usable token.
  * Back-off:     { until (epoch ms), reason, ttl }.
@@ -121,6 +121,7 @@ export class DynamoTokenStore implements TokenStore {
             scopes: { S: token.scopes.join(' ') },
             lastUsedAt: { N: String(token.lastUsedAt ?? token.fetchedAt) },
             ...(token.clientId !== undefined ? { clientId: { S: token.clientId } } : {}),
+            ...(token.origin !== undefined ? { origin: { S: token.origin } } : {}),
           },
           ConditionExpression: `attribute_not_exists(#pk) OR #fetched < :fetched OR ${otherClient}`,
           ExpressionAttributeNames: { '#pk': PARTITION_KEY, '#fetched': 'fetchedAt', '#cid': 'clientId' },
@@ -260,6 +261,7 @@ function itemToRecord(key: string, item: Record<string, AttributeValue>): TokenR
   const scopes = item.scopes?.S;
   const lastUsedAt = Number(item.lastUsedAt?.N);
   const clientId = item.clientId?.S;
+  const origin = item.origin?.S;
   // A malformed item is a miss, not a crash: it will be overwritten by the next fetch.
   if (scope === undefined || fingerprint === undefined) return undefined;
   if (client === undefined || audience === undefined || scopes === undefined) return undefined;
@@ -275,5 +277,6 @@ function itemToRecord(key: string, item: Record<string, AttributeValue>): TokenR
     scopes: scopes.split(' ').filter((s) => s !== ''),
     lastUsedAt: Number.isFinite(lastUsedAt) ? lastUsedAt : undefined,
     ...(clientId !== undefined ? { clientId } : {}),
+    ...(origin !== undefined ? { origin } : {}),
   };
 }

@@ -46,7 +46,7 @@ export interface GoodCitizenOptions {
   readonly quotaPerClientPerHour: number;
   /** The share of that cap (0..1) that only refreshes of tokens already in use may spend. */
   readonly quotaReserveRatio: number;
-  /** Most fetches one caller's misses may cause per client per hour across the fleet; 0 = no cap. */
+  /** Most fetches charged to one caller (its misses, and refreshes of the tokens they made) per client per hour across the fleet; 0 = no cap. */
   readonly quotaPerCallerPerHour: number;
   /** How long a refusal of the audience or scope (a grant mismatch) is remembered, ms. */
   readonly refusalMemoryMs: number;
@@ -188,8 +188,9 @@ export class GoodCitizenEndpoint implements TokenEndpoint {
   /**
    * The quota guard, per clock hour and across the fleet (atomic counters in the table):
    * - a refresh of a token in use (refresh-ahead, the schedule) may spend the client's whole cap;
-   * - a miss may spend only the cap less the reserve, and at most the caller's own budget, so no
-   *   caller can starve another caller of the client, or the refresher;
+   * - a miss may spend only the cap less the reserve; a miss, and every later refresh of the
+   *   token it made, are charged to the caller's own budget, so no caller can starve another
+   *   caller of the client, or the refresher;
    * - when Auth0 has told us what is left of its own quota, misses stop at the reserve.
    */
   private async checkQuota(client: string, request: TokenFetchRequest): Promise<void> {
@@ -199,7 +200,8 @@ export class GoodCitizenEndpoint implements TokenEndpoint {
     const untilHour = Math.max(1, Math.ceil((hourStart + HOUR_MS - now) / 1000));
     const refresh = request.cause === 'refresh-ahead' || request.cause === 'scheduled';
     this.checkAuth0Count(client, refresh);
-    if (!refresh && request.caller !== undefined && this.options.quotaPerCallerPerHour > 0) {
+    // A caller's budget pays for its misses and for every refresh of the tokens they made.
+    if (request.caller !== undefined && this.options.quotaPerCallerPerHour > 0) {
       const callerBudget = this.options.quotaPerCallerPerHour;
       if (!(await this.deps.limits.countFetch(counterKey(client, 'caller', request.caller), hourStart, callerBudget))) {
         this.deps.observer.quotaGuardTripped('caller');

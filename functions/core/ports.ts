@@ -102,6 +102,12 @@ export interface CachedToken extends IssuedToken {
   readonly scopes: readonly string[];
   /** epoch ms of the last recorded use (written at most once a minute per instance) */
   readonly lastUsedAt?: number | undefined;
+  /**
+   * The caller whose miss first fetched this token (its principal ARN), if a caller did: every
+   * refresh of the token is charged to that caller's budget, so a caller that makes many tokens
+   * pays for keeping them fresh, not the refresher or other callers.
+   */
+  readonly origin?: string | undefined;
 }
 
 /** What is known of a cached token without opening it. */

@@ -47,7 +47,8 @@ export class Refresher {
 
   async run(): Promise<RefreshReport> {
     const tokens = await this.deps.store.listTokens();
-    const work = new Map<string, AuthorizedRequest>();
+    // Each token's refresh is charged to the caller that made it (its origin), if any.
+    const work = new Map<string, { request: AuthorizedRequest; origin?: string | undefined }>();
     let idle = 0;
     let ungranted = 0;
     for (const token of tokens) {
@@ -60,16 +61,17 @@ export class Refresher {
         ungranted += 1;
         continue;
       }
-      work.set(workKey(request), request);
+      work.set(workKey(request), { request, origin: token.origin });
     }
-    for (const request of this.deps.grants.prefetchRequests()) work.set(workKey(request), request);
+    for (const request of this.deps.grants.prefetchRequests()) work.set(workKey(request), { request });
 
     const outcomes: RefreshOutcome[] = [];
     const queue = [...work.values()];
     const worker = async (): Promise<void> => {
-      for (let request = queue.shift(); request !== undefined; request = queue.shift()) {
+      for (let item = queue.shift(); item !== undefined; item = queue.shift()) {
+        const { request, origin } = item;
         try {
-          outcomes.push(await this.deps.service.refresh(request, this.options.lookaheadMs));
+          outcomes.push(await this.deps.service.refresh(request, this.options.lookaheadMs, origin));
         } catch (error) {
           // e.g. the client's secret cannot be read: this token fails, the others go on.
           this.deps.log.error('scheduled refresh failed', { client: request.client.name, audience: request.audience, error: describe(error) });

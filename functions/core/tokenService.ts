@@ -192,8 +192,8 @@ export class TokenService {
    * Refresh (or prefetch) one token now, for the scheduled refresher and ops: does nothing if
    * the stored token is not due within `lookaheadMs`, or if another instance holds the lease.
    */
-  async refresh(authorized: AuthorizedRequest, lookaheadMs: number): Promise<RefreshOutcome> {
-    const request = keyed(authorized);
+  async refresh(authorized: AuthorizedRequest, lookaheadMs: number, origin?: string): Promise<RefreshOutcome> {
+    const request = keyed(authorized, origin);
     const stored = await this.parts.store.get(request.key);
     if (stored !== undefined && this.usable(stored, request) && isFreshFor(this.options, stored, this.parts.now(), lookaheadMs)) return 'fresh';
     return this.backgroundRefresh(request, 'scheduled', lookaheadMs);
@@ -264,7 +264,8 @@ export class TokenService {
       return stored;
     }
     this.parts.observer.cacheHit('memory');
-    void this.backgroundRefresh(request, 'refresh-ahead', 0);
+    // Charged to whoever made the token, not to whoever happened to ask past its refresh point.
+    void this.backgroundRefresh({ ...request, caller: token.origin }, 'refresh-ahead', 0);
     return token;
   }
 
@@ -282,7 +283,7 @@ export class TokenService {
         const stored = await this.parts.store.get(request.key);
         if (stored === undefined || !this.usable(stored, request)) return undefined;
         this.parts.observer.cacheHit('dynamodb');
-        if (isDue(this.options, stored, this.parts.now())) void this.backgroundRefresh(request, 'refresh-ahead', 0);
+        if (isDue(this.options, stored, this.parts.now())) void this.backgroundRefresh({ ...request, caller: stored.origin }, 'refresh-ahead', 0);
         return stored;
       },
       produce: (outcome) => this.fetchUnderLease(request, 'miss', outcome === 'degraded'),
@@ -350,6 +351,7 @@ export class TokenService {
       audience: request.audience,
       scopes: request.scopes,
       lastUsedAt: issued.fetchedAt,
+      ...(request.caller !== undefined ? { origin: request.caller } : {}),
     };
     if (!isUsable(this.options, token, this.parts.now())) {
       throw new InvalidTokenResponseError(`the IdP issued a token that is already within its expiry margin (expires ${token.expiresAt})`);

@@ -226,6 +226,18 @@ describe('the conditional put: the newest fetch, or another client', () => {
   });
 });
 
+describe('the token item keeps who made it', () => {
+  it('writes the origin (the caller whose miss fetched it) and reads it back, in get, listTokens and inspect', async () => {
+    const table = await newTable();
+    const { store } = storeOn(table);
+    await store.put(token({ clientId: 'client-a', origin: 'arn:aws:iam::111122223333:role/checkout-service' }));
+
+    expect((await store.get(KEY))?.origin).toBe('arn:aws:iam::111122223333:role/checkout-service');
+    expect((await store.listTokens())[0]?.origin).toBe('arn:aws:iam::111122223333:role/checkout-service');
+    expect((await store.inspect()).tokens[0]?.origin).toBe('arn:aws:iam::111122223333:role/checkout-service');
+  });
+});
+
 describe('one lease for the table: DynamoLeaseStore', () => {
   it('taken when free or lapsed, refused while held, released only by its owner, collected by TTL', async () => {
     const table = await newTable();

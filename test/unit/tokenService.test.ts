@@ -529,4 +529,46 @@ describe('TokenService', () => {
       expect(requests).toHaveLength(2);
     });
   });
+
+  describe('refreshes are charged to the caller that made the token', () => {
+    it('a caller that made many tokens pays for keeping them fresh: the refresher refreshes another caller\'s token, and refuses only theirs', async () => {
+      // Arrange: a budget of 2 fetches an hour per caller, at the top of an hour
+      const { clock, make, requests, store } = setup({ quotaPerCallerPerHour: 2 });
+      clock.now = Math.ceil(clock.now / 3_600_000) * 3_600_000;
+      const service = make();
+      const other = { ...caller, name: 'other', arn: 'arn:aws:iam::111122223333:role/other' } as const;
+      await service.vend({ caller, audience: 'https://api', scope: 'read' }); // app: 1 of 2
+      await service.vend({ caller, audience: 'https://api', scope: 'write' }); // app: 2 of 2
+      await service.vend({ caller: other, audience: 'https://api', scope: 'read write' }); // other: 1 of 2
+      expect(requests).toHaveLength(3);
+      expect([...store.tokens.values()].map((t) => t.origin)).toEqual([caller.arn, caller.arn, other.arn]);
+      const { Refresher } = await import('../../functions/core/refresher.js');
+      const quiet = { debug() {}, info() {}, warn() {}, error() {} };
+      // Act: at the refresh point of all three, the schedule runs
+      clock.now += 2_700_000;
+      const report = await new Refresher({ service, store, grants, log: quiet, now: () => clock.now }, { lookaheadMs: 0, recentUseMs: 7_200_000, concurrency: 1 }).run();
+      // Assert: other's token refreshed on other's budget; app's two refused on app's
+      expect(report).toMatchObject({ refreshed: 1, failed: 2 });
+      expect(requests).toHaveLength(4);
+      expect(requests[3]!.caller).toBe(other.arn);
+      expect(requests[3]!.cause).toBe('scheduled');
+    });
+
+    it('a refresh of a token whose maker is over budget is refused, and the token is left to lapse', async () => {
+      // Arrange
+      const { clock, make, requests, store } = setup({ quotaPerCallerPerHour: 1 });
+      clock.now = Math.ceil(clock.now / 3_600_000) * 3_600_000;
+      const service = make();
+      await service.vend({ caller, audience: 'https://api', scope: 'read' }); // app: 1 of 1
+      const { Refresher } = await import('../../functions/core/refresher.js');
+      const quiet = { debug() {}, info() {}, warn() {}, error() {} };
+      clock.now += 2_700_000;
+      // Act
+      const report = await new Refresher({ service, store, grants, log: quiet, now: () => clock.now }, { lookaheadMs: 0, recentUseMs: 7_200_000, concurrency: 1 }).run();
+      // Assert: no IdP call; the refusal is app's alone
+      expect(report).toMatchObject({ refreshed: 0, failed: 1 });
+      expect(requests).toHaveLength(1);
+      expect([...store.tokens.values()][0]!.origin).toBe(caller.arn);
+    });
+  });
 });
