@@ -10,6 +10,7 @@
 import { randomUUID } from 'node:crypto';
 import type { JWTVerifyGetKey, importPKCS8 } from 'jose';
 import type * as JoseModule from './joseModule.js';
+import { onFirstUse } from '../core/onFirstUse.js';
 import {
   ConfigError,
   IdpRateLimitedError,
@@ -37,14 +38,8 @@ type Jose = typeof JoseModule;
  * jose, loaded the first time the IdP is called (joseModule.ts): a cold start that serves a cached
  * token never loads it. Shared by every instance of the endpoint; a failed load is not kept.
  */
-let loadingJose: Promise<Jose> | undefined;
-function loadJose(): Promise<Jose> {
-  loadingJose ??= import('./joseModule.js').catch((error: unknown) => {
-    loadingJose = undefined;
-    throw error;
-  });
-  return loadingJose;
-}
+const joseOnFirstUse = onFirstUse<Jose>(() => import('./joseModule.js'));
+const loadJose = (): Promise<Jose> => joseOnFirstUse.get();
 
 /** The longest pause the IdP can impose on the fleet through one 429. */
 const MAX_RETRY_AFTER_SECONDS = 3600;

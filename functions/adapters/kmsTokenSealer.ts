@@ -27,6 +27,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { KMSClient } from '@aws-sdk/client-kms';
 import type * as KmsModule from './kmsModule.js';
+import { onFirstUse } from '../core/onFirstUse.js';
 import { StoreUnavailableError, describe } from '../core/errors.js';
 import { FleetLease } from '../core/lease.js';
 import type { Log } from '../core/ports.js';
@@ -144,7 +145,10 @@ export class KmsTokenSealer implements TokenSealer {
    */
   private readonly keys = new Map<string, Promise<KeyObject>>();
   /** KMS, once loaded (single flight) */
-  private loadingKms: Promise<Kms> | undefined;
+  private readonly loadedKms = onFirstUse<Kms>(async () => {
+    const module = await import('./kmsModule.js');
+    return { module, client: this.options.kms ?? module.kmsClient() };
+  });
 
   constructor(private readonly options: KmsTokenSealerOptions) {
     this.now = options.now ?? Date.now;
@@ -349,15 +353,7 @@ export class KmsTokenSealer implements TokenSealer {
 
   /** KMS, loaded the first time it is needed: the module, and the client passed in or built then. */
   private kms(): Promise<Kms> {
-    // A failed load is not kept: the next call tries again.
-    this.loadingKms ??= import('./kmsModule.js').then(
-      (module) => ({ module, client: this.options.kms ?? module.kmsClient() }),
-      (error: unknown) => {
-        this.loadingKms = undefined;
-        throw error;
-      },
-    );
-    return this.loadingKms;
+    return this.loadedKms.get();
   }
 
   private async kmsCall<T>(operation: string, send: (kms: Kms, abortSignal: AbortSignal) => Promise<T>): Promise<T> {

@@ -6,24 +6,8 @@
  * next call tries again.
  */
 import type { ClientCredentials, CredentialSource, TokenEndpoint } from '../core/ports.js';
+import { onFirstUse } from '../core/onFirstUse.js';
 import type { IdpAdapters } from './tokenService.js';
-
-/** A loader that shares one load and forgets a failed one. */
-function onFirstUse<T>(load: () => Promise<T>): { get: () => Promise<T>; loaded: () => T | undefined } {
-  let loading: Promise<T> | undefined;
-  let value: T | undefined;
-  return {
-    get: () =>
-      (loading ??= load().then(
-        (loaded) => (value = loaded),
-        (error: unknown) => {
-          loading = undefined;
-          throw error;
-        },
-      )),
-    loaded: () => value,
-  };
-}
 
 export const lazyAdapters: IdpAdapters = {
   idp: (options) => {

@@ -24,6 +24,12 @@ const ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 /** §1, §2 */
 const UNAUTHORIZED = { error: 'access_denied', error_description: 'Unauthorized' };
 const JSON_TYPE = 'application/json; charset=utf-8';
+/** §6: Auth0's answer when the client_credentials grant type is disabled on the application. */
+const GRANT_TYPE_NOT_ALLOWED = {
+  error: 'unauthorized_client',
+  error_description: "Grant type 'client_credentials' not allowed for the client.",
+  error_uri: 'https://auth0.com/docs/clients/client-grant-types',
+};
 
 interface RawResponse {
   status: number;
@@ -571,11 +577,7 @@ describe('local Auth0 tenant (oidc-provider)', () => {
       const params = { grant_type: 'client_credentials', client_id: 'no-cc-client', client_secret: noGrantTypeSecret, audience: ORDERS };
       const res = await postToken(params);
       expect(res.status).toBe(403);
-      expect(res.body).toEqual({
-        error: 'unauthorized_client',
-        error_description: "Grant type 'client_credentials' not allowed for the client.",
-        error_uri: 'https://auth0.com/docs/clients/client-grant-types',
-      });
+      expect(res.body).toEqual(GRANT_TYPE_NOT_ALLOWED);
       expect(res.headers.get('content-type')).toBe(JSON_TYPE);
       expectRateLimitHeaders(res.headers);
       // Default order: the credential first (a wrong secret is still §1's 401).
@@ -881,11 +883,7 @@ describe('local Auth0 tenant (oidc-provider)', () => {
       try {
         const res = await postToken(params);
         expect(res.status).toBe(403);
-        expect(res.body).toEqual({
-          error: 'unauthorized_client',
-          error_description: "Grant type 'client_credentials' not allowed for the client.",
-          error_uri: 'https://auth0.com/docs/clients/client-grant-types',
-        });
+        expect(res.body).toEqual(GRANT_TYPE_NOT_ALLOWED);
         // Clients with the grant type are unaffected.
         expect((await postToken(postClient({ client_secret: 'wrong' }))).status).toBe(401);
         expect((await postToken(postClient())).status).toBe(200);

@@ -7,7 +7,8 @@
 import { describe, expect, it } from 'vitest';
 import { DegradedModeStore, UNAVAILABLE } from '../../../functions/core/degradedStore.js';
 import { StoreUnavailableError } from '../../../functions/core/errors.js';
-import type { Backoff, CachedToken, Log, LogFields, TokenRecord, TokenStore } from '../../../functions/core/ports.js';
+import type { Backoff, CachedToken, TokenRecord, TokenStore } from '../../../functions/core/ports.js';
+import { RecordingLog } from '../../helpers/recordingLog.js';
 
 const HOUR_MS = 3_600_000;
 const T0 = 472_222 * HOUR_MS;
@@ -78,22 +79,6 @@ class FakeStore implements TokenStore {
   async releaseLease(name: string, owner: string) {
     this.enter('releaseLease');
     if (this.leases.get(name) === owner) this.leases.delete(name);
-  }
-}
-
-class RecordingLog implements Log {
-  readonly lines: { level: string; message: string; fields: LogFields[] }[] = [];
-  debug(message: string, ...fields: LogFields[]) {
-    this.lines.push({ level: 'debug', message, fields });
-  }
-  info(message: string, ...fields: LogFields[]) {
-    this.lines.push({ level: 'info', message, fields });
-  }
-  warn(message: string, ...fields: LogFields[]) {
-    this.lines.push({ level: 'warn', message, fields });
-  }
-  error(message: string, ...fields: LogFields[]) {
-    this.lines.push({ level: 'error', message, fields });
   }
 }
 

@@ -15,8 +15,9 @@ import {
 } from '../../../functions/core/errors.js';
 import type { ClientConfig } from '../../../functions/core/grants.js';
 import { GoodCitizenEndpoint, type GoodCitizenOptions } from '../../../functions/core/goodCitizenEndpoint.js';
-import type { Backoff, ClientCredentials, FetchCause, IssuedToken, Log, LogFields, QuotaReading, TokenEndpoint, TokenFetchRequest } from '../../../functions/core/ports.js';
+import type { Backoff, ClientCredentials, FetchCause, IssuedToken, QuotaReading, TokenEndpoint, TokenFetchRequest } from '../../../functions/core/ports.js';
 import { clientKey } from '../../../functions/core/tokenIdentity.js';
+import { RecordingLog } from '../../helpers/recordingLog.js';
 
 const HOUR_MS = 3_600_000;
 /** 10:00:00 on some day: the start of an hour */
@@ -143,22 +144,6 @@ class RecordingObserver {
   }
   idpQuota(client: string, reading: QuotaReading): void {
     this.quotaReadings.push([client, reading]);
-  }
-}
-
-class RecordingLog implements Log {
-  readonly lines: { level: string; message: string; fields: LogFields[] }[] = [];
-  debug(message: string, ...fields: LogFields[]) {
-    this.lines.push({ level: 'debug', message, fields });
-  }
-  info(message: string, ...fields: LogFields[]) {
-    this.lines.push({ level: 'info', message, fields });
-  }
-  warn(message: string, ...fields: LogFields[]) {
-    this.lines.push({ level: 'warn', message, fields });
-  }
-  error(message: string, ...fields: LogFields[]) {
-    this.lines.push({ level: 'error', message, fields });
   }
 }
 
