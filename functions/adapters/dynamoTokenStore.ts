@@ -5,18 +5,29 @@
  *
  * Token item:   { pk, sealedToken, scope, expiresAt (epoch s), ttl (= expiresAt), fetchedAt (epoch ms),
  *                fingerprint, client, audience, scopes, lastUsedAt (epoch ms), clientId?, origin? }.
- *                The token is sealed (AES-256-GCM under a KMS data key, the item's key as associated
- *                data): read access to the table alone yields no usable token.
+ * Flush mark:   { through (epoch ms), ttl }: what a flush of the token leaves (see `remove`).
  * Back-off:     { until (epoch ms), reason, ttl }.
  * Fetch count:  { fetches, ttl }.
  *
+ * The whole record is sealed, not only the token: `sealedToken` is the seal (kmsTokenSealer.ts:
+ * AES-256-GCM under a data key of its own, bound to the item's key) of every field the vendor
+ * serves or decides on: the token, its expiry, scope, fingerprint, fetch time, the client it was
+ * issued to, who caused the fetch, what was asked for, and the item's key. On a read the sealed
+ * fields are the truth; the unsealed attributes are copies, kept for DynamoDB (TTL, the
+ * conditions of a write) and for readers without the key (the refresher's list, `ops status`).
+ * An item whose copies disagree with its seal, or whose seal does not open, was written by
+ * someone other than the vendor: it is a miss, counted (`onDefect`) and logged, never served and
+ * never an error, and the next fetch replaces it. Only `lastUsedAt` is not sealed: instances
+ * record uses with an UpdateItem, and it only steers what the refresher keeps fresh.
+ *
  * Writes are conditional, in the manner of Powertools' idempotency layer: a lease is taken only
- * if absent or expired, and a token only replaces one fetched earlier or issued to another
- * client, so a stale item never blocks a fresh one and a slow writer never clobbers a newer token.
+ * if absent or expired, and a token only replaces one fetched earlier, one issued to another
+ * client, or an item this instance found defective (exactly as read), so a stale item never
+ * blocks a fresh one and a slow writer never clobbers a newer token.
  */
 import { DeleteItemCommand, GetItemCommand, PutItemCommand, UpdateItemCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { StoreUnavailableError } from '../core/errors.js';
-import type { Backoff, CachedToken, TokenRecord, TokenStore } from '../core/ports.js';
+import type { Backoff, CachedToken, Log, TokenRecord, TokenStore } from '../core/ports.js';
 import { SealError, type TokenSealer } from '../core/sealing.js';
 import {
   DynamoLeaseStore,
@@ -38,12 +49,45 @@ export { PARTITION_KEY, TTL_ATTRIBUTE } from './tokenTable.js';
 
 /** How long a quota count is kept after its hour starts: the hour, and one more for late writers. */
 const QUOTA_KEEP_SECONDS = 2 * 3600;
+/** The sealed record's format version (inside the seal, so it is authenticated too). */
+const RECORD_VERSION = 2;
+/**
+ * How long a flush mark is kept: no token fetched before it outlives this. Auth0's longest access
+ * token lifetime is 30 days (Auth0 docs, "Update Access Token Lifetime": at most 2592000 s).
+ */
+const FLUSH_MARK_KEEP_MS = 30 * 24 * 3600 * 1000;
+/**
+ * A flush mark later than this past the instance's clock is not one a flush wrote (a mark is a
+ * flushed token's own fetch time): it is ignored, counted and logged, so a mark pushed into the
+ * future cannot make every later token of the key a miss. Well above the clock skew of NTP-synced
+ * hosts.
+ */
+const FLUSH_MARK_MAX_AHEAD_MS = 5 * 60 * 1000;
+/** Defective items remembered (by key) so the next put may replace exactly what was read. */
+const DEFECTS_REMEMBERED = 1024;
+
+/**
+ * Why a token item was not used (each is a miss, counted and logged, never served):
+ * - `malformed`: an attribute is missing or of another type;
+ * - `unsealed`: its seal is not one this version writes (an older version's item, or a forgery);
+ * - `tampered`: its seal fails authentication (changed, or sealed for another item);
+ * - `key-refused`: KMS refuses its data key (wrapped for another item or table, or not KMS's);
+ * - `record`: the seal opens but does not hold a record of this item;
+ * - `attributes`: an unsealed attribute disagrees with the sealed record (edited in the table);
+ * - `flushed`: fetched no later than the token a flush removed (written back after the flush);
+ * - `flush-mark-ahead`: the key's flush mark is implausibly far in the future (ignored; the record is served).
+ */
+export type RecordDefect = 'malformed' | 'unsealed' | 'tampered' | 'key-refused' | 'record' | 'attributes' | 'flushed' | 'flush-mark-ahead';
 
 export interface DynamoTokenStoreOptions {
   readonly client: DynamoDBClient;
   readonly tableName: string;
   readonly sealer: TokenSealer;
   readonly now?: () => number;
+  /** an item was refused (or a flush mark ignored): a metric; each is logged too */
+  readonly onDefect?: ((defect: RecordDefect) => void) | undefined;
+  /** where refused items are logged (their key and the sealed fingerprint, never a token); none by default */
+  readonly log?: Pick<Log, 'warn'> | undefined;
 }
 
 /** Everything the table holds that ops looks at, read through the schema (never the tokens themselves). */
@@ -58,53 +102,71 @@ export interface TableContents {
 export class DynamoTokenStore implements TokenStore {
   private readonly table: TableRef;
   private readonly leases: DynamoLeaseStore;
+  private readonly now: () => number;
+  /**
+   * The `sealedToken` of each item this instance last found defective (null: it had none), so
+   * that the next put replaces exactly that item even if its unsealed `fetchedAt` was pushed
+   * into the future to block it. Bounded, oldest out.
+   */
+  private readonly defective = new Map<string, string | null>();
 
   constructor(private readonly options: DynamoTokenStoreOptions) {
     this.table = { client: options.client, tableName: options.tableName };
-    this.leases = new DynamoLeaseStore({ ...this.table, now: options.now ?? Date.now });
+    this.now = options.now ?? Date.now;
+    this.leases = new DynamoLeaseStore({ ...this.table, now: this.now });
   }
 
+  /**
+   * The token, as its seal says, if the item is the vendor's own and no flush has removed it:
+   * one GetItem for the item and one for its flush mark, in parallel, and (on a cold instance)
+   * one KMS Decrypt.
+   * @throws StoreUnavailableError when DynamoDB or KMS cannot be asked
+   */
   async get(key: string): Promise<CachedToken | undefined> {
-    const out = await tableCall(this.table, 'GetItem', () =>
-      this.options.client.send(
-        new GetItemCommand({
-          TableName: this.options.tableName,
-          Key: keyOf(tableKey.token(key)),
-          // A waiter polls for the lease holder's write: an eventually consistent read could
-          // miss it and send the waiter to the IdP.
-          ConsistentRead: true,
-        }),
-      ),
-    );
-    const record = out.Item === undefined ? undefined : itemToRecord(key, out.Item);
-    const sealed = out.Item?.sealedToken?.S;
-    if (record === undefined || sealed === undefined) return undefined;
+    const [item, mark] = await Promise.all([this.getItem(tableKey.token(key)), this.getItem(tableKey.flushMark(key))]);
+    if (item === undefined) return undefined;
+    const sealed = item.sealedToken?.S;
+    if (sealed === undefined) return this.refuse(key, item, 'malformed');
+    let plaintext: string;
     try {
-      return { ...record, accessToken: await this.options.sealer.open(sealed, key) };
+      plaintext = await this.options.sealer.open(sealed, key);
     } catch (error) {
-      // Tampered with, sealed under a retired data key, or written by an older version: a miss,
-      // overwritten by the next fetch. KMS being unreachable is not this: it propagates.
-      if (error instanceof SealError) return undefined;
-      throw error;
+      // KMS or DynamoDB being unreachable is not a verdict on the item: it propagates.
+      if (!(error instanceof SealError)) throw error;
+      return this.refuse(key, item, error.code === 'ERR_SEAL_FORMAT' ? 'unsealed' : error.code === 'ERR_SEAL_KEY' ? 'key-refused' : 'tampered');
     }
+    const token = recordFromSeal(plaintext, key);
+    if (token === undefined) return this.refuse(key, item, 'record');
+    const disagreeing = attributesDisagreeing(token, item);
+    if (disagreeing.length > 0) return this.refuse(key, item, 'attributes', { fingerprint: token.fingerprint, attributes: disagreeing });
+    const through = mark === undefined ? undefined : Number(mark.through?.N);
+    if (through !== undefined && Number.isFinite(through) && token.fetchedAt <= through) {
+      if (through <= this.now() + FLUSH_MARK_MAX_AHEAD_MS) return this.refuse(key, item, 'flushed', { fingerprint: token.fingerprint });
+      this.report(key, 'flush-mark-ahead', { fingerprint: token.fingerprint, through });
+    }
+    const lastUsedAt = Number(item.lastUsedAt?.N);
+    return { ...token, lastUsedAt: Number.isFinite(lastUsedAt) ? lastUsedAt : undefined };
   }
 
   async put(token: CachedToken): Promise<void> {
     let sealedToken: string;
     try {
-      sealedToken = await this.options.sealer.seal(token.accessToken, token.key);
+      sealedToken = await this.options.sealer.seal(recordToSeal(token), token.key);
     } catch (error) {
-      // A data key that cannot be used (key changed, pointer damaged) makes the shared tier
-      // unusable, not the request: the service carries on from memory, as without DynamoDB.
+      // KMS refusing to generate a key makes the shared tier unusable, not the request: the
+      // service carries on from memory, as without DynamoDB.
       if (error instanceof SealError) throw new StoreUnavailableError(`sealing failed (${error.code})`, { cause: error });
       throw error;
     }
     // The newest fetch wins: replace a token fetched earlier, whatever its expiry (a lifetime
     // lowered in Auth0 is adopted, not refetched on every refresh run), or one issued to another
-    // client (a changed client must never be kept over by the old client's token). A failed
+    // client (a changed client must never be kept over by the old client's token), or exactly the
+    // defective item this instance last read (its `fetchedAt` may be anything). A failed
     // condition: a newer token of the same client is already there, and ours is still valid.
     const otherClient = token.clientId === undefined ? 'attribute_exists(#cid)' : '(attribute_not_exists(#cid) OR #cid <> :cid)';
-    await conditionalWrite(this.table, 'PutItem', () =>
+    const defective = this.defective.get(token.key);
+    const replaceDefective = defective === undefined ? '' : defective === null ? ' OR attribute_not_exists(#sealed)' : ' OR #sealed = :defective';
+    const written = await conditionalWrite(this.table, 'PutItem', () =>
       this.options.client.send(
         new PutItemCommand({
           TableName: this.options.tableName,
@@ -123,15 +185,22 @@ export class DynamoTokenStore implements TokenStore {
             ...(token.clientId !== undefined ? { clientId: { S: token.clientId } } : {}),
             ...(token.origin !== undefined ? { origin: { S: token.origin } } : {}),
           },
-          ConditionExpression: `attribute_not_exists(#pk) OR #fetched < :fetched OR ${otherClient}`,
-          ExpressionAttributeNames: { '#pk': PARTITION_KEY, '#fetched': 'fetchedAt', '#cid': 'clientId' },
+          ConditionExpression: `attribute_not_exists(#pk) OR #fetched < :fetched OR ${otherClient}${replaceDefective}`,
+          ExpressionAttributeNames: {
+            '#pk': PARTITION_KEY,
+            '#fetched': 'fetchedAt',
+            '#cid': 'clientId',
+            ...(defective !== undefined ? { '#sealed': 'sealedToken' } : {}),
+          },
           ExpressionAttributeValues: {
             ':fetched': { N: String(token.fetchedAt) },
             ...(token.clientId !== undefined ? { ':cid': { S: token.clientId } } : {}),
+            ...(typeof defective === 'string' ? { ':defective': { S: defective } } : {}),
           },
         }),
       ),
     );
+    if (written) this.defective.delete(token.key);
   }
 
   acquireLease(name: string, owner: string, untilMs: number): Promise<boolean> {
@@ -209,10 +278,74 @@ export class DynamoTokenStore implements TokenStore {
     );
   }
 
+  /**
+   * Flush the token: leave a mark that refuses it and every token of the key fetched no later
+   * (its `fetchedAt`), then delete it. Deleting alone would let its item, copied before, be
+   * written back and served again until it expires; the mark makes such a copy a miss. The mark
+   * is written first, so a flush that fails half-way still refuses the token. Needs no KMS: ops
+   * flush with table access only, so the mark is not sealed; it can only make reads miss, and a
+   * mark pushed into the future is ignored (see `get`).
+   */
   async remove(key: string): Promise<void> {
+    const item = await this.getItem(tableKey.token(key));
+    if (item !== undefined) {
+      const fetchedAt = Number(item.fetchedAt?.N);
+      // An item without a readable fetch time is refused by every reader anyway; the flush's own
+      // clock is the best bound left for a copy of it.
+      await this.markFlushed(key, Number.isFinite(fetchedAt) ? fetchedAt : this.now());
+    }
     await tableCall(this.table, 'DeleteItem', () =>
       this.options.client.send(new DeleteItemCommand({ TableName: this.options.tableName, Key: keyOf(tableKey.token(key)) })),
     );
+  }
+
+  /** Raise the key's flush mark to `through` (epoch ms); a higher mark stands (a failed condition). */
+  private async markFlushed(key: string, through: number): Promise<void> {
+    await conditionalWrite(this.table, 'UpdateItem', () =>
+      this.options.client.send(
+        new UpdateItemCommand({
+          TableName: this.options.tableName,
+          Key: keyOf(tableKey.flushMark(key)),
+          UpdateExpression: 'SET #through = :through, #ttl = :ttl',
+          ConditionExpression: 'attribute_not_exists(#through) OR #through < :through',
+          ExpressionAttributeNames: { '#through': 'through', '#ttl': TTL_ATTRIBUTE },
+          ExpressionAttributeValues: { ':through': { N: String(through) }, ':ttl': ttlAfter(through + FLUSH_MARK_KEEP_MS) },
+        }),
+      ),
+    );
+  }
+
+  private async getItem(pk: string): Promise<Item | undefined> {
+    const out = await tableCall(this.table, 'GetItem', () =>
+      this.options.client.send(
+        new GetItemCommand({
+          TableName: this.options.tableName,
+          Key: keyOf(pk),
+          // A waiter polls for the lease holder's write: an eventually consistent read could
+          // miss it and send the waiter to the IdP (and a flush mark must be seen at once).
+          ConsistentRead: true,
+        }),
+      ),
+    );
+    return out.Item;
+  }
+
+  /** An item not to be used: remembered for the next put to replace, counted and logged; a miss. */
+  private refuse(key: string, item: Item, defect: RecordDefect, fields: Record<string, unknown> = {}): undefined {
+    this.defective.delete(key);
+    this.defective.set(key, item.sealedToken?.S ?? null);
+    if (this.defective.size > DEFECTS_REMEMBERED) {
+      const oldest = this.defective.keys().next();
+      if (oldest.done !== true) this.defective.delete(oldest.value);
+    }
+    this.report(key, defect, fields);
+    return undefined;
+  }
+
+  private report(key: string, defect: RecordDefect, fields: Record<string, unknown>): void {
+    this.options.onDefect?.(defect);
+    // The key is a hash and the fingerprint a digest: neither is a token (README, "The contract").
+    this.options.log?.warn('Token item not used: it is not what the vendor wrote, or a flush removed it', { key, defect, ...fields });
   }
 
   async listTokens(): Promise<TokenRecord[]> {
@@ -279,4 +412,99 @@ function itemToRecord(key: string, item: Record<string, AttributeValue>): TokenR
     ...(clientId !== undefined ? { clientId } : {}),
     ...(origin !== undefined ? { origin } : {}),
   };
+}
+
+/** The sealed record: every field of a cached token the vendor serves or decides on, and the item's key. */
+interface SealedRecord {
+  readonly v: typeof RECORD_VERSION;
+  readonly key: string;
+  readonly accessToken: string;
+  readonly scope: string;
+  readonly expiresAt: number;
+  readonly fetchedAt: number;
+  readonly fingerprint: string;
+  readonly client: string;
+  readonly audience: string;
+  readonly scopes: readonly string[];
+  readonly clientId: string | null;
+  readonly origin: string | null;
+}
+
+function recordToSeal(token: CachedToken): string {
+  const record: SealedRecord = {
+    v: RECORD_VERSION,
+    key: token.key,
+    accessToken: token.accessToken,
+    scope: token.scope,
+    expiresAt: token.expiresAt,
+    fetchedAt: token.fetchedAt,
+    fingerprint: token.fingerprint,
+    client: token.client,
+    audience: token.audience,
+    scopes: [...token.scopes],
+    clientId: token.clientId ?? null,
+    origin: token.origin ?? null,
+  };
+  return JSON.stringify(record);
+}
+
+/** The token the seal holds, if it is a record of item `key` in this version's shape; `lastUsedAt` is the item's. */
+function recordFromSeal(plaintext: string, key: string): Omit<CachedToken, 'lastUsedAt'> | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(plaintext);
+  } catch {
+    return undefined;
+  }
+  if (typeof parsed !== 'object' || parsed === null) return undefined;
+  const r = parsed as Partial<Record<keyof SealedRecord, unknown>>;
+  const isString = (v: unknown): v is string => typeof v === 'string';
+  const isTime = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+  if (r.v !== RECORD_VERSION || r.key !== key) return undefined;
+  if (!isString(r.accessToken) || r.accessToken === '' || !isString(r.scope) || !isString(r.fingerprint)) return undefined;
+  if (!isTime(r.expiresAt) || !isTime(r.fetchedAt) || !isString(r.client) || !isString(r.audience)) return undefined;
+  if (!Array.isArray(r.scopes) || !r.scopes.every(isString)) return undefined;
+  if (!(r.clientId === null || isString(r.clientId)) || !(r.origin === null || isString(r.origin))) return undefined;
+  return {
+    key,
+    accessToken: r.accessToken,
+    scope: r.scope,
+    expiresAt: r.expiresAt,
+    fetchedAt: r.fetchedAt,
+    fingerprint: r.fingerprint,
+    client: r.client,
+    audience: r.audience,
+    scopes: r.scopes,
+    ...(r.clientId !== null ? { clientId: r.clientId } : {}),
+    ...(r.origin !== null ? { origin: r.origin } : {}),
+  };
+}
+
+/**
+ * The unsealed attributes that say something else than the seal. They are what the refresher,
+ * `ops status` and the write conditions read, so an edited one must not stand beside a seal that
+ * is served: the item is refused instead, and replaced by the next fetch.
+ */
+function attributesDisagreeing(token: Omit<CachedToken, 'lastUsedAt'>, item: Item): string[] {
+  const expected: Record<string, AttributeValue | undefined> = {
+    scope: { S: token.scope },
+    expiresAt: { N: String(token.expiresAt) },
+    fetchedAt: { N: String(token.fetchedAt) },
+    fingerprint: { S: token.fingerprint },
+    client: { S: token.client },
+    audience: { S: token.audience },
+    scopes: { S: token.scopes.join(' ') },
+    clientId: token.clientId === undefined ? undefined : { S: token.clientId },
+    origin: token.origin === undefined ? undefined : { S: token.origin },
+  };
+  return Object.entries(expected)
+    .filter(([name, value]) => !sameAttribute(item[name], value))
+    .map(([name]) => name);
+}
+
+function sameAttribute(actual: AttributeValue | undefined, expected: AttributeValue | undefined): boolean {
+  if (expected === undefined || actual === undefined) return expected === actual;
+  if (expected.S !== undefined) return actual.S === expected.S;
+  // Numbers are compared as numbers: DynamoDB may normalise how one is written.
+  return expected.N !== undefined && actual.N !== undefined && Number(actual.N) === Number(expected.N);
 }

@@ -75,9 +75,9 @@ export class PowertoolsObserver implements Observer {
     this.dimensioned('DegradedMode', 'operation', operation);
   }
 
-  dataKeyRepaired(defect: string): void {
-    this.count('DataKeyRepaired');
-    this.dimensioned('DataKeyRepaired', 'defect', defect);
+  sealedRecordRejected(defect: string): void {
+    this.count('SealedRecordRejected');
+    this.dimensioned('SealedRecordRejected', 'defect', defect);
   }
 
   refreshFailed(cause: FetchCause): void {

@@ -2,8 +2,7 @@
  * The token table's schema, and the one place that knows it: the key attribute, the TTL
  * attribute, every kind of item and how its key is spelled, how a raw key is told back into its
  * kind, and how DynamoDB's failures become the domain's {@link StoreUnavailableError}. The fleet
- * lease ({@link DynamoLeaseStore}) lives here too: the token store and the sealer's data-key
- * rotation both take their leases through it. (One persistence layer per table, as Powertools
+ * lease ({@link DynamoLeaseStore}) lives here too. (One persistence layer per table, as Powertools
  * idempotency's `DynamoDBPersistenceLayer` owns its table's key and expiry attributes.)
  *
  * Items, by key (`pk`, a string; `ttl`, epoch seconds, is what DynamoDB TTL deletes by):
@@ -13,8 +12,12 @@
  *   lease          `lease#<name>`                  { owner, leaseUntil (epoch ms), ttl }
  *   back-off       `backoff#<clientKey>`           the token store's { until, reason, ttl }
  *   quota count    `quota#<clientKey>#<hourMs>`    the token store's { fetches, ttl }
- *   data key       `datakey#<id>`                  dataKeyTable.ts's { blob, createdAt, ttl }
- *   key pointer    `datakey#current`               dataKeyTable.ts's { dataKeyId, blob, createdAt }
+ *   flush mark     `flushed#<key>`                 the token store's { through (epoch ms), ttl }:
+ *                                                   what `ops flush` leaves of a token key
+ *
+ * Earlier versions also kept the sealer's shared data keys here (`datakey#<id>`, and the pointer
+ * `datakey#current`); each token now carries its own wrapped key, so those items are `unknown`:
+ * the keys lapse by TTL, and the pointer (which had none) may be deleted by hand.
  *
  * An adapter owns the attributes of the items it writes (they appear in its condition
  * expressions); this module owns the keys, so no other file spells a prefix.
@@ -42,8 +45,7 @@ const SEPARATOR = '#';
 const LEASE_PREFIX = 'lease#';
 const BACKOFF_PREFIX = 'backoff#';
 const QUOTA_PREFIX = 'quota#';
-const DATA_KEY_PREFIX = 'datakey#';
-const DATA_KEY_POINTER = 'datakey#current';
+const FLUSH_MARK_PREFIX = 'flushed#';
 
 /** A raw item as the SDK returns it. */
 export type Item = Record<string, AttributeValue>;
@@ -54,8 +56,7 @@ export type TableKey =
   | { readonly kind: 'lease'; readonly name: string }
   | { readonly kind: 'backoff'; readonly clientKey: string }
   | { readonly kind: 'quota'; readonly clientKey: string; readonly hourStartMs: number }
-  | { readonly kind: 'datakey'; readonly id: string }
-  | { readonly kind: 'datakey-pointer' }
+  | { readonly kind: 'flush-mark'; readonly key: string }
   /** a key no version of this schema writes (or an older one's leftover): left alone, lapses by TTL */
   | { readonly kind: 'unknown'; readonly pk: string };
 
@@ -71,8 +72,10 @@ export const tableKey = {
   lease: (name: string): string => LEASE_PREFIX + name,
   backoff: (clientKey: string): string => BACKOFF_PREFIX + clientKey,
   quota: (clientKey: string, hourStartMs: number): string => `${QUOTA_PREFIX}${clientKey}${SEPARATOR}${hourStartMs}`,
-  dataKey: (id: string): string => DATA_KEY_PREFIX + id,
-  dataKeyPointer: (): string => DATA_KEY_POINTER,
+  /** What a flush of token `key` leaves behind (dynamoTokenStore.ts): never a token key itself. */
+  flushMark(key: string): string {
+    return FLUSH_MARK_PREFIX + tableKey.token(key);
+  },
 } as const;
 
 /** The kind of the item whose key is `pk`, and what the key names: the inverse of {@link tableKey}. */
@@ -89,9 +92,8 @@ export function classifyKey(pk: string): TableKey {
     const hour = quota.slice(at + 1);
     if (at > 0 && /^\d+$/.test(hour)) return { kind: 'quota', clientKey: quota.slice(0, at), hourStartMs: Number(hour) };
   }
-  if (pk === DATA_KEY_POINTER) return { kind: 'datakey-pointer' };
-  const dataKey = rest(DATA_KEY_PREFIX);
-  if (dataKey !== undefined && !dataKey.includes(SEPARATOR)) return { kind: 'datakey', id: dataKey };
+  const flushed = rest(FLUSH_MARK_PREFIX);
+  if (flushed !== undefined && !flushed.includes(SEPARATOR)) return { kind: 'flush-mark', key: flushed };
   return { kind: 'unknown', pk };
 }
 

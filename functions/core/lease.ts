@@ -1,7 +1,7 @@
 /**
  * The fleet lease: one mechanism for "exactly one instance of the fleet does this; the others
- * wait for its result". The token tier uses it so that one instance fetches a token from the IdP;
- * the sealer uses it so that one instance asks KMS for the next data key. The lease itself is an
+ * wait for its result". The token tier uses it so that one instance fetches a token from the IdP.
+ * The lease itself is an
  * item with an owner and an expiry, taken by a conditional write only when free or lapsed
  * (Powertools idempotency's `attribute_not_exists(#id) OR #expiry < :now`), so a holder that dies
  * delays the others by at most one lease.

@@ -1,31 +1,33 @@
 /**
  * Tokens sealed at rest: the core's view of the encryption that keeps a token in the shared table
- * unusable to anyone who can only read the table. Kept apart from `ports.ts` so the sealing
- * adapter and the store can evolve without touching the other ports.
+ * unusable to anyone who can only read the table, and unforgeable to anyone who can only write
+ * it. Kept apart from `ports.ts` so the sealing adapter and the store can evolve without touching
+ * the other ports.
  */
 
 /**
- * Seals and opens token values. The associated data binds a ciphertext to its item (its key):
- * a sealed value copied onto another item does not open there.
+ * Seals and opens the values of items. A value is sealed for one item (its key): it opens for
+ * that item only, so a sealed value copied onto another item does not open there. What the
+ * plaintext holds is the caller's: the token store seals the whole record, not only the token.
  */
 export interface TokenSealer {
-  /** Encrypts `plaintext`; the result is an opaque ASCII string, safe to store and to show in no log. */
-  seal(plaintext: string, associatedData: string): Promise<string>;
+  /** Encrypts `plaintext` for the item `itemKey`; the result is an opaque ASCII string, safe to store and to show in no log. */
+  seal(plaintext: string, itemKey: string): Promise<string>;
   /**
-   * Decrypts what `seal` returned for the same `associatedData`.
-   * @throws SealError when the value is malformed, tampered with, sealed for other associated data
-   *   or under a data key that is no longer known.
+   * Decrypts what `seal` returned for the same `itemKey`.
+   * @throws SealError when the value is malformed, tampered with, or sealed for another item
+   * @throws StoreUnavailableError when KMS could not be asked (an outage, not a verdict on the value)
    */
-  open(sealed: string, associatedData: string): Promise<string>;
+  open(sealed: string, itemKey: string): Promise<string>;
 }
 
 /**
  * Why a sealed value did not open:
- * - `ERR_SEAL_FORMAT`: not a sealed value of a known version (e.g. a plaintext token written
- *   before sealing was introduced);
- * - `ERR_SEAL_OPEN`: authentication failed: tampered with, or sealed for other associated data;
- * - `ERR_SEAL_KEY`: the data key it names is unknown (expired from the table) or its stored
- *   copy is not usable.
+ * - `ERR_SEAL_FORMAT`: not a sealed value of a known version (e.g. one written by an older
+ *   version of the vendor);
+ * - `ERR_SEAL_OPEN`: authentication failed: tampered with, or sealed for another item;
+ * - `ERR_SEAL_KEY`: KMS refuses to unwrap its data key: wrapped for another item or table, under
+ *   another KMS key, or not a KMS ciphertext at all.
  */
 export type SealErrorCode = 'ERR_SEAL_FORMAT' | 'ERR_SEAL_OPEN' | 'ERR_SEAL_KEY';
 

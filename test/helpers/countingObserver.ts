@@ -27,7 +27,7 @@ export function countingObserver(): { observer: Observer; counts: Counts } {
     backoffActive() {},
     quotaGuardTripped() {},
     idpQuota() {},
-    dataKeyRepaired() {},
+    sealedRecordRejected() {},
     storeDegraded: () => void (counts.degraded += 1),
     refreshFailed: () => void (counts.refreshFailed += 1),
   };

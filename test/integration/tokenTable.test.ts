@@ -1,15 +1,16 @@
 /**
  * The token table's one owner (functions/adapters/tokenTable.ts) against a real moto_server: every
  * kind of item, written by the adapters themselves, is told back by its key; ops' view
- * (`DynamoTokenStore.inspect()`) reads leases and back-offs through the schema; the lease is one
- * mechanism for the token store and the sealer; and a token of another client replaces a
- * longer-lived one, and the newest fetch of the same client wins.
+ * (`DynamoTokenStore.inspect()`) reads leases and back-offs through the schema; a token of another
+ * client replaces a longer-lived one, and the newest fetch of the same client wins; the whole
+ * token record is sealed, and an item that disagrees with its seal, or that a flush removed and
+ * someone wrote back, is a counted miss that the next put replaces.
  */
 import { randomUUID } from 'node:crypto';
-import { GetItemCommand, ScanCommand } from '@aws-sdk/client-dynamodb';
+import { GetItemCommand, PutItemCommand, ScanCommand, UpdateItemCommand, type AttributeValue } from '@aws-sdk/client-dynamodb';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
-import { DynamoTokenStore } from '../../functions/adapters/dynamoTokenStore.js';
-import { DATA_KEY_LEASE, KmsTokenSealer } from '../../functions/adapters/kmsTokenSealer.js';
+import { DynamoTokenStore, type RecordDefect } from '../../functions/adapters/dynamoTokenStore.js';
+import { KmsTokenSealer } from '../../functions/adapters/kmsTokenSealer.js';
 import {
   DynamoLeaseStore,
   GC_GRACE_SECONDS,
@@ -38,9 +39,27 @@ async function newTable(): Promise<string> {
   return tableName;
 }
 
-function storeOn(tableName: string, now: () => number = Date.now): { store: DynamoTokenStore; sealer: KmsTokenSealer } {
-  const sealer = new KmsTokenSealer({ kms, dynamodb, tableName, keyId: LOCAL_SEAL_KEY_ALIAS, now });
-  return { store: new DynamoTokenStore({ client: dynamodb, tableName, sealer, now }), sealer };
+interface Watched {
+  store: DynamoTokenStore;
+  sealer: KmsTokenSealer;
+  defects: RecordDefect[];
+  warnings: Array<{ message: string; fields: Record<string, unknown> }>;
+}
+
+/** A store (one "instance") whose refusals are recorded. */
+function storeOn(tableName: string, now: () => number = Date.now): Watched {
+  const sealer = new KmsTokenSealer({ kms, tableName, keyId: LOCAL_SEAL_KEY_ALIAS });
+  const defects: RecordDefect[] = [];
+  const warnings: Watched['warnings'] = [];
+  const store = new DynamoTokenStore({
+    client: dynamodb,
+    tableName,
+    sealer,
+    now,
+    onDefect: (defect) => void defects.push(defect),
+    log: { warn: (message, ...fields) => void warnings.push({ message, fields: Object.assign({}, ...fields) as Record<string, unknown> }) },
+  });
+  return { store, sealer, defects, warnings };
 }
 
 const KEY = cacheKey('https://tenant.example/', 'secret/orders', 'https://orders.example', ['read:orders']);
@@ -71,37 +90,34 @@ describe('the schema: keys and their kinds', () => {
     const cases: Array<[string, TableKey]> = [
       [tableKey.token(KEY), { kind: 'token', key: KEY }],
       [tableKey.lease(KEY), { kind: 'lease', name: KEY }],
-      [tableKey.lease(DATA_KEY_LEASE), { kind: 'lease', name: 'datakey' }],
       [tableKey.backoff(CLIENT_KEY), { kind: 'backoff', clientKey: CLIENT_KEY }],
       [tableKey.quota(CLIENT_KEY, 1_700_000_000_000), { kind: 'quota', clientKey: CLIENT_KEY, hourStartMs: 1_700_000_000_000 }],
-      [tableKey.dataKey('AbCdEfGhIjKlMn_-'), { kind: 'datakey', id: 'AbCdEfGhIjKlMn_-' }],
-      [tableKey.dataKeyPointer(), { kind: 'datakey-pointer' }],
+      [tableKey.flushMark(KEY), { kind: 'flush-mark', key: KEY }],
     ];
     for (const [pk, expected] of cases) expect(classifyKey(pk)).toEqual(expected);
     // the spelling the table has always had: existing items keep their meaning
-    expect([tableKey.lease('k'), tableKey.backoff('c'), tableKey.quota('c', 0), tableKey.dataKey('i'), tableKey.dataKeyPointer()]).toEqual([
-      'lease#k',
-      'backoff#c',
-      'quota#c#0',
-      'datakey#i',
-      'datakey#current',
-    ]);
+    expect([tableKey.lease('k'), tableKey.backoff('c'), tableKey.quota('c', 0), tableKey.flushMark('k')]).toEqual(['lease#k', 'backoff#c', 'quota#c#0', 'flushed#k']);
     expect([PARTITION_KEY, TTL_ATTRIBUTE]).toEqual(['pk', 'ttl']);
   });
 
   it('calls what no version writes unknown, and refuses a token key that would read as another kind', () => {
-    for (const pk of ['', 'other#x', 'lease#', 'backoff#', 'quota#c', 'quota#c#soon', 'quota##1', 'datakey#a#b']) {
+    // an earlier version's shared data keys and their pointer included: nothing reads them now
+    for (const pk of ['', 'other#x', 'lease#', 'backoff#', 'quota#c', 'quota#c#soon', 'quota##1', 'flushed#', 'flushed#a#b', 'datakey#AbCdEfGhIjKlMn_-', 'datakey#current']) {
       expect(classifyKey(pk)).toEqual({ kind: 'unknown', pk });
     }
     expect(() => tableKey.token('lease#x')).toThrow(RangeError);
     expect(() => tableKey.token('')).toThrow(RangeError);
+    expect(() => tableKey.flushMark('lease#x')).toThrow(RangeError);
   });
 
   it('every item the adapters write is classified as what it is', async () => {
     const table = await newTable();
     const { store } = storeOn(table);
     const hour = Math.floor(Date.now() / 3_600_000) * 3_600_000;
+    const flushed = cacheKey('https://tenant.example/', 'secret/orders', 'https://orders.example', ['write:orders']);
     await store.put(token());
+    await store.put(token({ key: flushed }));
+    await store.remove(flushed);
     await store.putBackoff(CLIENT_KEY, { until: Date.now() + 60_000, reason: 'rate_limited' });
     expect(await store.countFetch(CLIENT_KEY, hour, 10)).toBe(true);
     expect(await store.acquireLease(KEY, 'owner-1', Date.now() + 10_000)).toBe(true);
@@ -109,14 +125,13 @@ describe('the schema: keys and their kinds', () => {
     const items = (await dynamodb.send(new ScanCommand({ TableName: table, ConsistentRead: true }))).Items ?? [];
     const kinds = items.map((item) => classifyKey(item[PARTITION_KEY]?.S ?? ''));
 
-    // the token's put sealed it, which generated and published the fleet's data key
-    expect(kinds.map((k) => k.kind).sort()).toEqual(['backoff', 'datakey', 'datakey-pointer', 'lease', 'quota', 'token']);
+    // sealing writes nothing of its own: each token carries its wrapped data key
+    expect(kinds.map((k) => k.kind).sort()).toEqual(['backoff', 'flush-mark', 'lease', 'quota', 'token']);
     expect(kinds).toContainEqual({ kind: 'token', key: KEY });
+    expect(kinds).toContainEqual({ kind: 'flush-mark', key: flushed });
     expect(kinds).toContainEqual({ kind: 'lease', name: KEY });
     expect(kinds).toContainEqual({ kind: 'backoff', clientKey: CLIENT_KEY });
     expect(kinds).toContainEqual({ kind: 'quota', clientKey: CLIENT_KEY, hourStartMs: hour });
-    const pointer = items.find((item) => classifyKey(item[PARTITION_KEY]?.S ?? '').kind === 'datakey-pointer');
-    expect(kinds).toContainEqual({ kind: 'datakey', id: pointer?.dataKeyId?.S });
   });
 });
 
@@ -142,17 +157,19 @@ describe("ops' view: DynamoTokenStore.inspect()", () => {
     expect(await store.listTokens()).toEqual(contents.tokens);
   });
 
-  it('shows the sealer\'s lease by its name while a data key is being generated, and a released lease no more', async () => {
+  it('shows a lease by its name while held and a released lease no more; a flushed token is no longer listed', async () => {
     const table = await newTable();
-    const { store, sealer } = storeOn(table);
+    const { store } = storeOn(table);
     const leases = new DynamoLeaseStore({ client: dynamodb, tableName: table });
-    expect(await leases.acquireLease(DATA_KEY_LEASE, 'someone-else', Date.now() + 10_000)).toBe(true);
-    expect((await store.inspect()).leases.map((l) => l.name)).toEqual([DATA_KEY_LEASE]);
+    expect(await leases.acquireLease('some-lease', 'someone-else', Date.now() + 10_000)).toBe(true);
+    await store.put(token());
+    expect((await store.inspect()).leases.map((l) => l.name)).toEqual(['some-lease']);
 
-    await leases.releaseLease(DATA_KEY_LEASE, 'someone-else');
-    await sealer.seal('t', 'item-1'); // takes and releases the lease itself
+    await leases.releaseLease('some-lease', 'someone-else');
+    await store.remove(KEY);
 
     expect(await store.inspect()).toEqual({ tokens: [], leases: [], backoffs: [] });
+    expect(await store.listTokens()).toEqual([]);
   });
 
   it('reports a lapsed lease and back-off with their `until`, for the caller to judge', async () => {
@@ -314,5 +331,221 @@ describe('one lease for the table: DynamoLeaseStore', () => {
     await expect(leases.acquireLease('x', 'a', Date.now() + 1_000)).rejects.toThrow(/^DynamoDB PutItem failed \(ResourceNotFoundException\)$/);
     await expect(leases.renewLease('x', 'a', Date.now() + 1_000)).rejects.toThrow(/^DynamoDB UpdateItem failed \(ResourceNotFoundException\)$/);
     await expect(leases.releaseLease('x', 'a')).rejects.toBeInstanceOf(StoreUnavailableError);
+  });
+});
+
+describe('the whole record is sealed: the seal is the truth, an unsealed copy that disagrees makes the item a miss', () => {
+  const ORIGIN = 'arn:aws:iam::111122223333:role/checkout-service';
+
+  async function edit(tableName: string, name: string, value: AttributeValue | undefined): Promise<void> {
+    await dynamodb.send(
+      new UpdateItemCommand({
+        TableName: tableName,
+        Key: keyOf(KEY),
+        UpdateExpression: value === undefined ? 'REMOVE #a' : 'SET #a = :v',
+        ExpressionAttributeNames: { '#a': name },
+        ...(value === undefined ? {} : { ExpressionAttributeValues: { ':v': value } }),
+      }),
+    );
+  }
+
+  it('get returns what the seal holds; the item holds the token only sealed, beside copies that match', async () => {
+    const table = await newTable();
+    const { store, defects } = storeOn(table);
+    const stored = token({ clientId: 'client-a', origin: ORIGIN });
+    await store.put(stored);
+
+    expect(await store.get(KEY)).toEqual({ ...stored, lastUsedAt: stored.fetchedAt });
+    const item = await rawItem(table, KEY);
+    expect(JSON.stringify(item)).not.toContain(stored.accessToken);
+    expect(item?.sealedToken?.S).toMatch(/^v2\./);
+    expect([item?.scope?.S, Number(item?.expiresAt?.N), Number(item?.fetchedAt?.N), item?.clientId?.S, item?.origin?.S]).toEqual([
+      stored.scope,
+      stored.expiresAt,
+      stored.fetchedAt,
+      'client-a',
+      ORIGIN,
+    ]);
+    expect(defects).toEqual([]);
+  });
+
+  const edits: Array<[string, AttributeValue | undefined]> = [
+    ['scope', { S: 'read:orders admin:orders' }],
+    ['expiresAt', { N: String(Math.floor(Date.now() / 1000) + 30 * 86_400) }],
+    ['fetchedAt', { N: String(Date.now() + 365 * 86_400_000) }],
+    ['fingerprint', { S: 'someone-else' }],
+    ['client', { S: 'billing' }],
+    ['audience', { S: 'https://elsewhere.example' }],
+    ['scopes', { S: 'read:orders admin:orders' }],
+    ['clientId', { S: 'client-b' }],
+    ['clientId', undefined],
+    ['origin', { S: 'arn:aws:iam::111122223333:role/someone-else' }],
+    ['origin', undefined],
+  ];
+
+  it.each(edits)('%s edited in the table (%j): a miss, counted and logged by name; the next put replaces the item', async (name, value) => {
+    const table = await newTable();
+    const { store, defects, warnings } = storeOn(table);
+    const stored = token({ clientId: 'client-a', origin: ORIGIN });
+    await store.put(stored);
+    await edit(table, name, value);
+
+    expect(await store.get(KEY)).toBeUndefined();
+
+    expect(defects).toEqual(['attributes']);
+    expect(warnings).toEqual([{ message: expect.stringMatching(/^Token item not used/), fields: { key: KEY, defect: 'attributes', fingerprint: stored.fingerprint, attributes: [name] } }]);
+    expect(JSON.stringify(warnings)).not.toContain(stored.accessToken);
+    // Replaced by the next fetch, even when the edit pushed fetchedAt past it (the put replaces exactly what was read).
+    const next = token({ clientId: 'client-a', origin: ORIGIN, accessToken: 'the-next-fetch' });
+    await store.put(next);
+    expect((await store.get(KEY))?.accessToken).toBe('the-next-fetch');
+    expect(defects).toEqual(['attributes']);
+  });
+
+  it('lastUsedAt is not sealed: instances record uses in place, and the item is still served', async () => {
+    const table = await newTable();
+    const { store, defects } = storeOn(table);
+    const stored = token();
+    await store.put(stored);
+
+    await store.touch(KEY, stored.fetchedAt + 60_000);
+
+    expect(await store.get(KEY)).toEqual({ ...stored, lastUsedAt: stored.fetchedAt + 60_000 });
+    expect(defects).toEqual([]);
+  });
+
+  it('a seal that does not open, or is not this version\'s, or is missing: each a counted miss, replaced by the next put', async () => {
+    const table = await newTable();
+    const { store, defects } = storeOn(table);
+    const other = cacheKey('https://tenant.example/', 'secret/orders', 'https://orders.example', ['write:orders']);
+    await store.put(token({ key: other }));
+    const theirs = (await rawItem(table, other))?.sealedToken?.S ?? '';
+    const [version, wrapped, payload = ''] = theirs.split('.');
+    const flipped = Buffer.from(payload, 'base64url');
+    flipped[20] = (flipped[20] ?? 0) ^ 1;
+    const cases: Array<[RecordDefect, AttributeValue | undefined]> = [
+      ['key-refused', { S: theirs }], // another item's seal, copied here
+      ['unsealed', { S: `v1.${'A'.repeat(16)}.${payload}` }], // an earlier version's shared-key format
+      ['tampered', { S: `${version}.${wrapped}.${flipped.toString('base64url')}` }],
+      ['malformed', undefined],
+    ];
+    for (const [defect, sealed] of cases) {
+      await store.put(token({ accessToken: `fresh-before-${defect}` }));
+      const original = (await rawItem(table, KEY))?.sealedToken?.S ?? '';
+      if (defect === 'tampered') {
+        // this item's own seal, one byte flipped (the wrapped key is its own: KMS unwraps it)
+        const [v, w, p = ''] = original.split('.');
+        const bytes = Buffer.from(p, 'base64url');
+        bytes[20] = (bytes[20] ?? 0) ^ 1;
+        await edit(table, 'sealedToken', { S: `${v}.${w}.${bytes.toString('base64url')}` });
+      } else {
+        await edit(table, 'sealedToken', sealed);
+      }
+      expect(await store.get(KEY)).toBeUndefined();
+      expect(defects.at(-1)).toBe(defect);
+    }
+    expect(defects).toEqual(cases.map(([defect]) => defect));
+    await store.put(token({ accessToken: 'after-all-that' }));
+    expect((await store.get(KEY))?.accessToken).toBe('after-all-that');
+  });
+
+  it('a defective item is replaced only as it was read: a newer token written meanwhile by another instance stays', async () => {
+    const table = await newTable();
+    const a = storeOn(table);
+    const b = storeOn(table);
+    const t0 = Date.now();
+    await a.store.put(token({ accessToken: 'first', fetchedAt: t0 }));
+    await edit(table, 'fetchedAt', { N: String(Date.now() + 86_400_000) });
+    expect(await a.store.get(KEY)).toBeUndefined();
+    await b.store.get(KEY); // b found it defective too, and replaces it first
+    await b.store.put(token({ accessToken: 'b-newer', fetchedAt: t0 + 2 }));
+
+    await a.store.put(token({ accessToken: 'a-older', fetchedAt: t0 + 1 }));
+
+    expect((await a.store.get(KEY))?.accessToken).toBe('b-newer');
+  });
+});
+
+describe('a flush leaves a mark: the flushed token written back is a miss', () => {
+  it('remove marks the key through the token\'s fetch time and deletes it; written back, it is refused; a later token is served', async () => {
+    const table = await newTable();
+    const { store, defects, warnings } = storeOn(table);
+    const flushed = token({ accessToken: 'leaked' });
+    await store.put(flushed);
+    const copy = await rawItem(table, KEY);
+
+    await store.remove(KEY);
+
+    expect(await rawItem(table, KEY)).toBeUndefined();
+    const mark = await rawItem(table, tableKey.flushMark(KEY));
+    expect(Number(mark?.through?.N)).toBe(flushed.fetchedAt);
+    expect(Number(mark?.[TTL_ATTRIBUTE]?.N)).toBe(Math.ceil((flushed.fetchedAt + 30 * 86_400_000) / 1000) + GC_GRACE_SECONDS);
+    await dynamodb.send(new PutItemCommand({ TableName: table, Item: copy! }));
+    expect(await store.get(KEY)).toBeUndefined();
+    expect(await storeOn(table).store.get(KEY)).toBeUndefined(); // any instance, cold or not
+    expect(defects).toEqual(['flushed']);
+    expect(warnings[0]?.fields).toEqual({ key: KEY, defect: 'flushed', fingerprint: flushed.fingerprint });
+
+    const later = token({ accessToken: 'fetched-after-the-flush', fetchedAt: flushed.fetchedAt + 1 });
+    await store.put(later);
+    expect((await store.get(KEY))?.accessToken).toBe('fetched-after-the-flush');
+    // written back over the new one: refused again (and the next put replaces it: it is older)
+    await dynamodb.send(new PutItemCommand({ TableName: table, Item: copy! }));
+    expect(await store.get(KEY)).toBeUndefined();
+  });
+
+  it('a mark only rises: flushing an older token later leaves the higher mark', async () => {
+    const table = await newTable();
+    const { store } = storeOn(table);
+    const t0 = Date.now();
+    await store.put(token({ fetchedAt: t0 }));
+    await store.remove(KEY);
+    await store.put(token({ fetchedAt: t0 - 5_000 })); // an older token, written later (a slow writer)
+    await store.remove(KEY);
+
+    expect(Number((await rawItem(table, tableKey.flushMark(KEY)))?.through?.N)).toBe(t0);
+  });
+
+  it('a mark far in the future is not a flush\'s: ignored (counted and logged), the token is served', async () => {
+    const table = await newTable();
+    const { store, defects } = storeOn(table);
+    const stored = token();
+    await store.put(stored);
+    await dynamodb.send(
+      new PutItemCommand({ TableName: table, Item: { ...keyOf(tableKey.flushMark(KEY)), through: { N: String(Date.now() + 86_400_000) } } }),
+    );
+
+    expect((await store.get(KEY))?.accessToken).toBe(stored.accessToken);
+    expect(defects).toEqual(['flush-mark-ahead']);
+  });
+});
+
+describe('KMS calls of the store', () => {
+  it('one GenerateDataKey per put; gets by the instance that put: none; a cold instance: one Decrypt per token, then none', async () => {
+    const table = await newTable();
+    const calls: string[] = [];
+    const counting = localKms(inject('motoEndpoint'));
+    counting.middlewareStack.add(
+      (next, context) => (args) => {
+        calls.push(context.commandName ?? 'unknown');
+        return next(args);
+      },
+      { step: 'initialize', name: 'countKmsCalls' },
+    );
+    const instance = () => new DynamoTokenStore({ client: dynamodb, tableName: table, sealer: new KmsTokenSealer({ kms: counting, tableName: table, keyId: LOCAL_SEAL_KEY_ALIAS }) });
+    const writer = instance();
+    const other = cacheKey('https://tenant.example/', 'secret/orders', 'https://orders.example', ['write:orders']);
+    await writer.put(token());
+    await writer.put(token({ key: other }));
+    expect(calls).toEqual(['GenerateDataKeyCommand', 'GenerateDataKeyCommand']);
+    for (let i = 0; i < 3; i++) expect(await writer.get(KEY)).toBeDefined();
+    expect(calls).toHaveLength(2);
+
+    const cold = instance();
+    for (let i = 0; i < 3; i++) {
+      expect(await cold.get(KEY)).toBeDefined();
+      expect(await cold.get(other)).toBeDefined();
+    }
+    expect(calls).toEqual(['GenerateDataKeyCommand', 'GenerateDataKeyCommand', 'DecryptCommand', 'DecryptCommand']);
   });
 });
