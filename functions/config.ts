@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { ConfigError } from './core/errors.js';
 import { GrantBook } from './core/grants.js';
+import { partitionOf, type ProofPolicy } from './core/identityProof.js';
 import type { TokenServiceOptions } from './core/tokenService.js';
 
 /**
@@ -59,6 +60,14 @@ export interface VendorConfig extends TokenServiceOptions {
    * taken over this soon.
    */
   readonly leaseHoldMs: number;
+  /**
+   * How identity proofs are checked (docs/identity-proof.md): PROOF_SERVER_ID (default
+   * token-vendor; deployed as token-vendor-<stage>), the partition of AWS_REGION, and STS_ENDPOINT,
+   * a loopback origin for the local stack and tests only.
+   */
+  readonly proof: ProofPolicy;
+  /** STS_TIMEOUT_MS: timeout of the STS call that proves a caller's identity (default 2000) */
+  readonly stsTimeoutMs: number;
 }
 
 // The one configuration error of the code base, re-exported where configuration is read.
@@ -96,7 +105,15 @@ export const CONFIG_VARIABLES = [
   'MEMORY_CACHE_ENTRIES',
   'POWERTOOLS_SERVICE_NAME',
   'POWERTOOLS_METRICS_NAMESPACE',
+  'PROOF_SERVER_ID',
+  'STS_TIMEOUT_MS',
 ] as const;
+
+/**
+ * Read too, but never set by the deployment: AWS_REGION is Lambda's own, and STS_ENDPOINT points
+ * proofs at the local STS stand-in (loopback only).
+ */
+export const RUNTIME_VARIABLES = ['AWS_REGION', 'STS_ENDPOINT'] as const;
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -144,7 +161,16 @@ export function loadConfig(env: Env = process.env, root: string = env.LAMBDA_TAS
   if (leaseWaitMs > 0 && leaseHoldMs >= leaseWaitMs) {
     throw new ConfigError(`must be less than LEASE_WAIT_MS (${leaseWaitMs}): a caller waiting on a dead holder takes over only after its hold, got ${leaseHoldMs}`, { variable: 'LEASE_HOLD_MS' });
   }
+  const region = env.AWS_REGION?.trim() || 'us-east-1';
+  const localStsOrigin = loopbackOrigin(env, 'STS_ENDPOINT');
+  const proof: ProofPolicy = Object.freeze({
+    partition: partitionOf(region),
+    serverId: serverId(env),
+    ...(localStsOrigin !== undefined ? { localStsOrigin, localRegion: region } : {}),
+  });
   return Object.freeze({
+    proof,
+    stsTimeoutMs: integer(env, 'STS_TIMEOUT_MS', 2000, 100, 10_000),
     tableName,
     sealKeyId,
     grantsFile,
@@ -202,6 +228,29 @@ export function loadGrants(path: string): GrantBook {
   } catch (error) {
     throw new ConfigError(`${path}: ${(error as Error).message}`, { variable: 'GRANTS_FILE', cause: error });
   }
+}
+
+/** A server id is sent as an HTTP header value: printable ASCII without spaces, bounded. */
+function serverId(env: Env): string {
+  const value = env.PROOF_SERVER_ID?.trim() || 'token-vendor';
+  if (!/^[\x21-\x7e]{1,128}$/.test(value)) throw new ConfigError(`must be 1-128 printable ASCII characters without spaces, got "${value.slice(0, 40)}"`, { variable: 'PROOF_SERVER_ID' });
+  return value;
+}
+
+/** An http origin on the loopback interface, or undefined when unset: never a real network host. */
+function loopbackOrigin(env: Env, name: string): string | undefined {
+  const raw = env[name]?.trim();
+  if (raw === undefined || raw === '') return undefined;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(`must be a URL, got "${raw.slice(0, 100)}"`, { variable: name });
+  }
+  if (url.protocol !== 'http:' || !['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname) || (url.pathname !== '/' && url.pathname !== '') || url.search !== '') {
+    throw new ConfigError('must be a loopback origin (http://127.0.0.1:PORT): only the local stack and tests set it', { variable: name });
+  }
+  return url.origin;
 }
 
 function requiredString(env: Env, name: string): string {

@@ -24,6 +24,8 @@ export interface VendorDeps {
   readonly secretsManager?: SecretsManagerClient;
   readonly kms?: KMSClient;
   readonly fetch?: typeof fetch;
+  /** how the vend handler reaches STS to verify identity proofs (default: the global fetch) */
+  readonly stsFetch?: typeof fetch;
   readonly now?: () => number;
   readonly sleep?: (ms: number) => Promise<void>;
   readonly random?: () => number;
@@ -69,23 +71,27 @@ export function createFoundation(config: VendorConfig, deps: VendorDeps, adapter
   const now = deps.now ?? Date.now;
   const dynamodb = deps.dynamodb ?? dynamoDbClient();
   const idp = adapters.idp({ timeoutMs: config.idpTimeoutMs, now, ...(deps.fetch ? { fetch: deps.fetch } : {}) });
-  const observer = deps.observer ?? new PowertoolsObserver(metrics);
-  // Data keys live in the same table, encrypted under the KMS key: one KMS call per data key per
-  // instance, none on the warm path.
+  const observer: Observer = deps.observer ?? new PowertoolsObserver(metrics);
+  // Each token is sealed under a data key of its own (KMS GenerateDataKey once per fetch), wrapped
+  // in its item and bound to it; unwrapped keys are kept per instance, so the warm path makes no
+  // KMS call and a cold instance one Decrypt per token it reads (adapters/kmsTokenSealer.ts).
   const sealer = new KmsTokenSealer({
     // No client unless one is passed: the sealer loads KMS the first time it needs it.
     kms: deps.kms,
-    dynamodb,
     tableName: config.tableName,
     keyId: config.sealKeyId,
-    now,
-    ...(deps.sleep ? { sleep: deps.sleep } : {}),
-    ...(deps.random ? { random: deps.random } : {}),
-    // A defective data-key pointer is replaced by the next seal, counted and logged.
-    log: logger,
-    onRepair: (defect) => observer.dataKeyRepaired(defect),
+    // Room for every token the memory tier holds and the one that replaces it.
+    cacheEntries: 2 * config.memoryCacheEntries,
   });
-  const store = new DynamoTokenStore({ client: dynamodb, tableName: config.tableName, sealer, now });
+  const store = new DynamoTokenStore({
+    client: dynamodb,
+    tableName: config.tableName,
+    sealer,
+    now,
+    // An item that is not what the vendor wrote (or that a flush removed) is a miss, counted and logged.
+    onDefect: (defect) => observer.sealedRecordRejected(defect),
+    log: logger,
+  });
   const service = createTokenService(
     {
       grants: config.grants,

@@ -47,6 +47,21 @@ export class AccessDeniedError extends ClientError {
   readonly status = 403;
 }
 
+/**
+ * 403: the identity proof is missing or malformed, or made for another request, deployment, host
+ * or time (functions/core/identityProof.ts). Refused before any call to STS.
+ */
+export class IdentityProofError extends ClientError {
+  readonly code: string = 'ERR_PROOF_INVALID';
+  readonly oauthError = 'access_denied';
+  readonly status = 403;
+}
+
+/** 403: STS refused the proof (a bad signature, an unknown or expired key), or proved a principal the request did not name. */
+export class ProofRefusedError extends IdentityProofError {
+  override readonly code = 'ERR_PROOF_REFUSED';
+}
+
 /** 404 / 405: the route does not exist. */
 export class NotFoundError extends ClientError {
   readonly code = 'ERR_NOT_FOUND';
@@ -190,6 +205,19 @@ export class CallerQuotaError extends VendorError {
   get publicDescription(): string {
     return 'You have asked for more new tokens this hour than your share allows (each distinct audience and scope set you ask for costs one). Reuse the tokens you have, or retry later.';
   }
+}
+
+/**
+ * 503 + Retry-After: STS could not prove the caller's identity (unreachable, timed out, throttled,
+ * 5xx); `ERR_STS_BAD_ANSWER` when it answered 200 with something that is not a caller identity.
+ */
+export class StsUnavailableError extends UnavailableError {
+  readonly code: string = 'ERR_STS_UNAVAILABLE';
+  readonly publicDescription = 'The caller\'s identity cannot be verified right now (AWS STS). Retry shortly.';
+}
+
+export class StsBadAnswerError extends StsUnavailableError {
+  override readonly code = 'ERR_STS_BAD_ANSWER';
 }
 
 /** 503 + Retry-After: another instance holds the fetch lease and its token did not arrive in time. */

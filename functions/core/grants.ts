@@ -37,11 +37,17 @@ interface PrincipalPattern {
   /** only meaningful for users: STS session ARNs do not carry a role's path */
   readonly path: string;
   readonly name: RegExp;
+  /**
+   * The role's or user's unique id (`AROA…` / `AIDA…`), when the grant pins it: a principal deleted
+   * and recreated under the same name gets a new id, and does not inherit the grant (as Vault's AWS
+   * auth resolves `bound_iam_principal_arn` to the unique id).
+   */
+  readonly uniqueId?: string | undefined;
 }
 
 export interface Grant {
   readonly principals: readonly PrincipalPattern[];
-  /** whether direct Lambda invocation (scheduled jobs) may use this grant */
+  /** whether the grant's principals may also use it by direct Lambda invocation (scheduled jobs) */
   readonly directInvoke: boolean;
   /** whether the scheduled refresher keeps a token for exactly this grant's scopes ready */
   readonly prefetch: boolean;
@@ -78,6 +84,7 @@ const HOSTNAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9](
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]']);
 const IAM_NAME_CHARS = /^[\w+=,.@-]+$/;
 const IAM_NAME_PATTERN_CHARS = /^[\w+=,.@*-]+$/;
+const UNIQUE_ID = { role: /^AROA[A-Z0-9]{12,124}$/, user: /^AIDA[A-Z0-9]{12,124}$/ } as const;
 const PRINCIPAL_ARN = /^arn:(aws|aws-cn|aws-us-gov):iam::(\d{12}):(role|user)\/(.+)$/;
 const MAX_AUDIENCE_LENGTH = 600;
 
@@ -200,7 +207,7 @@ export function parseScope(scope: string | undefined): string[] {
 }
 
 function grantMatches(grant: Grant, caller: Caller): boolean {
-  if (caller.kind === 'direct') return grant.directInvoke;
+  if (caller.channel === 'direct' && !grant.directInvoke) return false;
   return grant.principals.some(
     (p) =>
       p.partition === caller.partition &&
@@ -209,7 +216,8 @@ function grantMatches(grant: Grant, caller: Caller): boolean {
       // IAM role names are unique within an account whatever their path, and STS session ARNs
       // omit the path, so a role is identified by account + name. Users keep their path.
       (p.type === 'role' || p.path === caller.path) &&
-      p.name.test(caller.name),
+      p.name.test(caller.name) &&
+      (p.uniqueId === undefined || p.uniqueId === caller.uniqueId),
   );
 }
 
@@ -272,8 +280,10 @@ function parseGrant(value: unknown, field: string, clients: ReadonlyMap<string, 
   if (typeof directInvoke !== 'boolean') throw new GrantsValidationError(`${field}.directInvoke`, 'must be true or false');
   const prefetch = g.prefetch ?? false;
   if (typeof prefetch !== 'boolean') throw new GrantsValidationError(`${field}.prefetch`, 'must be true or false');
-  if (principals.length === 0 && !directInvoke) {
-    throw new GrantsValidationError(`${field}.principals`, 'name at least one principal, or set directInvoke: true');
+  if (principals.length === 0) {
+    // A direct invocation is proven like an API call (docs/identity-proof.md): there is no
+    // anonymous invoker left for a grant without principals to serve.
+    throw new GrantsValidationError(`${field}.principals`, 'name at least one principal (directInvoke: true lets them also invoke the function directly)');
   }
   const clientName = expectString(g.client, `${field}.client`, 64);
   const client = clients.get(clientName);
@@ -293,6 +303,16 @@ function parseGrant(value: unknown, field: string, clients: ReadonlyMap<string, 
 }
 
 function parsePrincipalPattern(value: unknown, field: string): PrincipalPattern {
+  if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
+    const pinned = expectObject(value, field, ['arn', 'uniqueId']);
+    const pattern = parsePrincipalPattern(pinned.arn, `${field}.arn`);
+    const uniqueId = expectString(pinned.uniqueId, `${field}.uniqueId`, 128);
+    if (pattern.source.includes('*')) throw new GrantsValidationError(`${field}.uniqueId`, 'a pattern with "*" matches many principals: pin a unique id only on an exact ARN');
+    if (!UNIQUE_ID[pattern.type].test(uniqueId)) {
+      throw new GrantsValidationError(`${field}.uniqueId`, `"${uniqueId.slice(0, 40)}" is not a ${pattern.type}'s unique id (${pattern.type === 'role' ? 'AROA…' : 'AIDA…'}, as STS returns it)`);
+    }
+    return { ...pattern, uniqueId };
+  }
   const source = expectString(value, field, 2048);
   const m = PRINCIPAL_ARN.exec(source);
   if (m === null) {

@@ -6,6 +6,7 @@
  */
 import type { ClientConfig } from './grants.js';
 import type { LeaseStore } from './lease.js';
+import type { IamCaller } from './principal.js';
 
 /**
  * An Auth0 client's credentials, as stored in Secrets Manager: a client secret
@@ -176,8 +177,12 @@ export interface Observer {
   idpQuota(client: string, reading: QuotaReading): void;
   /** DynamoDB failed and the instance carried on without it */
   storeDegraded(operation: string): void;
-  /** the sealer found the fleet's data-key pointer defective and replaced it (`defect`: what was wrong) */
-  dataKeyRepaired(defect: string): void;
+  /**
+   * a token item was not used because it is not what the vendor wrote (its seal does not open,
+   * or an attribute disagrees with it) or a flush removed it: `defect` says which
+   * (adapters/dynamoTokenStore.ts `RecordDefect`).
+   */
+  sealedRecordRejected(defect: string): void;
   /** a refresh-ahead or scheduled refresh failed (the old token, still valid, keeps being served) */
   refreshFailed(cause: FetchCause): void;
 }
@@ -191,4 +196,16 @@ export interface Log {
   info(message: string, ...fields: LogFields[]): void;
   warn(message: string, ...fields: LogFields[]): void;
   error(message: string, ...fields: LogFields[]): void;
+}
+
+/**
+ * Proves who is asking (docs/identity-proof.md): checks the caller's presigned
+ * `sts:GetCallerIdentity` proof for exactly this request and asks STS whose it is.
+ */
+export interface IdentityVerifier {
+  /**
+   * @throws IdentityProofError (403) for a proof refused before or by STS; StsUnavailableError
+   *   (503) when STS cannot answer
+   */
+  verify(proof: unknown, request: { readonly audience: string; readonly scope: string | undefined }): Promise<IamCaller>;
 }

@@ -1,7 +1,7 @@
 /**
- * Who is asking. API Gateway's AWS_IAM authorization hands the function the caller's ARN
- * (`requestContext.identity.userArn`); a direct Lambda invocation carries no identity at all and
- * is authorized by IAM's `lambda:InvokeFunction` alone.
+ * Who is asking: always a principal STS proved (docs/identity-proof.md), never a field of the event.
+ * A direct Lambda invocation carries no identity and an API-shaped event can be written by any
+ * invoker, so `requestContext.identity.userArn` is at most checked against the proof.
  */
 
 /** An IAM principal, as grants match it. */
@@ -15,14 +15,20 @@ export interface IamCaller {
   readonly name: string;
   /** the principal's ARN, for logs: `arn:aws:iam::ACCOUNT:role/NAME` for an assumed role */
   readonly arn: string;
+  /**
+   * The role's or user's unique id (`AROA…` / `AIDA…`), as STS returns it in `UserId` (before the
+   * `:` of a role session). Unset only for identities no STS call proved (unit tests).
+   */
+  readonly uniqueId?: string | undefined;
 }
 
-/** A direct `lambda:Invoke` (scheduled jobs): allowed only by grants that say `directInvoke`. */
-export interface DirectCaller {
-  readonly kind: 'direct';
-}
+/** How the request arrived: through the API, or by a direct `lambda:Invoke` (scheduled jobs). */
+export type Channel = 'api' | 'direct';
 
-export type Caller = IamCaller | DirectCaller;
+/** A proven principal, and the way it came. */
+export interface Caller extends IamCaller {
+  readonly channel: Channel;
+}
 
 const ASSUMED_ROLE = /^arn:(aws|aws-cn|aws-us-gov):sts::(\d{12}):assumed-role\/([\w+=,.@-]{1,64})\/([\w+=,.@-]{2,64})$/;
 const IAM_USER = /^arn:(aws|aws-cn|aws-us-gov):iam::(\d{12}):user\/((?:[\w+=,.@-]+\/)*)([\w+=,.@-]{1,64})$/;

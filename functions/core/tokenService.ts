@@ -18,7 +18,7 @@ import type { AuthorizedRequest, GrantBook } from './grants.js';
 import { checkGrantedScope } from './grants.js';
 import { DegradedModeStore, UNAVAILABLE } from './degradedStore.js';
 import { CallerQuotaError, InvalidTokenResponseError, LeaseTimeoutError, describe } from './errors.js';
-import { isDue, isFreshFor, isUsable, serve, type ExpiryPolicy, type VendedToken } from './expiry.js';
+import { isDue, isFreshFor, isServable, isUsable, serve, type ExpiryPolicy, type VendedToken } from './expiry.js';
 import { GoodCitizenEndpoint, type GoodCitizenOptions } from './goodCitizenEndpoint.js';
 import { InstanceTier, SingleFlight, type RefreshOutcome } from './instanceTier.js';
 import { FleetLease } from './lease.js';
@@ -146,8 +146,7 @@ export class TokenService {
    *   IdpUnavailableError (and its kinds), InvalidTokenResponseError, LeaseTimeoutError otherwise
    */
   async vend(request: VendRequest): Promise<VendedToken> {
-    const caller = request.caller.kind === 'iam' ? request.caller.arn : 'direct-invoke';
-    return this.tokenFor(this.parts.grants.authorize(request.caller, request.audience, request.scope), caller);
+    return this.tokenFor(this.parts.grants.authorize(request.caller, request.audience, request.scope), request.caller.arn);
   }
 
   /**
@@ -240,12 +239,13 @@ export class TokenService {
   }
 
   /**
-   * Usable by the expiry policy, and issued to the client the secret holds as far as this
-   * instance knows (without reading it): a secret switched to another client_id stops the old
-   * client's tokens being served here as soon as the instance has read the new value.
+   * Usable by the expiry policy (a JWT by its own `exp` too: expiry.ts `isServable`), and issued
+   * to the client the secret holds as far as this instance knows (without reading it): a secret
+   * switched to another client_id stops the old client's tokens being served here as soon as the
+   * instance has read the new value.
    */
   private usable(token: CachedToken, request: KeyedRequest): boolean {
-    if (!isUsable(this.options, token, this.parts.now())) return false;
+    if (!isServable(this.options, token, this.parts.now(), request.client.tokenFormat)) return false;
     const known = this.parts.credentials.knownClientId(request.client.secretId);
     return known === undefined || token.clientId === undefined || token.clientId === known;
   }

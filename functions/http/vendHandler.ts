@@ -2,29 +2,41 @@
  * The vend entry point's logic, thin over the core (the handler layer in ARCHITECTURE.md): parse
  * the event, call the service, shape the response, map errors in one place. The Lambda context,
  * the cold-start metric and the metrics flush are {@link withObservability}'s. Two kinds of event
- * arrive:
- * - API Gateway REST (AWS_IAM): the caller is `requestContext.identity.userArn`;
- * - a direct invocation `{ "audience", "scope" }` (scheduled jobs): no identity, authorized by
- *   `lambda:InvokeFunction`, limited to grants marked `directInvoke`.
+ * arrive, and in both the caller is the principal its identity proof proves (docs/identity-proof.md),
+ * never a field of the event: anyone allowed `lambda:InvokeFunction` can write an event shaped like
+ * API Gateway's, naming any role in `requestContext.identity.userArn`.
+ * - API Gateway REST (AWS_IAM): the proof in the `X-Token-Vendor-Proof` header; the `userArn` API
+ *   Gateway verified must be the same principal;
+ * - a direct invocation `{ "audience", "scope", "proof" }` (scheduled jobs): the principal's grants
+ *   that allow `directInvoke`.
  */
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
 import type { Logger } from '@aws-lambda-powertools/logger';
-import { AccessDeniedError, MethodNotAllowedError, NotFoundError, VendorError, describe } from '../core/errors.js';
-import { callerFromArn, type Caller } from '../core/principal.js';
+import { MethodNotAllowedError, NotFoundError, ProofRefusedError, VendorError, describe } from '../core/errors.js';
+import { PROOF_HEADER } from '../core/identityProof.js';
+import type { IdentityVerifier } from '../core/ports.js';
+import { callerFromArn, type Caller, type Channel } from '../core/principal.js';
 import type { TokenService, VendedToken } from '../core/tokenService.js';
 import { withObservability } from '../lambda/withObservability.js';
 import { errorBody, jsonResponse, type OAuthErrorBody } from './responses.js';
-import { parseHttpBody, parseVendBody } from './vendRequest.js';
+import { parseDirectBody, parseHttpBody, type VendBody } from './vendRequest.js';
 
 export interface VendHandlerDeps {
   readonly service: Pick<TokenService, 'vend'>;
+  readonly identity: IdentityVerifier;
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly now?: () => number;
 }
 
-export type VendHandler = (event: unknown, context?: Context) => Promise<APIGatewayProxyResult | VendedToken | OAuthErrorBody>;
+/** A direct invocation's error: the OAuth body, with the status and Retry-After the API would send. */
+export interface DirectErrorBody extends OAuthErrorBody {
+  readonly status: number;
+  readonly retry_after?: number;
+}
+
+export type VendHandler = (event: unknown, context?: Context) => Promise<APIGatewayProxyResult | VendedToken | DirectErrorBody>;
 
 /** What one invocation answered: the HTTP status and the internal code (`OK` for a token). */
 interface Outcome {
@@ -74,13 +86,16 @@ export function createVendHandler(deps: VendHandlerDeps): VendHandler {
       const route = event.resource === '/{proxy+}' || event.resource === undefined ? event.path : event.resource;
       if (route !== '/token') throw new NotFoundError(`No route ${String(route).slice(0, 100)}; POST /token.`);
       if (event.httpMethod !== 'POST') throw new MethodNotAllowedError('POST');
-      const caller = callerFromArn(event.requestContext?.identity?.userArn);
-      if (caller === undefined) {
-        throw new AccessDeniedError('No IAM caller identity: sign the request with SigV4 (AWS_IAM) as an IAM role or user.');
-      }
-      deps.logger.appendKeys({ caller: caller.arn });
       const body = parseHttpBody(event.body, event.isBase64Encoded, header(event, 'content-type'));
-      const token = await vend(caller, body.audience, body.scope);
+      const caller = await prove(header(event, PROOF_HEADER), body, 'api');
+      // API Gateway's AWS_IAM verified this ARN, if API Gateway built the event. A direct invoker
+      // can write any ARN here, so it never grants anything: it can only make a proof fail, when
+      // the request was signed by one principal and the proof by another.
+      const signer = event.requestContext?.identity?.userArn;
+      if (signer !== undefined && signer !== null && callerFromArn(signer)?.arn !== caller.arn) {
+        throw new ProofRefusedError('The identity proof was made by another principal than the one that signed the request.');
+      }
+      const token = await vend(caller, body);
       return { response: jsonResponse(200, token), code: OK };
     } catch (error) {
       const { status, body, headers, code } = report(error);
@@ -89,20 +104,28 @@ export function createVendHandler(deps: VendHandlerDeps): VendHandler {
   }
 
   /** Same bodies as the API; an error is returned, not thrown, so the invoker reads `error`. */
-  async function handleDirect(event: unknown): Promise<Outcome & { body: VendedToken | OAuthErrorBody }> {
+  async function handleDirect(event: unknown): Promise<Outcome & { body: VendedToken | DirectErrorBody }> {
     try {
-      const body = parseVendBody(event);
-      deps.logger.appendKeys({ caller: 'direct-invoke' });
-      return { status: 200, code: OK, body: await vend({ kind: 'direct' }, body.audience, body.scope) };
+      const body = parseDirectBody(event);
+      const caller = await prove(body.proof, body, 'direct');
+      return { status: 200, code: OK, body: await vend(caller, body) };
     } catch (error) {
-      const { status, body, code } = report(error);
-      return { status, code, body };
+      const { status, body, code, headers } = report(error);
+      const retryAfter = headers['Retry-After'];
+      return { status, code, body: { ...body, status, ...(retryAfter !== undefined ? { retry_after: Number(retryAfter) } : {}) } };
     }
   }
 
-  async function vend(caller: Caller, audience: string, scope: string | undefined): Promise<VendedToken> {
-    const token = await deps.service.vend({ caller, audience, scope });
-    deps.logger.info('vended token', { audience, scope: token.scope, expiresIn: token.expires_in });
+  /** The principal the proof proves for this request (the only identity the vendor trusts). */
+  async function prove(proof: unknown, body: VendBody, channel: Channel): Promise<Caller> {
+    const proven = await deps.identity.verify(proof, { audience: body.audience, scope: body.scope });
+    deps.logger.appendKeys({ caller: proven.arn, channel });
+    return { ...proven, channel };
+  }
+
+  async function vend(caller: Caller, body: VendBody): Promise<VendedToken> {
+    const token = await deps.service.vend({ caller, audience: body.audience, scope: body.scope });
+    deps.logger.info('vended token', { audience: body.audience, scope: token.scope, expiresIn: token.expires_in });
     return token;
   }
 

@@ -8,26 +8,44 @@ import { InvalidRequestError } from '../core/errors.js';
 export const MAX_BODY_BYTES = 4096;
 const MAX_AUDIENCE_LENGTH = 600;
 const MAX_SCOPE_LENGTH = 2048;
-const ALLOWED_FIELDS = new Set(['audience', 'scope']);
+/** The API carries the identity proof in a header; a direct invocation in the event itself. */
+const API_FIELDS = ['audience', 'scope'] as const;
+const DIRECT_FIELDS = ['audience', 'scope', 'proof'] as const;
+// eslint-disable-next-line no-control-regex -- refusing control characters is the point
+const CONTROL = /[\u0000-\u001f\u007f]/;
 
 export interface VendBody {
   readonly audience: string;
   readonly scope?: string | undefined;
 }
 
-/** Validate an already-parsed body (direct invocation, or JSON from the API). */
-export function parseVendBody(doc: unknown): VendBody {
+/** A direct invocation: the request and its identity proof (docs/identity-proof.md). */
+export interface DirectBody extends VendBody {
+  readonly proof?: unknown;
+}
+
+/** Validate a direct invocation's event: `{"audience", "scope", "proof"}`. */
+export function parseDirectBody(doc: unknown): DirectBody {
+  const body = parseVendBody(doc, DIRECT_FIELDS);
+  return { ...body, proof: (doc as Record<string, unknown>).proof };
+}
+
+/** Validate an already-parsed body (JSON from the API, or a direct invocation's event). */
+export function parseVendBody(doc: unknown, allowed: readonly string[] = API_FIELDS): VendBody {
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
     throw new InvalidRequestError('The body must be a JSON object: {"audience": "...", "scope": "..."}.');
   }
-  const unknownFields = Object.keys(doc).filter((k) => !ALLOWED_FIELDS.has(k));
+  const unknownFields = Object.keys(doc).filter((k) => !allowed.includes(k));
   if (unknownFields.length > 0) {
-    throw new InvalidRequestError(`Unknown field ${unknownFields.map((f) => JSON.stringify(f.slice(0, 40))).join(', ')}; allowed: audience, scope.`);
+    throw new InvalidRequestError(`Unknown field ${unknownFields.map((f) => JSON.stringify(f.slice(0, 40))).join(', ')}; allowed: ${allowed.join(', ')}.`);
   }
   const { audience, scope } = doc as Record<string, unknown>;
   if (audience === undefined) throw new InvalidRequestError('audience is required.');
   if (typeof audience !== 'string' || audience.trim() === '') throw new InvalidRequestError('audience must be a non-empty string.');
   if (audience.length > MAX_AUDIENCE_LENGTH) throw new InvalidRequestError(`audience must be at most ${MAX_AUDIENCE_LENGTH} characters.`);
+  // The proof binds the request as `audience \n scope` (core/identityProof.ts): a control
+  // character in an audience would make that text ambiguous, and no API identifier has one.
+  if (CONTROL.test(audience)) throw new InvalidRequestError('audience must not contain control characters.');
   if (scope !== undefined && typeof scope !== 'string') throw new InvalidRequestError('scope must be a string of space-separated scopes.');
   if (scope !== undefined && scope.length > MAX_SCOPE_LENGTH) throw new InvalidRequestError(`scope must be at most ${MAX_SCOPE_LENGTH} characters.`);
   return { audience, scope };

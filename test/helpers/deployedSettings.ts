@@ -23,7 +23,7 @@ import { CONFIG_VARIABLES } from '../../functions/config.js';
 export const TEST_TIME_SCALE = 0.2;
 
 /** Read by config.ts but set per stage or per function, so not a setting the tests take over. */
-const STAGE_DEPENDENT = new Set(['TOKEN_TABLE_NAME', 'TOKEN_SEAL_KEY_ID', 'GRANTS_FILE', 'POWERTOOLS_SERVICE_NAME']);
+const STAGE_DEPENDENT = new Set(['TOKEN_TABLE_NAME', 'TOKEN_SEAL_KEY_ID', 'GRANTS_FILE', 'POWERTOOLS_SERVICE_NAME', 'PROOF_SERVER_ID']);
 
 const SERVERLESS_YML = join(import.meta.dirname, '..', '..', 'serverless.yml');
 

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { CONFIG_VARIABLES, ConfigError, loadConfig } from '../../functions/config.js';
+import { CONFIG_VARIABLES, ConfigError, RUNTIME_VARIABLES, loadConfig } from '../../functions/config.js';
 import { TEST_TIME_SCALE, deployedSettings, scaled } from '../helpers/deployedSettings.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'config-test-'));
@@ -63,7 +63,7 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ TOKEN_TABLE_NAME: 't', TOKEN_SEAL_KEY_ID: 'alias/k', GRANTS_FILE: 'bad.json' }, dir)).toThrow('clients.c.secretId: must be a non-empty string');
   });
 
-  it('reads exactly CONFIG_VARIABLES (the list the deployment is checked against)', () => {
+  it('reads exactly CONFIG_VARIABLES (the list the deployment is checked against) and the runtime\'s own', () => {
     const read = new Set<string>();
     const env = new Proxy({ TOKEN_TABLE_NAME: 't', TOKEN_SEAL_KEY_ID: 'alias/k' } as Record<string, string | undefined>, {
       get(target, key) {
@@ -72,7 +72,7 @@ describe('loadConfig', () => {
       },
     });
     loadConfig(env, dir);
-    expect([...read].sort()).toEqual([...CONFIG_VARIABLES].sort());
+    expect([...read].sort()).toEqual([...CONFIG_VARIABLES, ...RUNTIME_VARIABLES].sort());
   });
 });
 

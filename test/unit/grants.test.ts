@@ -14,15 +14,16 @@ const doc = () => ({
     { principals: ['arn:aws:iam::111122223333:role/report-*'], client: 'orders', audience: 'https://orders', scopes: ['read:orders'] },
     { principals: ['arn:aws:iam::111122223333:role/teams/billing/billing-api'], client: 'orders', audience: 'https://orders', scopes: ['read:orders'] },
     { principals: ['arn:aws:iam::111122223333:user/ops/alice'], client: 'local', audience: 'https://local', scopes: ['a', 'b'] },
-    { principals: [], directInvoke: true, client: 'local', audience: 'https://local', scopes: ['a'] },
+    { principals: ['arn:aws:iam::111122223333:role/reporting-*'], directInvoke: true, client: 'local', audience: 'https://local', scopes: ['a'] },
   ],
 });
 
-const role = (arn: string): Caller => {
+const role = (arn: string, channel: Caller['channel'] = 'api', uniqueId?: string): Caller => {
   const caller = callerFromArn(arn);
   if (caller === undefined) throw new Error(`not a caller: ${arn}`);
-  return caller;
+  return { ...caller, channel, ...(uniqueId !== undefined ? { uniqueId } : {}) };
 };
+const direct = (arn: string): Caller => role(arn, 'direct');
 
 describe('GrantBook.parse', () => {
   it('accepts a valid document and derives origins and issuers', () => {
@@ -44,7 +45,7 @@ describe('GrantBook.parse', () => {
     [(d: any) => (d.grants[0].principals = ['arn:aws:iam::*:role/x']), 'grants[0].principals[0]'],
     [(d: any) => (d.grants[0].principals = ['arn:aws:iam::111122223333:role/te*ms/x']), 'grants[0].principals[0]: "*" is allowed only within the role or user name'],
     [(d: any) => (d.grants[0].principals = ['arn:aws:iam::111122223333:role/teams/x-*']), 'grants[0].principals[0]: a role pattern with "*" cannot have a path'],
-    [(d: any) => (d.grants[4].directInvoke = false), 'grants[4].principals: name at least one principal'],
+    [(d: any) => (d.grants[4].principals = []), 'grants[4].principals: name at least one principal'],
     [(d: any) => (d.grants[3].audience = 'https://orders'), 'grants[3].client: audience "https://orders" is already served by client "orders"'],
     [(d: any) => (d.grants = []), 'grants: must be a non-empty array'],
   ])('rejects a bad document naming the field (%#)', (mutate, message) => {
@@ -90,10 +91,37 @@ describe('GrantBook.authorize', () => {
     expect(() => book.authorize(role('arn:aws:iam::111122223333:user/alice'), 'https://local', undefined)).toThrow(AccessDeniedError);
   });
 
-  it('limits direct invocation to grants that allow it', () => {
-    expect(book.authorize({ kind: 'direct' }, 'https://local', undefined).scopes).toEqual(['a']);
-    expect(() => book.authorize({ kind: 'direct' }, 'https://local', 'b')).toThrow(AccessDeniedError);
-    expect(() => book.authorize({ kind: 'direct' }, 'https://orders', undefined)).toThrow(AccessDeniedError);
+  it('gives a direct invoker its own grants that allow direct invocation, nothing else', () => {
+    const reporting = 'arn:aws:sts::111122223333:assumed-role/reporting-daily/job';
+    expect(book.authorize(direct(reporting), 'https://local', undefined).scopes).toEqual(['a']);
+    expect(book.authorize(role(reporting), 'https://local', undefined).scopes).toEqual(['a']);
+    expect(() => book.authorize(direct(reporting), 'https://local', 'b')).toThrow(AccessDeniedError);
+    // alice holds https://local by API, but her grant does not allow direct invocation
+    expect(() => book.authorize(direct('arn:aws:iam::111122223333:user/ops/alice'), 'https://local', 'b')).toThrow(AccessDeniedError);
+    expect(() => book.authorize(direct('arn:aws:sts::111122223333:assumed-role/billing-api/ss'), 'https://orders', undefined)).toThrow(AccessDeniedError);
+    expect(() => book.authorize(direct('arn:aws:sts::111122223333:assumed-role/someone-else/ss'), 'https://local', undefined)).toThrow(AccessDeniedError);
+  });
+
+  it('matches a pinned unique id exactly: a role recreated under the same name is another principal', () => {
+    const pinned = GrantBook.parse({
+      clients: { c: { domain: 'tenant.eu.auth0.com', secretId: 's' } },
+      grants: [{ principals: [{ arn: 'arn:aws:iam::111122223333:role/payments', uniqueId: 'AROAPINNEDROLE0000001' }], client: 'c', audience: 'https://pay', scopes: ['pay'] }],
+    });
+    const session = 'arn:aws:sts::111122223333:assumed-role/payments/ss';
+    expect(pinned.authorize(role(session, 'api', 'AROAPINNEDROLE0000001'), 'https://pay', undefined).scopes).toEqual(['pay']);
+    expect(() => pinned.authorize(role(session, 'api', 'AROARECREATEDROLE0002'), 'https://pay', undefined)).toThrow(AccessDeniedError);
+    expect(() => pinned.authorize(role(session), 'https://pay', undefined)).toThrow(AccessDeniedError);
+  });
+
+  it.each([
+    [{ arn: 'arn:aws:iam::111122223333:role/app-*', uniqueId: 'AROAPINNEDROLE0000001' }, 'uniqueId'],
+    [{ arn: 'arn:aws:iam::111122223333:role/app', uniqueId: 'AIDAAUSERSID00000001' }, "role's unique id"],
+    [{ arn: 'arn:aws:iam::111122223333:user/app', uniqueId: 'AROAPINNEDROLE0000001' }, "user's unique id"],
+    [{ arn: 'arn:aws:iam::111122223333:role/app' }, 'uniqueId: must be a non-empty string'],
+    [{ arn: 'arn:aws:iam::111122223333:role/app', uniqueId: 'AROAPINNEDROLE0000001', extra: 1 }, 'unknown field'],
+  ])('refuses a bad pinned principal %j', (principal, message) => {
+    const bad = { clients: { c: { domain: 'tenant.eu.auth0.com', secretId: 's' } }, grants: [{ principals: [principal], client: 'c', audience: 'https://pay', scopes: ['pay'] }] };
+    expect(() => GrantBook.parse(bad)).toThrow(message);
   });
 
   it('denies an unknown audience and rejects a malformed scope', () => {

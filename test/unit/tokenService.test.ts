@@ -18,7 +18,7 @@ const grants = GrantBook.parse({
   clients: { c: { domain: 'tenant.auth0.com', secretId: 's' } },
   grants: [{ principals: ['arn:aws:iam::111122223333:role/app', 'arn:aws:iam::111122223333:role/other'], client: 'c', audience: 'https://api', scopes: ['read', 'write'] }],
 });
-const caller = { kind: 'iam', partition: 'aws', account: '111122223333', type: 'role', path: '', name: 'app', arn: 'arn:aws:iam::111122223333:role/app' } as const;
+const caller = { kind: 'iam', partition: 'aws', account: '111122223333', type: 'role', path: '', name: 'app', arn: 'arn:aws:iam::111122223333:role/app', channel: 'api' } as const;
 
 /** An in-memory TokenStore with DynamoDB's conditional semantics. */
 class FakeStore implements TokenStore {
@@ -123,7 +123,7 @@ function setup(opts: Partial<TokenServiceOptions> = {}, expiresIn = 3600) {
     backoffActive: () => events.push('backoff-active'),
     quotaGuardTripped: () => events.push('quota'),
     idpQuota: () => events.push('idp-quota'),
-    dataKeyRepaired: (defect: string) => events.push(`repaired:${defect}`),
+    sealedRecordRejected: (defect: string) => events.push(`rejected:${defect}`),
     storeDegraded: (op: string) => events.push(`degraded:${op}`),
     refreshFailed: (cause: string) => events.push(`refresh-failed:${cause}`),
   };

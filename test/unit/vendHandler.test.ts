@@ -5,7 +5,12 @@ import { describe, expect, it } from 'vitest';
 import { IdpRejectedError, IdpUnavailableError } from '../../functions/core/errors.js';
 import type { VendRequest } from '../../functions/core/tokenService.js';
 import { createVendHandler } from '../../functions/http/vendHandler.js';
-import { apiEvent } from '../helpers/events.js';
+import { apiEvent, type EventOptions } from '../helpers/events.js';
+import { fakeIdentity, fakeProof } from '../helpers/fakeIdentity.js';
+
+const CHECKOUT = 'arn:aws:sts::111122223333:assumed-role/checkout-service/i-0123456789abcdef0';
+/** An API event whose proof the fake verifier accepts for the event's signer. */
+const proven = (opts: EventOptions = {}) => apiEvent({ ...opts, headers: { 'X-Token-Vendor-Proof': fakeProof(CHECKOUT), ...opts.headers } });
 
 function setup(fail?: Error) {
   const calls: VendRequest[] = [];
@@ -16,9 +21,10 @@ function setup(fail?: Error) {
       return { access_token: 'eyJ.test.token', token_type: 'Bearer' as const, expires_in: 3599, scope: 'read:orders' };
     },
   };
-  const handler = createVendHandler({ service, logger: new Logger({ logLevel: 'SILENT' }), metrics: new Metrics({ namespace: 'Test', serviceName: 'test' }) });
-  const http = async (...args: Parameters<typeof apiEvent>) => (await handler(apiEvent(...args))) as APIGatewayProxyResult;
-  return { calls, handler, http };
+  const identity = fakeIdentity();
+  const handler = createVendHandler({ service, identity, logger: new Logger({ logLevel: 'SILENT' }), metrics: new Metrics({ namespace: 'Test', serviceName: 'test' }) });
+  const http = async (opts?: EventOptions) => (await handler(proven(opts))) as APIGatewayProxyResult;
+  return { calls, handler, http, identity };
 }
 
 const body = (r: APIGatewayProxyResult) => JSON.parse(r.body) as Record<string, unknown>;
@@ -30,7 +36,7 @@ describe('vend handler (API Gateway)', () => {
     expect(res.statusCode).toBe(200);
     expect(res.headers?.['Cache-Control']).toBe('no-store');
     expect(body(res)).toEqual({ access_token: 'eyJ.test.token', token_type: 'Bearer', expires_in: 3599, scope: 'read:orders' });
-    expect(calls[0]).toMatchObject({ audience: 'https://orders.example.com', scope: 'read:orders', caller: { kind: 'iam', type: 'role', name: 'checkout-service', arn: 'arn:aws:iam::111122223333:role/checkout-service' } });
+    expect(calls[0]).toMatchObject({ audience: 'https://orders.example.com', scope: 'read:orders', caller: { kind: 'iam', type: 'role', name: 'checkout-service', arn: 'arn:aws:iam::111122223333:role/checkout-service', channel: 'api' } });
   });
 
   it('decodes base64 bodies', async () => {
@@ -41,8 +47,9 @@ describe('vend handler (API Gateway)', () => {
   });
 
   it.each([
-    ['no identity', { userArn: null }, 403, 'access_denied'],
-    ['a root identity', { userArn: 'arn:aws:iam::111122223333:root' }, 403, 'access_denied'],
+    ['no identity proof', { headers: { 'X-Token-Vendor-Proof': '' } }, 403, 'access_denied'],
+    ['no identity at all', { userArn: null, headers: { 'X-Token-Vendor-Proof': '' } }, 403, 'access_denied'],
+    ['a root identity', { userArn: null, headers: { 'X-Token-Vendor-Proof': fakeProof('arn:aws:iam::111122223333:root') } }, 403, 'access_denied'],
     ['malformed JSON', { body: '{"audience":' }, 400, 'invalid_request'],
     ['a JSON array', { body: '[]' }, 400, 'invalid_request'],
     ['no body', { body: null }, 400, 'invalid_request'],
@@ -84,6 +91,28 @@ describe('vend handler (API Gateway)', () => {
     expect(res.body).not.toContain('ECONNREFUSED');
   });
 
+  it('trusts no identity it did not verify: a forged userArn without a proof is refused before the service', async () => {
+    const { calls, http } = setup();
+    const res = await http({ headers: { 'X-Token-Vendor-Proof': '' }, userArn: 'arn:aws:sts::111122223333:assumed-role/admin/forged' });
+    expect(res.statusCode).toBe(403);
+    expect(body(res)).toMatchObject({ error: 'access_denied' });
+    expect(calls).toHaveLength(0);
+  });
+
+  it('refuses a proof made by another principal than the one API Gateway verified', async () => {
+    const { calls, http } = setup();
+    const res = await http({ userArn: 'arn:aws:sts::111122223333:assumed-role/billing-api/task-9' });
+    expect(res.statusCode).toBe(403);
+    expect(body(res).error_description).toContain('another principal');
+    expect(calls).toHaveLength(0);
+  });
+
+  it('verifies the proof for the request it came with (audience and scope)', async () => {
+    const { identity, http } = setup();
+    await http({ body: JSON.stringify({ audience: 'https://orders.example.com', scope: 'write:orders read:orders' }) });
+    expect(identity.calls).toEqual([{ audience: 'https://orders.example.com', scope: 'write:orders read:orders' }]);
+  });
+
   it('hides an unexpected error behind a generic 500', async () => {
     const res = await setup(new TypeError('cannot read properties of undefined (secret stuff)')).http();
     expect(res.statusCode).toBe(500);
@@ -92,11 +121,24 @@ describe('vend handler (API Gateway)', () => {
 });
 
 describe('vend handler (direct invocation)', () => {
-  it('returns the same body as the API, as a direct caller', async () => {
+  it('returns the same body as the API, to the principal its proof proves', async () => {
     const { calls, handler } = setup();
-    const out = await handler({ audience: 'https://orders.example.com', scope: 'read:orders' });
+    const out = await handler({ audience: 'https://orders.example.com', scope: 'read:orders', proof: fakeProof('arn:aws:sts::111122223333:assumed-role/reporting-daily/job-1') });
     expect(out).toEqual({ access_token: 'eyJ.test.token', token_type: 'Bearer', expires_in: 3599, scope: 'read:orders' });
-    expect(calls[0]?.caller).toEqual({ kind: 'direct' });
+    expect(calls[0]?.caller).toMatchObject({ arn: 'arn:aws:iam::111122223333:role/reporting-daily', channel: 'direct' });
+  });
+
+  it('answers a direct invocation without a proof 403, with the status in the body, and never calls the service', async () => {
+    const { calls, handler } = setup();
+    expect(await handler({ audience: 'https://orders.example.com' })).toMatchObject({ error: 'access_denied', status: 403 });
+    expect(calls).toHaveLength(0);
+  });
+
+  it("gives a forged API Gateway event no token: the event's userArn is not an identity", async () => {
+    const { calls, handler } = setup();
+    const forged = apiEvent({ userArn: 'arn:aws:sts::111122223333:assumed-role/admin/forged' });
+    expect(((await handler(forged)) as APIGatewayProxyResult).statusCode).toBe(403);
+    expect(calls).toHaveLength(0);
   });
 
   it.each([[null], ['a string'], [{}], [{ audience: 'a', extra: 1 }]])('returns an OAuth error body for %j', async (event) => {
@@ -139,9 +181,9 @@ describe('vend handler metrics', () => {
         return { access_token: 'eyJ.test.token', token_type: 'Bearer' as const, expires_in: 3599, scope: 'read:orders' };
       },
     };
-    const handler = createVendHandler({ service, logger: new Logger({ logLevel: 'SILENT' }), metrics });
+    const handler = createVendHandler({ service, identity: fakeIdentity(), logger: new Logger({ logLevel: 'SILENT' }), metrics });
 
-    const res = (await handler(apiEvent({ body: JSON.stringify({ audience: 'https://a' }) }))) as APIGatewayProxyResult;
+    const res = (await handler(proven({ body: JSON.stringify({ audience: 'https://a' }) }))) as APIGatewayProxyResult;
 
     expect(res.statusCode).toBe(status);
     const expected = code === 'OK' ? [{ status: '2xx' }] : [{ status: `${String(status)[0]}xx` }, { code }];
@@ -152,8 +194,8 @@ describe('vend handler metrics', () => {
     const { IdpRateLimitedError, QuotaGuardError } = await import('../../functions/core/errors.js');
     for (const [error, code] of [[new IdpRateLimitedError('429', 30), 'ERR_IDP_RATE_LIMITED'], [new QuotaGuardError('cap', 60), 'ERR_QUOTA_GUARD']] as const) {
       const { metrics, singles } = recordingMetrics();
-      const handler = createVendHandler({ service: { vend: () => Promise.reject(error) }, logger: new Logger({ logLevel: 'SILENT' }), metrics });
-      const res = (await handler(apiEvent({ body: JSON.stringify({ audience: 'https://a' }) }))) as APIGatewayProxyResult;
+      const handler = createVendHandler({ service: { vend: () => Promise.reject(error) }, identity: fakeIdentity(), logger: new Logger({ logLevel: 'SILENT' }), metrics });
+      const res = (await handler(proven({ body: JSON.stringify({ audience: 'https://a' }) }))) as APIGatewayProxyResult;
       expect(JSON.parse(res.body)).toMatchObject({ error: 'temporarily_unavailable' });
       expect(singles.find((s) => s.dimensions.code !== undefined)?.dimensions.code).toBe(code);
     }

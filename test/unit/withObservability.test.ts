@@ -16,6 +16,7 @@ import { withObservability } from '../../functions/lambda/withObservability.js';
 import { createRotationHandler } from '../../functions/rotation/rotationHandler.js';
 import { createRefreshHandler } from '../../functions/scheduled/refreshHandler.js';
 import { apiEvent } from '../helpers/events.js';
+import { fakeIdentity, fakeProof } from '../helpers/fakeIdentity.js';
 
 /** What Lambda passes a handler. */
 function lambdaContext(functionName: string, awsRequestId: string): Context {
@@ -89,6 +90,7 @@ const handlers = {
     let fail = false;
     const handler = createVendHandler({
       ...o,
+      identity: fakeIdentity(),
       service: {
         async vend() {
           if (fail) throw new Error('boom');
@@ -101,7 +103,7 @@ const handlers = {
       throws: false,
       invoke: (failing: boolean, context?: Context) => {
         fail = failing;
-        return handler(apiEvent(), context);
+        return handler(apiEvent({ headers: { 'X-Token-Vendor-Proof': fakeProof('arn:aws:sts::111122223333:assumed-role/checkout-service/i-0123456789abcdef0') } }), context);
       },
     };
   },
