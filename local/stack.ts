@@ -5,7 +5,12 @@
  * - an oidc-provider tenant stands in for Auth0 (`/oauth/token`, JSON bodies, `audience`, RS256 JWTs);
  * - the real vend bundle (dist/vend/index.js) serves POST /token behind a local gateway that
  *   verifies SigV4 as API Gateway's AWS_IAM does, with access keys mapped to role ARNs by
- *   .local/credentials.json (generated on first start, never committed).
+ *   .local/credentials.json (generated on first start, never committed);
+ * - an STS stand-in (local/sts.ts) answers the presigned GetCallerIdentity of every identity
+ *   proof (docs/identity-proof.md), verified against the same credentials file (moto's STS does
+ *   not verify signatures); the function reaches it through STS_ENDPOINT;
+ * - a Lambda Invoke stand-in (local/lambdaInvoke.ts) serves the same vend handler to direct
+ *   invocations, as the caller client's direct mode (scheduled jobs) calls it.
  *
  * Once up, it vends a token to a signed caller with the caller client, prints the fingerprint,
  * expires_in and scope, and keeps serving until Ctrl-C, which stops everything it started.
@@ -19,7 +24,9 @@ import { TokenVendorClient } from '../client/index.js';
 import { fingerprint } from '../functions/core/tokenIdentity.js';
 import { startLocalAuth0Tenant } from './auth0Tenant.js';
 import { startLocalGateway, type LocalCredential } from './gateway.js';
+import { startLocalLambdaInvoke } from './lambdaInvoke.js';
 import { startMoto } from './moto.js';
+import { startLocalSts } from './sts.js';
 import { LOCAL_REGION, LOCAL_SEAL_KEY_ALIAS, createSealKey, createTokenTable, localDynamoDb, localFunctionEnv, localKms, localSecretsManager, putClientSecret } from './seed.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -31,6 +38,10 @@ const TABLE = 'token-vendor-local';
 const SECRET_ID = 'token-vendor/local/orders-m2m';
 const ROTATOR_SECRET_ID = 'token-vendor/local/auth0-rotator';
 const STAGE = 'local';
+/** docs/identity-proof.md: the local stack's proof server id */
+const PROOF_SERVER_ID = 'token-vendor-local';
+/** The vend function's name as `osls deploy --stage local` would name it (service-stage-function). */
+const VEND_FUNCTION = `token-vendor-${STAGE}-vend`;
 
 const stops: Array<() => Promise<void>> = [];
 let stopping = false;
@@ -114,9 +125,19 @@ async function main(): Promise<void> {
     )}\n`,
   );
 
-  // What points the function at this stack: the SDK reaches moto via AWS_ENDPOINT_URL. It is
-  // also what `npm run invoke:local` passes to `osls invoke local`, and what `npm run ops -- --local` reads.
-  const invokeEnv = localFunctionEnv({ motoEndpoint: moto.endpoint, grantsFile, sealKeyId: LOCAL_SEAL_KEY_ALIAS });
+  // The STS stand-in knows the same keys as the gateway: a proof is signed with the caller's own key.
+  const credentials = localCredentials();
+  const sts = await startLocalSts({ credentials, region: LOCAL_REGION });
+  stops.push(() => sts.close());
+
+  // What points the function at this stack: the SDK reaches moto via AWS_ENDPOINT_URL, proofs are
+  // checked against the STS stand-in. It is also what `npm run invoke:local` passes to
+  // `osls invoke local` (and signs its proofs for), and what `npm run ops -- --local` reads.
+  const invokeEnv = {
+    ...localFunctionEnv({ motoEndpoint: moto.endpoint, grantsFile, sealKeyId: LOCAL_SEAL_KEY_ALIAS }),
+    STS_ENDPOINT: sts.origin,
+    PROOF_SERVER_ID,
+  };
   // The function's environment, as Lambda would set it.
   Object.assign(process.env, invokeEnv, {
     TOKEN_TABLE_NAME: TABLE,
@@ -142,31 +163,52 @@ async function main(): Promise<void> {
   }, 60_000);
   stops.push(async () => clearInterval(schedule));
 
-  const credentials = localCredentials();
   const gateway = await startLocalGateway({ port, region: LOCAL_REGION, stage: STAGE, credentials, handler });
   stops.push(() => gateway.close());
+  // Direct invocation (Lambda Invoke) of the same handler, for the client's functionName mode.
+  const lambda = await startLocalLambdaInvoke({
+    region: LOCAL_REGION,
+    credentials,
+    functions: { [VEND_FUNCTION]: handler as (event: unknown, context: Context) => Promise<unknown> },
+  });
+  stops.push(() => lambda.close());
 
   // The signed caller, with the client internal services import.
   const caller = credentials[0];
   if (caller === undefined) throw new Error(`${join(stateDir, 'credentials.json')} holds no credentials`);
-  const client = new TokenVendorClient({
-    endpoint: gateway.url,
-    region: LOCAL_REGION,
-    credentials: { accessKeyId: caller.accessKeyId, secretAccessKey: caller.secretAccessKey },
-  });
+  const callerCredentials = { accessKeyId: caller.accessKeyId, secretAccessKey: caller.secretAccessKey };
+  const client = new TokenVendorClient({ endpoint: gateway.url, region: LOCAL_REGION, credentials: callerCredentials, serverId: PROOF_SERVER_ID, stsEndpoint: sts.origin });
   const token = await client.getToken({ audience: AUDIENCE, scope: 'read:orders' });
   const expiresIn = Math.floor((token.expiresAt - Date.now()) / 1000);
 
   console.log('');
   console.log(`token vendor listening at ${gateway.url}/token (SigV4, region ${LOCAL_REGION}, service execute-api)`);
+  console.log(`STS stand-in (GetCallerIdentity, identity proofs) at ${sts.origin}, proof server id ${PROOF_SERVER_ID}`);
+  console.log(`Lambda Invoke stand-in at ${lambda.origin} (function ${VEND_FUNCTION})`);
   console.log(`vended to ${caller.principalArn}: fingerprint=${fingerprint(token.accessToken)} expires_in=${expiresIn} scope="${token.scope}"`);
+
+  // The same, by direct invocation (a scheduled job's path). Not fatal: the API path above is the demo.
+  try {
+    const direct = new TokenVendorClient({
+      functionName: VEND_FUNCTION,
+      lambdaEndpoint: lambda.origin,
+      region: LOCAL_REGION,
+      credentials: callerCredentials,
+      serverId: PROOF_SERVER_ID,
+      stsEndpoint: sts.origin,
+    });
+    const invoked = await direct.getToken({ audience: AUDIENCE, scope: 'read:orders' });
+    console.log(`vended by direct invocation: fingerprint=${fingerprint(invoked.accessToken)} scope="${invoked.scope}"`);
+  } catch (error) {
+    console.error(`direct invocation failed: ${error instanceof Error ? error.message : String(error)}`);
+  }
   console.log('');
-  console.log('try it (signed with the local credentials in .local/credentials.json):');
-  console.log(
-    `  curl -s --aws-sigv4 "aws:amz:${LOCAL_REGION}:execute-api" --user "${caller.accessKeyId}:<secretAccessKey from .local/credentials.json>" \\\n` +
-      `    -H 'content-type: application/json' -d '{"audience":"${AUDIENCE}","scope":"read:orders"}' ${gateway.url}/token`,
-  );
-  console.log('or run the function as Lambda would, through osls, against this stack:');
+  console.log('try it: a token on stdout, signed with the local credentials in .local/credentials.json, with a fresh');
+  console.log('identity proof (docs/identity-proof.md) that the command adds:');
+  console.log(`  npm run -s token -- --local --endpoint ${gateway.url} --audience ${AUDIENCE} --scope read:orders`);
+  console.log(`  npm run -s token -- --local --function ${VEND_FUNCTION} --lambda-endpoint ${lambda.origin} --audience ${AUDIENCE} --scope read:orders`);
+  console.log('or run the function as Lambda would, through osls, against this stack (the script adds a fresh');
+  console.log('identity proof signed with the first key of .local/credentials.json to an event that has none):');
   console.log('  npm run invoke:local -- events/direct-invoke.json');
   console.log('and the incident tools against it:');
   console.log('  npm run ops -- status --local        npm run ops -- rotate --client orders-m2m --local');

@@ -4,15 +4,17 @@
  */
 import { execFile, spawnSync } from 'node:child_process';
 import { isDeepStrictEqual, promisify } from 'node:util';
-import { mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PARTITION_KEY, TTL_ATTRIBUTE } from '../../functions/adapters/dynamoTokenStore.js';
 import { CONFIG_VARIABLES, loadConfig } from '../../functions/config.js';
 import { createSealKey, createTokenTable } from '../../local/seed.js';
+import { withFreshProof } from '../../local/stsProof.js';
 import { deployedSettings } from '../helpers/deployedSettings.js';
-import { startTestStack, type TestStack } from '../helpers/testStack.js';
+import { proofFor } from '../helpers/events.js';
+import { REPORTING_ROLE_SESSION, startTestStack, type TestStack } from '../helpers/testStack.js';
 import { cfnLint, packageService, runPackage, zipEntries, type CfnResource, type Packaged } from '../../scripts/packaging.js';
 
 const execFileAsync = promisify(execFile);
@@ -98,7 +100,7 @@ describe('packaged template', () => {
 
   it('deploys config.ts\'s defaults: each deployed value, set alone, changes nothing', () => {
     // Set per stage or per function, so no default to compare with (checked above or below).
-    const perStage = new Set(['TOKEN_TABLE_NAME', 'TOKEN_SEAL_KEY_ID', 'GRANTS_FILE', 'POWERTOOLS_SERVICE_NAME']);
+    const perStage = new Set(['TOKEN_TABLE_NAME', 'TOKEN_SEAL_KEY_ID', 'GRANTS_FILE', 'POWERTOOLS_SERVICE_NAME', 'PROOF_SERVER_ID']);
     const base = { TOKEN_TABLE_NAME: 't', TOKEN_SEAL_KEY_ID: 'alias/k' };
     const settingsOf = (env: Record<string, string>) => ({ ...loadConfig(env, process.cwd()), grants: undefined });
     const defaults = settingsOf(base);
@@ -107,6 +109,7 @@ describe('packaged template', () => {
       const drift = CONFIG_VARIABLES.filter((v) => !perStage.has(v)).filter((v) => !isDeepStrictEqual(settingsOf({ ...base, [v]: String(vars[v]) }), defaults));
       expect([name, drift]).toEqual([name, []]);
       expect(vars.POWERTOOLS_SERVICE_NAME).toBe('token-vendor-citest');
+      expect(vars.PROOF_SERVER_ID).toBe('token-vendor-citest');
       // and what the test suites read from serverless.yml (test/helpers/deployedSettings.ts) is what is packaged
       for (const [variable, value] of Object.entries(deployedSettings())) expect([name, variable, String(vars[variable])]).toEqual([name, variable, value]);
     }
@@ -376,24 +379,147 @@ describe('packaging with a bad break-glass role', () => {
   }, 120_000);
 });
 
+describe('the API stage and its access log (issue 10)', () => {
+  // Packaged a third time with this stack setting API Gateway's account-wide CloudWatch role.
+  let withRole: Packaged;
+  beforeAll(() => {
+    withRole = packageService('citestapilog', { apiGatewayCloudWatchRole: 'true' });
+  }, 300_000);
+
+  const resourcesOf = (p: Packaged, type: string) => Object.entries(p.template.Resources).filter(([, r]) => r.Type === type);
+  const propsOf = (r: CfnResource | undefined): Record<string, any> => (r?.Properties ?? {}) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  const stageOf = (p: Packaged) => {
+    const stages = resourcesOf(p, 'AWS::ApiGateway::Stage');
+    expect(stages.map(([id]) => id)).toEqual(['ApiGatewayStage']);
+    return stages[0]![1];
+  };
+  /** The value the apiGatewayCloudWatchRole condition compares with 'true'. */
+  const cloudWatchRoleCondition = (p: Packaged) =>
+    (p.template as unknown as { Conditions: { SetsApiGatewayCloudWatchRole: { 'Fn::Equals': [{ 'Fn::Join': [string, string[]] }, string] } } }).Conditions.SetsApiGatewayCloudWatchRole['Fn::Equals'];
+
+  it('is a Stage resource of the stack, on osls\'s deployment, which no longer makes the stage itself', () => {
+    for (const [p, stageName] of [[regional, 'citest'], [privateApi, 'citestprivate'], [withRole, 'citestapilog']] as const) {
+      const deployments = resourcesOf(p, 'AWS::ApiGateway::Deployment');
+      expect(deployments).toHaveLength(1);
+      const [deploymentId, deployment] = deployments[0]!;
+      expect(deploymentId).toMatch(/^ApiGatewayDeployment\d+$/);
+      expect(propsOf(deployment)).not.toHaveProperty('StageName');
+      expect(propsOf(deployment)).not.toHaveProperty('StageDescription');
+      expect(propsOf(stageOf(p))).toMatchObject({ RestApiId: { Ref: 'ApiGatewayRestApi' }, DeploymentId: { Ref: deploymentId }, StageName: stageName, TracingEnabled: true });
+    }
+  });
+
+  it('keeps the stage name the alarms, the dashboard and the endpoint output use', () => {
+    const stageName = propsOf(stageOf(regional)).StageName as string;
+    const apiName = propsOf(regional.template.Resources.ApiGatewayRestApi).Name as string;
+    const dimensions = Object.fromEntries((propsOf(regional.template.Resources.Api5xxAlarm).Dimensions as Array<{ Name: string; Value: string }>).map((d) => [d.Name, d.Value]));
+    expect(dimensions).toEqual({ ApiName: apiName, Stage: stageName });
+    const [[, dashboard] = []] = resourcesOf(regional, 'AWS::CloudWatch::Dashboard');
+    const body = JSON.stringify(propsOf(dashboard).DashboardBody);
+    expect(body).toContain(`\\"AWS/ApiGateway\\", \\"Count\\", \\"ApiName\\", \\"${apiName}\\", \\"Stage\\", \\"${stageName}\\"`);
+    expect(JSON.stringify(regional.template.Outputs?.ServiceEndpoint)).toContain(`"/${stageName}"`);
+  });
+
+  it('writes a JSON access log line per request: request id, caller ARN, status, latency, error', () => {
+    const log = propsOf(stageOf(regional)).AccessLogSetting as { DestinationArn: unknown; Format: string };
+    // the log group's ARN without the ":*" that its Arn attribute ends with
+    expect(log.DestinationArn).toEqual({ 'Fn::Sub': 'arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:${ApiAccessLogGroup}' });
+    // one line, and valid JSON once API Gateway has put a value (or "-") in place of each variable
+    expect(log.Format).not.toMatch(/[\r\n]/);
+    const line = JSON.parse(log.Format.replace(/\$context\.[\w.]+/g, (v) => `<${v}>`)) as Record<string, string>;
+    // every field is exactly one $context variable
+    for (const [field, value] of Object.entries(line)) expect([field, value]).toEqual([field, expect.stringMatching(/^<\$context\.[\w.]+>$/)]);
+    expect(line).toMatchObject({
+      requestId: '<$context.requestId>',
+      extendedRequestId: '<$context.extendedRequestId>',
+      callerArn: '<$context.identity.userArn>',
+      status: '<$context.status>',
+      responseLatency: '<$context.responseLatency>',
+      integrationLatency: '<$context.integrationLatency>',
+      ip: '<$context.identity.sourceIp>',
+      httpMethod: '<$context.httpMethod>',
+      resourcePath: '<$context.resourcePath>',
+      requestTime: '<$context.requestTime>',
+      errorMessage: '<$context.error.message>',
+      errorType: '<$context.error.responseType>',
+    });
+  });
+
+  it('keeps the access log in its own log group, for the configured retention, not one osls deletes after a deploy', () => {
+    const group = propsOf(regional.template.Resources.ApiAccessLogGroup);
+    expect(regional.template.Resources.ApiAccessLogGroup?.Type).toBe('AWS::Logs::LogGroup');
+    expect(group.LogGroupName).toBe('/aws/apigateway/token-vendor-citest/access');
+    expect(group.RetentionInDays).toBe(props(regional.template.Resources.VendLogGroup).RetentionInDays);
+    // osls's post-deploy stage calls (update-stage.js) delete /aws/api-gateway/<service>-<stage>
+    // unless provider.logs.restApi is set; they run only when tracing, logs, tags or metrics are
+    // configured in provider: none is, so osls makes no stage calls after a deploy.
+    expect(group.LogGroupName).not.toBe('/aws/api-gateway/token-vendor-citest');
+    const provider = (JSON.parse(readFileSync(join(regional.dir, 'serverless-state.json'), 'utf8')) as { service: { provider: Record<string, any> } }).service.provider; // eslint-disable-line @typescript-eslint/no-explicit-any
+    expect(provider.tracing?.apiGateway).toBeUndefined();
+    expect(provider.logs?.restApi).toBeUndefined();
+    expect(provider.apiGateway?.metrics).toBeUndefined();
+    expect([provider.tags, provider.stackTags]).toEqual([undefined, undefined]);
+  });
+
+  it('sets API Gateway\'s account-wide CloudWatch role only when asked, and the stage waits for it', () => {
+    expect(cloudWatchRoleCondition(regional)).toEqual([{ 'Fn::Join': ['', ['false']] }, 'true']);
+    expect(cloudWatchRoleCondition(privateApi)).toEqual([{ 'Fn::Join': ['', ['false']] }, 'true']);
+    expect(cloudWatchRoleCondition(withRole)).toEqual([{ 'Fn::Join': ['', ['true']] }, 'true']);
+    for (const p of [regional, withRole]) {
+      const account = p.template.Resources.ApiGatewayAccountSettings as CfnResource & { Condition?: string; UpdateReplacePolicy?: string };
+      const role = p.template.Resources.ApiGatewayCloudWatchRole as CfnResource & { Condition?: string };
+      expect(account).toMatchObject({ Type: 'AWS::ApiGateway::Account', Condition: 'SetsApiGatewayCloudWatchRole', DeletionPolicy: 'Retain', UpdateReplacePolicy: 'Retain' });
+      expect(propsOf(account).CloudWatchRoleArn).toEqual({ 'Fn::GetAtt': ['ApiGatewayCloudWatchRole', 'Arn'] });
+      expect(role).toMatchObject({ Type: 'AWS::IAM::Role', Condition: 'SetsApiGatewayCloudWatchRole', DeletionPolicy: 'Retain' });
+      expect(propsOf(role).AssumeRolePolicyDocument.Statement).toEqual([{ Effect: 'Allow', Principal: { Service: 'apigateway.amazonaws.com' }, Action: 'sts:AssumeRole' }]);
+      expect(propsOf(role).ManagedPolicyArns).toEqual([{ 'Fn::Sub': 'arn:${AWS::Partition}:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs' }]);
+      expect(propsOf(role)).not.toHaveProperty('Policies');
+      // the stage is created (and its access log set) after the account settings, when this stack sets them
+      expect(stageOf(p).DependsOn).toEqual(['ApiGatewayCloudWatchRoleReady']);
+      expect((p.template.Resources.ApiGatewayCloudWatchRoleReady as CfnResource & { Metadata?: unknown }).Metadata).toEqual({
+        AccountSettings: { 'Fn::If': ['SetsApiGatewayCloudWatchRole', { Ref: 'ApiGatewayAccountSettings' }, 'set outside this stack'] },
+      });
+    }
+  });
+
+  it('passes cfn-lint with the CloudWatch role set by the stack', () => {
+    const lint = cfnLint(withRole.templatePath);
+    expect(lint.output).toBe('');
+    expect(lint.status).toBe(0);
+  });
+
+  it('fails packaging on an apiGatewayCloudWatchRole that is not true or false, naming the parameter', () => {
+    const result = runPackage('citestbadcwrole', join(withRole.dir, 'badcwrole'), { apiGatewayCloudWatchRole: 'yes' });
+    expect(result.status).not.toBe(0);
+    expect(result.output).toContain('param apiGatewayCloudWatchRole: "yes" is not true or false');
+  }, 120_000);
+});
+
 describe('osls invoke local, with the sample events, against the local stack', () => {
   let stack: TestStack;
   const stage = `inv${Date.now().toString(36)}`;
   beforeAll(async () => {
-    stack = await startTestStack();
+    // marketing-batch has a key (it proves who it is) but no grant.
+    stack = await startTestStack({ callers: ['arn:aws:sts::111122223333:assumed-role/marketing-batch/i-0fedcba9876543210'] });
     // The deployed function's table is token-vendor-<stage> and its seal key alias/token-vendor-<stage>.
     await createTokenTable(stack.dynamodb, `token-vendor-${stage}`);
     await createSealKey(stack.kms, `alias/token-vendor-${stage}`);
   }, 60_000);
   afterAll(async () => {
     await stack?.close();
+    rmSync(eventsDir, { recursive: true, force: true });
   });
+  const eventsDir = mkdtempSync(join(tmpdir(), 'invoke-'));
 
   // Asynchronous: the local Auth0 tenant runs in this process and must keep answering.
   const invoke = async (event: string, fn = 'vend'): Promise<unknown> => {
     const env: NodeJS.ProcessEnv = { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', POWERTOOLS_LOG_LEVEL: 'WARN' };
-    const args = ['node_modules/osls/bin/serverless.js', 'invoke', 'local', '-f', fn, '--stage', stage, '-p', event];
-    for (const key of ['GRANTS_FILE', 'AWS_ENDPOINT_URL', 'AWS_REGION', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY'] as const) {
+    // A sample file cannot hold a proof (60 s): a fresh one is added, as npm run invoke:local does.
+    const signed = withFreshProof(JSON.parse(readFileSync(event, 'utf8')), (arn, audience, scope) => (arn === undefined ? undefined : proofFor(arn, audience, scope)), REPORTING_ROLE_SESSION);
+    const payload = join(eventsDir, `${event.replace(/\W/g, '_')}.json`);
+    writeFileSync(payload, JSON.stringify(signed));
+    const args = ['node_modules/osls/bin/serverless.js', 'invoke', 'local', '-f', fn, '--stage', stage, '-p', payload];
+    for (const key of ['GRANTS_FILE', 'AWS_ENDPOINT_URL', 'AWS_REGION', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'STS_ENDPOINT', 'PROOF_SERVER_ID'] as const) {
       args.push('-e', `${key}=${stack.env[key]}`);
     }
     const { stdout } = await execFileAsync(process.execPath, args, { env, encoding: 'utf8', timeout: 120_000 });

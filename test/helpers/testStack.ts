@@ -16,8 +16,11 @@ import { inject } from 'vitest';
 import { loadConfig } from '../../functions/config.js';
 import { createVendor, type Vendor, type VendorDeps } from '../../functions/vendor.js';
 import { startLocalAuth0Tenant, type LocalAuth0Tenant } from '../../local/auth0Tenant.js';
-import { createSealKey, createTokenTable, localDynamoDb, localFunctionEnv, localKms, localSecretsManager, putClientSecret } from '../../local/seed.js';
+import { LOCAL_REGION, createSealKey, createTokenTable, localDynamoDb, localFunctionEnv, localKms, localSecretsManager, putClientSecret } from '../../local/seed.js';
+import type { LocalCredential } from '../../local/sigv4.js';
+import { startLocalSts, stsCallerIdentity, type LocalSts } from '../../local/sts.js';
 import { TEST_TIME_SCALE, deployedSettings, isDuration, scaled } from './deployedSettings.js';
+import { registerProofSigner, type ProofSignerConfig } from './events.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -30,6 +33,26 @@ export const BILLING = 'https://billing.example.com';
 export const CHECKOUT_ROLE_SESSION = 'arn:aws:sts::111122223333:assumed-role/checkout-service/i-0abc';
 export const REPORTING_ROLE_SESSION = 'arn:aws:sts::111122223333:assumed-role/reporting-daily/job-1';
 export const BILLING_ROLE_SESSION = 'arn:aws:sts::111122223333:assumed-role/billing-api/task-9';
+/** apiEvent()'s default caller */
+export const DEFAULT_EVENT_SESSION = 'arn:aws:sts::111122223333:assumed-role/checkout-service/i-0123456789abcdef0';
+export const ALICE_USER = 'arn:aws:iam::111122223333:user/ops/alice';
+/** The server id every test stack's vendor is configured with (PROOF_SERVER_ID). */
+export const TEST_PROOF_SERVER_ID = 'token-vendor-test';
+
+/**
+ * The identities the tests act as, each with its own key at the stack's STS stand-in (and so a
+ * valid proof from apiEvent()/directEvent()). Any other principal has no credential: its events
+ * carry no proof, as a caller without AWS credentials could not make one.
+ */
+export const TEST_CALLERS: readonly string[] = [
+  DEFAULT_EVENT_SESSION,
+  CHECKOUT_ROLE_SESSION,
+  'arn:aws:sts::111122223333:assumed-role/checkout-service/bench',
+  REPORTING_ROLE_SESSION,
+  'arn:aws:sts::111122223333:assumed-role/reporting-daily/job',
+  BILLING_ROLE_SESSION,
+  ALICE_USER,
+];
 
 export interface TestStack {
   readonly tenant: LocalAuth0Tenant;
@@ -43,6 +66,11 @@ export interface TestStack {
   readonly env: Record<string, string>;
   readonly ordersSecret: string;
   readonly ordersSecretId: string;
+  /**
+   * The stack's STS stand-in (`env.STS_ENDPOINT`): counters (`calls()`, `callsBy(arn)`) and faults
+   * (`setFault('outage' | 'throttle' | 'hang' | null)`). It knows one key per TEST_CALLERS entry.
+   */
+  readonly sts: LocalSts;
   /**
    * a new vendor instance: its own memory tier, the shared table. `env` may not change a duration
    * of the deployed settings (that would change their ratios): `timeScale` runs the instance on
@@ -60,6 +88,24 @@ export interface TestStackOptions {
   readonly tokenTtlSeconds?: number;
   /** the clock of `env` and of every vendor (deployedSettings.ts `scaled`); default TEST_TIME_SCALE */
   readonly timeScale?: number;
+  /** more caller identities (session or user ARNs) to give STS keys to, besides TEST_CALLERS */
+  readonly callers?: readonly string[];
+}
+
+/**
+ * A key per identity: a role session ARN becomes the role's credential with that session name, a
+ * user ARN the user's. The keys are random per stack, so one stack's proof never verifies at another.
+ */
+function callerCredentials(arns: readonly string[]): Array<{ arn: string; credential: LocalCredential }> {
+  return [...new Set(arns)].map((arn) => {
+    const session = /^arn:(aws[a-z-]*):sts::(\d{12}):assumed-role\/([^/]+)\/([^/]+)$/.exec(arn);
+    const base = { accessKeyId: `AKIATEST${randomBytes(6).toString('hex').toUpperCase()}`, secretAccessKey: randomBytes(30).toString('base64url') };
+    const credential: LocalCredential = session
+      ? { ...base, principalArn: `arn:${session[1]}:iam::${session[2]}:role/${session[3]}`, sessionName: session[4] ?? '' }
+      : { ...base, principalArn: arn };
+    if (stsCallerIdentity(credential).Arn !== arn) throw new Error(`test caller ${arn} is not a role session or user ARN`);
+    return { arn, credential };
+  });
 }
 
 export async function startTestStack(options: TestStackOptions = {}): Promise<TestStack> {
@@ -96,6 +142,8 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
   await putClientSecret(secretsManager, `vendor/orders-${suffix}`, { client_id: 'orders-client', client_secret: ordersSecret });
   await putClientSecret(secretsManager, `vendor/billing-${suffix}`, { client_id: 'billing-client', client_secret: billingSecret });
 
+  const { sts, unregisterSigner } = await startTestSts(options.callers);
+
   const dir = mkdtempSync(join(tmpdir(), 'vendor-test-'));
   const grantsFile = join(dir, 'grants.json');
   writeFileSync(
@@ -116,6 +164,8 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
   const env: Record<string, string> = {
     ...localFunctionEnv({ motoEndpoint, grantsFile, sealKeyId: sealKeyAlias }),
     TOKEN_TABLE_NAME: tableName,
+    STS_ENDPOINT: sts.origin,
+    PROOF_SERVER_ID: TEST_PROOF_SERVER_ID,
     // What serverless.yml deploys, on a faster clock: nothing else. A test whose fault would
     // leave a fleet back-off behind uses a table of its own (newTable).
     ...scaled(options.timeScale ?? TEST_TIME_SCALE),
@@ -132,6 +182,7 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
     env,
     ordersSecret,
     ordersSecretId: `vendor/orders-${suffix}`,
+    sts,
     vendor: (opts = {}) => {
       const durations = Object.keys(opts.env ?? {}).filter((name) => name in deployedSettings() && isDuration(name));
       if (durations.length > 0) {
@@ -149,8 +200,35 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
       if (recordFile) appendFileSync(recordFile, `${JSON.stringify({ kind, value })}\n`);
     },
     close: async () => {
-      await tenant.close();
+      unregisterSigner();
+      await Promise.all([tenant.close(), sts.close()]);
       rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * The STS stand-in of a test, with a key for each of TEST_CALLERS (and `extra`), registered as the
+ * signer of apiEvent()/directEvent() proofs. For tests that build their own stack without
+ * startTestStack: pass `STS_ENDPOINT: sts.origin` and `PROOF_SERVER_ID: TEST_PROOF_SERVER_ID` to
+ * the vendor, and call `close()` afterwards.
+ */
+export async function startTestSts(extra: readonly string[] = []): Promise<{ sts: LocalSts; unregisterSigner: () => void; close: () => Promise<void> }> {
+  const callers = callerCredentials([...TEST_CALLERS, ...extra]);
+  const sts = await startLocalSts({ credentials: callers.map((c) => c.credential), region: LOCAL_REGION });
+  const signer: ProofSignerConfig = {
+    stsOrigin: sts.origin,
+    region: LOCAL_REGION,
+    serverId: TEST_PROOF_SERVER_ID,
+    credentials: Object.fromEntries(callers.map(({ arn, credential }) => [arn, { accessKeyId: credential.accessKeyId, secretAccessKey: credential.secretAccessKey }])),
+  };
+  const unregisterSigner = registerProofSigner(signer);
+  return {
+    sts,
+    unregisterSigner,
+    close: async () => {
+      unregisterSigner();
+      await sts.close();
     },
   };
 }

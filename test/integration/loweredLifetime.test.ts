@@ -17,6 +17,8 @@ let stack: TestStack;
 beforeAll(async () => {
   Date.now = () => realNow() + offsetMs;
   stack = await startTestStack({ tokenTtlSeconds: 3600 });
+  // The callers sign their identity proofs, and STS judges them, on the same simulated clock.
+  stack.sts.setNow(() => new Date(Date.now()));
 });
 afterAll(async () => {
   await stack?.close();
@@ -29,7 +31,7 @@ describe('a lifetime lowered in Auth0', () => {
     // Exactly the deployed settings (timeScale 1): the clock below is what moves.
     const vendor = stack.vendor({ env: { TOKEN_TABLE_NAME: table }, timeScale: 1 });
     const ask = async () =>
-      ((await vendor.handler(apiEvent({ body: JSON.stringify({ audience: ORDERS, scope: 'read:orders' }), userArn: CHECKOUT_ROLE_SESSION }))) as APIGatewayProxyResult).statusCode;
+      ((await vendor.handler(apiEvent({ body: JSON.stringify({ audience: ORDERS, scope: 'read:orders' }), userArn: CHECKOUT_ROLE_SESSION, proofAt: Date.now() }))) as APIGatewayProxyResult).statusCode;
 
     expect(await ask()).toBe(200); // a 3600 s token
     stack.tenant.setTokenTtl(ORDERS, 600); // from now on Auth0 issues 600 s tokens

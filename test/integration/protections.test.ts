@@ -43,7 +43,7 @@ const ask = (vendor: ReturnType<TestStack['vendor']>, userArn: string, scope: st
   vendor.handler(apiEvent({ body: JSON.stringify({ audience: ORDERS, scope }), userArn })) as Promise<Res>;
 
 async function fleetBackoffs(table: string): Promise<number> {
-  const sealer = new KmsTokenSealer({ kms: stack.kms, dynamodb: stack.dynamodb, tableName: table, keyId: stack.env.TOKEN_SEAL_KEY_ID! });
+  const sealer = new KmsTokenSealer({ kms: stack.kms, tableName: table, keyId: stack.env.TOKEN_SEAL_KEY_ID! });
   const { backoffs } = await new DynamoTokenStore({ client: stack.dynamodb, tableName: table, sealer }).inspect();
   return backoffs.length;
 }

@@ -22,6 +22,7 @@ import { LOCAL_AWS_CREDENTIALS, LOCAL_REGION, createSealKey, createTokenTable, l
 import { countingObserver } from '../helpers/countingObserver.js';
 import { TEST_TIME_SCALE, scaled } from '../helpers/deployedSettings.js';
 import { apiEvent } from '../helpers/events.js';
+import { TEST_PROOF_SERVER_ID, startTestSts } from '../helpers/testStack.js';
 
 const ORDERS = 'https://orders.example.com';
 const KEYED = 'https://keyed.example.com';
@@ -45,7 +46,10 @@ async function keyPair() {
   return { pem, spki: await exportSPKI(publicKey), kid: await calculateJwkThumbprint(await exportJWK(publicKey)) };
 }
 
+let stopSts: (() => Promise<void>) | undefined;
 beforeAll(async () => {
+  const testSts = await startTestSts();
+  stopSts = testSts.close;
   const ordersSecret = randomBytes(24).toString('base64url');
   const rotatorSecret = randomBytes(24).toString('base64url');
   const key = await keyPair();
@@ -96,6 +100,9 @@ beforeAll(async () => {
     TOKEN_SEAL_KEY_ID: `alias/rotation-${suffix}`,
     GRANTS_FILE: grantsFile,
     AWS_REGION: LOCAL_REGION,
+    // Callers prove who they are at the test's STS stand-in (docs/identity-proof.md).
+    STS_ENDPOINT: testSts.sts.origin,
+    PROOF_SERVER_ID: TEST_PROOF_SERVER_ID,
     AWS_ACCESS_KEY_ID: LOCAL_AWS_CREDENTIALS.accessKeyId,
     AWS_SECRET_ACCESS_KEY: LOCAL_AWS_CREDENTIALS.secretAccessKey,
     // What serverless.yml deploys, on the suites' faster clock: nothing else.
@@ -104,6 +111,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await tenant?.close();
+  await stopSts?.();
 });
 
 /** Vendor instances that count the IdP errors they see, by code. */

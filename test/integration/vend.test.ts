@@ -14,7 +14,7 @@ import { KmsTokenSealer } from '../../functions/adapters/kmsTokenSealer.js';
 import { cacheKey } from '../../functions/core/tokenIdentity.js';
 import { putClientSecret } from '../../local/seed.js';
 import { freePort } from '../../local/moto.js';
-import { apiEvent } from '../helpers/events.js';
+import { apiEvent, directEvent } from '../helpers/events.js';
 import { BILLING, BILLING_ROLE_SESSION, CHECKOUT_ROLE_SESSION, ORDERS, REPORTING_ROLE_SESSION, startTestStack, type TestStack } from '../helpers/testStack.js';
 
 let stack: TestStack;
@@ -101,7 +101,7 @@ describe('expiry', () => {
     const key = cacheKey(stack.tenant.issuer, stack.ordersSecretId, ORDERS, ['read:orders']);
     // What TTL deletion may leave behind for days: an expired item, TTL attribute and all,
     // written (sealed) exactly as the vendor writes its items.
-    const sealer = new KmsTokenSealer({ kms: stack.kms, dynamodb: stack.dynamodb, tableName: table, keyId: stack.env.TOKEN_SEAL_KEY_ID! });
+    const sealer = new KmsTokenSealer({ kms: stack.kms, tableName: table, keyId: stack.env.TOKEN_SEAL_KEY_ID! });
     await new DynamoTokenStore({ client: stack.dynamodb, tableName: table, sealer }).put({
       key,
       accessToken: 'expired-token-that-must-never-be-served',
@@ -190,9 +190,9 @@ describe('scopes and grants', () => {
 
   it('serves a direct invocation only through a grant that allows it', async () => {
     const vendor = stack.vendor();
-    expect(await vendor.handler({ audience: ORDERS, scope: 'read:orders' })).toMatchObject({ token_type: 'Bearer', scope: 'read:orders' });
-    expect(await vendor.handler({ audience: ORDERS, scope: 'write:orders' })).toMatchObject({ error: 'access_denied' });
-    expect(await vendor.handler({ audience: BILLING })).toMatchObject({ error: 'access_denied' });
+    expect(await vendor.handler(directEvent({ audience: ORDERS, scope: 'read:orders', as: REPORTING_ROLE_SESSION }))).toMatchObject({ token_type: 'Bearer', scope: 'read:orders' });
+    expect(await vendor.handler(directEvent({ audience: ORDERS, scope: 'write:orders', as: REPORTING_ROLE_SESSION }))).toMatchObject({ error: 'access_denied' });
+    expect(await vendor.handler(directEvent({ audience: BILLING, as: REPORTING_ROLE_SESSION }))).toMatchObject({ error: 'access_denied' });
     // the reporting role, via the API, gets the same grant
     expect(((await vendor.handler(request({ audience: ORDERS }, REPORTING_ROLE_SESSION))) as Res).statusCode).toBe(200);
   });

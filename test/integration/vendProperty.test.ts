@@ -7,7 +7,7 @@ import type { APIGatewayProxyResult } from 'aws-lambda';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Vendor } from '../../functions/vendor.js';
-import { apiEvent } from '../helpers/events.js';
+import { apiEvent, directEvent } from '../helpers/events.js';
 import { BILLING, BILLING_ROLE_SESSION, CHECKOUT_ROLE_SESSION, ORDERS, REPORTING_ROLE_SESSION, startTestStack, type TestStack } from '../helpers/testStack.js';
 
 let stack: TestStack;
@@ -80,8 +80,13 @@ describe('vend handler, any input', () => {
   });
 
   it('never fails or throws for any direct invocation', async () => {
+    // A well-formed request proven by one of the test principals (the reporting role's grant
+    // allows direct invocation, the others' do not), or anything at all without a proof.
+    const proven = fc
+      .tuple(wellFormed, fc.constantFrom(REPORTING_ROLE_SESSION, REPORTING_ROLE_SESSION, CHECKOUT_ROLE_SESSION, BILLING_ROLE_SESSION))
+      .map(([body, as]) => directEvent({ audience: body.audience, ...(typeof body.scope === 'string' ? { scope: body.scope } : {}), as }));
     await fc.assert(
-      fc.asyncProperty(fc.oneof(wellFormed, bodyObject, fc.anything()), async (event) => {
+      fc.asyncProperty(fc.oneof({ arbitrary: proven, weight: 4 }, wellFormed, bodyObject, fc.anything()), async (event) => {
         const out = (await vendor.handler(event)) as unknown as Record<string, unknown>;
         if ('error' in out) expect(['invalid_request', 'access_denied']).toContain(out.error);
         else {

@@ -5,6 +5,8 @@ import { SignatureV4 } from '@smithy/signature-v4';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { TokenVendorClient } from '../../client/index.js';
 import { startLocalGateway, type LocalCredential, type LocalGateway } from '../../local/gateway.js';
+import { startLocalSts } from '../../local/sts.js';
+import { decodeProof, requestBinding } from '../../local/stsProof.js';
 
 const REGION = 'eu-west-1';
 const ORDERS_ROLE: LocalCredential = {
@@ -69,12 +71,26 @@ describe('local gateway: AWS_IAM authorization', () => {
       headers: { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' },
       body: JSON.stringify({ access_token: 'tok-1', token_type: 'Bearer', expires_in: 3600, scope: 'orders:read' }),
     });
-    const client = new TokenVendorClient({ endpoint: gateway.url, region: REGION, credentials: ORDERS_ROLE });
+    const sts = await startLocalSts({ credentials: [ORDERS_ROLE], region: REGION });
+    try {
+      const client = new TokenVendorClient({ endpoint: gateway.url, region: REGION, credentials: ORDERS_ROLE, serverId: 'token-vendor-test', stsEndpoint: sts.origin });
 
-    const token = await client.getToken({ audience: 'https://orders.example.com', scope: 'orders:read' });
+      const token = await client.getToken({ audience: 'https://orders.example.com', scope: 'orders:read' });
 
-    expect(token.accessToken).toBe('tok-1');
-    expect(calls).toHaveLength(1);
+      expect(token.accessToken).toBe('tok-1');
+      expect(calls).toHaveLength(1);
+      // The client's proof, sent on as the vendor sends it, proves the same identity the gateway reports.
+      const proof = calls[0]!.event.headers['X-Token-Vendor-Proof'] ?? calls[0]!.event.headers['x-token-vendor-proof'];
+      const answer = await fetch(decodeProof(proof ?? ''), {
+        headers: { 'x-token-vendor-server-id': 'token-vendor-test', 'x-token-vendor-request': requestBinding('https://orders.example.com', 'orders:read'), accept: 'application/json' },
+      });
+      expect(answer.status).toBe(200);
+      expect(await answer.json()).toMatchObject({
+        GetCallerIdentityResponse: { GetCallerIdentityResult: { Arn: calls[0]!.event.requestContext.identity.userArn, UserId: calls[0]!.event.requestContext.identity.caller } },
+      });
+    } finally {
+      await sts.close();
+    }
     const { event } = calls[0]!;
     expect(event.requestContext.identity.userArn).toBe('arn:aws:sts::123456789012:assumed-role/orders-api/orders-session');
     expect(event.requestContext.identity.caller).toMatch(/^AROA[A-Z2-7]{17}:orders-session$/);

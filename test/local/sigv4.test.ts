@@ -2,7 +2,8 @@ import { Hash } from '@smithy/hash-node';
 import { HttpRequest } from '@smithy/protocol-http';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { describe, expect, it } from 'vitest';
-import { verifySigV4, type LocalCredential, type SigV4Request } from '../../local/sigv4.js';
+import { verifyPresignedSigV4, verifySigV4, type LocalCredential, type SigV4Request } from '../../local/sigv4.js';
+import { botocorePresign } from './botocore.js';
 
 const REGION = 'eu-west-1';
 const NOW = new Date('2025-11-24T03:07:00Z');
@@ -336,5 +337,205 @@ describe('verifySigV4: refusals', () => {
 
     expect(both).toMatchObject({ ok: false, failure: 'malformed' });
     expect(presignedOnly).toMatchObject({ ok: false, failure: 'malformed' });
+  });
+});
+
+/** Presign as the SDK does (smithy `presign()`), and return the GET a server receives for that URL. */
+async function presignedRequest(input: {
+  query?: Record<string, string>;
+  headers?: Record<string, string>;
+  credential?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+  region?: string;
+  service?: string;
+  expiresIn?: number;
+  signingDate?: Date;
+}): Promise<SigV4Request> {
+  const signer = new SignatureV4({
+    service: input.service ?? 'sts',
+    region: input.region ?? REGION,
+    credentials: input.credential ?? ROLE,
+    sha256: Hash.bind(null, 'sha256'),
+  });
+  const headers = { host: HOST, ...input.headers };
+  const presigned = await signer.presign(
+    new HttpRequest({ method: 'GET', protocol: 'http:', hostname: '127.0.0.1', port: 4010, path: '/', query: input.query ?? { Action: 'GetCallerIdentity', Version: '2011-06-15' }, headers }),
+    { signingDate: input.signingDate ?? NOW, expiresIn: input.expiresIn ?? 60 },
+  );
+  const query = Object.entries(presigned.query ?? {})
+    .map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(String(v))}`)
+    .join('&');
+  return { method: 'GET', url: `/?${query}`, headers, body: new Uint8Array() };
+}
+
+function verifyPresigned(
+  req: SigV4Request,
+  overrides: { now?: Date; region?: string; service?: string; credentials?: LocalCredential[]; validityMs?: number } = {},
+) {
+  const credentials = overrides.credentials ?? [ROLE];
+  return verifyPresignedSigV4(req, {
+    lookup: (akid) => credentials.find((c) => c.accessKeyId === akid),
+    region: overrides.region ?? REGION,
+    service: overrides.service ?? 'sts',
+    now: () => overrides.now ?? NOW,
+    ...(overrides.validityMs === undefined ? {} : { validityMs: overrides.validityMs }),
+  });
+}
+
+function withQuery(req: SigV4Request, edit: (params: URLSearchParams) => void): SigV4Request {
+  const params = new URLSearchParams(req.url.slice(2));
+  edit(params);
+  return { ...req, url: `/?${params.toString()}` };
+}
+
+const BINDING_HEADERS = { 'x-token-vendor-request': 'a'.repeat(64), 'x-token-vendor-server-id': 'token-vendor-test' };
+
+describe('verifyPresignedSigV4: URLs presigned by the SDKs', () => {
+  it('accepts a smithy presign() with extra signed headers, and returns the credential', async () => {
+    const req = await presignedRequest({ headers: BINDING_HEADERS });
+    expect(new URLSearchParams(req.url.slice(2)).get('X-Amz-SignedHeaders')).toBe('host;x-token-vendor-request;x-token-vendor-server-id');
+
+    expect(verifyPresigned(req)).toEqual({ ok: true, credential: ROLE });
+  });
+
+  it('accepts temporary credentials whose session token is in the query', async () => {
+    const temporary: LocalCredential = { ...ROLE, accessKeyId: 'ASIATEMP', sessionToken: 'session/token+value==' };
+    const req = await presignedRequest({ headers: BINDING_HEADERS, credential: temporary });
+
+    expect(verifyPresigned(req, { credentials: [temporary] }).ok).toBe(true);
+  });
+
+  it('accepts a URL presigned by botocore (SigV4QueryAuth), token included', () => {
+    const temporary: LocalCredential = { ...ROLE, accessKeyId: 'ASIATEMP', sessionToken: 'session/token+value==' };
+    const url = botocorePresign({
+      url: `http://${HOST}/?Action=GetCallerIdentity&Version=2011-06-15`,
+      headers: BINDING_HEADERS,
+      credential: temporary,
+      region: REGION,
+      service: 'sts',
+      expires: 60,
+      amzDate: '20251124T030700Z',
+    });
+    const req: SigV4Request = { method: 'GET', url: url.slice(`http://${HOST}`.length), headers: { host: HOST, ...BINDING_HEADERS }, body: new Uint8Array() };
+
+    expect(verifyPresigned(req, { credentials: [temporary] })).toEqual({ ok: true, credential: temporary });
+    // the same URL with one bound header changed is another request
+    expect(verifyPresigned({ ...req, headers: { ...req.headers, 'x-token-vendor-server-id': 'token-vendor-prod' } }, { credentials: [temporary] })).toMatchObject({
+      ok: false,
+      failure: 'signature_mismatch',
+    });
+  });
+});
+
+describe('verifyPresignedSigV4: the validity window', () => {
+  it('honours X-Amz-Expires by default: valid through it, stale after', async () => {
+    const req = await presignedRequest({ headers: BINDING_HEADERS, expiresIn: 60 });
+
+    expect(verifyPresigned(req, { now: new Date(NOW.getTime() + 60_000) }).ok).toBe(true);
+    expect(verifyPresigned(req, { now: new Date(NOW.getTime() + 61_000) })).toMatchObject({ ok: false, failure: 'stale' });
+  });
+
+  it('with validityMs, ignores X-Amz-Expires (as STS does for GetCallerIdentity)', async () => {
+    const req = await presignedRequest({ headers: BINDING_HEADERS, expiresIn: 60 });
+    const fifteenMinutes = 15 * 60_000;
+
+    expect(verifyPresigned(req, { now: new Date(NOW.getTime() + 10 * 60_000), validityMs: fifteenMinutes }).ok).toBe(true);
+    expect(verifyPresigned(req, { now: new Date(NOW.getTime() + fifteenMinutes + 1000), validityMs: fifteenMinutes })).toMatchObject({
+      ok: false,
+      failure: 'stale',
+    });
+  });
+
+  it('refuses X-Amz-Date more than the skew ahead of the server clock', async () => {
+    const req = await presignedRequest({ headers: BINDING_HEADERS });
+
+    expect(verifyPresigned(req, { now: new Date(NOW.getTime() - 5 * 60_000 - 1000) })).toMatchObject({ ok: false, failure: 'stale' });
+    expect(verifyPresigned(req, { now: new Date(NOW.getTime() - 4 * 60_000) }).ok).toBe(true);
+  });
+});
+
+describe('verifyPresignedSigV4: refusals', () => {
+  it('a tampered query parameter, or one added -> signature_mismatch', async () => {
+    const req = await presignedRequest({ headers: BINDING_HEADERS });
+
+    const action = verifyPresigned(withQuery(req, (q) => q.set('Action', 'AssumeRole')));
+    const added = verifyPresigned(withQuery(req, (q) => q.append('RoleArn', 'arn:aws:iam::123456789012:role/admin')));
+    const longer = verifyPresigned(withQuery(req, (q) => q.set('X-Amz-Expires', '900')));
+
+    expect(action).toMatchObject({ ok: false, failure: 'signature_mismatch' });
+    expect(added).toMatchObject({ ok: false, failure: 'signature_mismatch' });
+    expect(longer).toMatchObject({ ok: false, failure: 'signature_mismatch' });
+  });
+
+  it('a signed header changed or missing, another host, another method or path -> signature_mismatch', async () => {
+    const req = await presignedRequest({ headers: BINDING_HEADERS });
+    const { 'x-token-vendor-request': _dropped, ...withoutBinding } = req.headers;
+
+    expect(verifyPresigned({ ...req, headers: { ...req.headers, 'x-token-vendor-request': 'b'.repeat(64) } })).toMatchObject({ failure: 'signature_mismatch' });
+    expect(verifyPresigned({ ...req, headers: withoutBinding })).toMatchObject({ failure: 'signature_mismatch' });
+    expect(verifyPresigned({ ...req, headers: { ...req.headers, host: '127.0.0.1:4011' } })).toMatchObject({ failure: 'signature_mismatch' });
+    expect(verifyPresigned({ ...req, method: 'POST' })).toMatchObject({ failure: 'signature_mismatch' });
+    expect(verifyPresigned({ ...req, url: `/x${req.url}` })).toMatchObject({ failure: 'signature_mismatch' });
+  });
+
+  it('a body on a GET signed with the empty payload hash -> signature_mismatch', async () => {
+    const req = await presignedRequest({ headers: BINDING_HEADERS });
+
+    expect(verifyPresigned({ ...req, body: new TextEncoder().encode('Action=AssumeRole') })).toMatchObject({ failure: 'signature_mismatch' });
+  });
+
+  it('wrong secret -> signature_mismatch, and the message holds no secret or signature', async () => {
+    const req = await presignedRequest({ headers: BINDING_HEADERS, credential: { accessKeyId: ROLE.accessKeyId, secretAccessKey: 'not-the-secret' } });
+    const genuine = await presignedRequest({ headers: BINDING_HEADERS });
+
+    const result = verifyPresigned(req);
+
+    expect(result).toMatchObject({ ok: false, failure: 'signature_mismatch' });
+    const text = JSON.stringify(result);
+    expect(text).not.toContain(ROLE.secretAccessKey);
+    expect(text).not.toContain(new URLSearchParams(genuine.url.slice(2)).get('X-Amz-Signature'));
+  });
+
+  it('unknown key, or a session token that is missing, wrong or not expected -> unknown_key', async () => {
+    const temporary: LocalCredential = { ...ROLE, sessionToken: 'the-real-token' };
+    const unknown = await presignedRequest({ credential: { accessKeyId: 'AKIAUNKNOWN', secretAccessKey: 'x' } });
+    const noToken = await presignedRequest({ credential: ROLE });
+    const wrongToken = await presignedRequest({ credential: { ...ROLE, sessionToken: 'forged' } });
+
+    expect(verifyPresigned(unknown)).toMatchObject({ ok: false, failure: 'unknown_key' });
+    expect(verifyPresigned(noToken, { credentials: [temporary] })).toMatchObject({ ok: false, failure: 'unknown_key' });
+    expect(verifyPresigned(wrongToken, { credentials: [temporary] })).toMatchObject({ ok: false, failure: 'unknown_key' });
+    expect(verifyPresigned(wrongToken)).toMatchObject({ ok: false, failure: 'unknown_key' });
+    expect(JSON.stringify(verifyPresigned(wrongToken, { credentials: [temporary] }))).not.toContain('the-real-token');
+  });
+
+  it('signed for another region or service -> wrong_scope', async () => {
+    expect(verifyPresigned(await presignedRequest({ region: 'us-east-1' }))).toMatchObject({ ok: false, failure: 'wrong_scope' });
+    expect(verifyPresigned(await presignedRequest({ service: 'execute-api' }))).toMatchObject({ ok: false, failure: 'wrong_scope' });
+  });
+
+  it('no presign parameters -> missing; an Authorization header as well -> malformed', async () => {
+    const req = await presignedRequest({});
+    const plain: SigV4Request = { method: 'GET', url: '/?Action=GetCallerIdentity&Version=2011-06-15', headers: { host: HOST }, body: new Uint8Array() };
+
+    expect(verifyPresigned(plain)).toMatchObject({ ok: false, failure: 'missing' });
+    expect(verifyPresigned({ ...req, headers: { ...req.headers, authorization: 'AWS4-HMAC-SHA256 Credential=x' } })).toMatchObject({ ok: false, failure: 'malformed' });
+  });
+
+  it.each([
+    ['X-Amz-Expires missing', (q: URLSearchParams) => q.delete('X-Amz-Expires')],
+    ['X-Amz-Expires zero', (q: URLSearchParams) => q.set('X-Amz-Expires', '0')],
+    ['X-Amz-Expires over 7 days', (q: URLSearchParams) => q.set('X-Amz-Expires', '604801')],
+    ['X-Amz-Date missing', (q: URLSearchParams) => q.delete('X-Amz-Date')],
+    ['X-Amz-Date impossible', (q: URLSearchParams) => q.set('X-Amz-Date', '20250231T000000Z')],
+    ['another algorithm', (q: URLSearchParams) => q.set('X-Amz-Algorithm', 'AWS4-HMAC-SHA512')],
+    ['short signature', (q: URLSearchParams) => q.set('X-Amz-Signature', 'abc')],
+    ['repeated signature', (q: URLSearchParams) => q.append('X-Amz-Signature', 'a'.repeat(64))],
+    ['host not signed', (q: URLSearchParams) => q.set('X-Amz-SignedHeaders', 'x-token-vendor-request;x-token-vendor-server-id')],
+    ['unsorted signed headers', (q: URLSearchParams) => q.set('X-Amz-SignedHeaders', 'x-token-vendor-request;host')],
+    ['short credential', (q: URLSearchParams) => q.set('X-Amz-Credential', 'AKIAORDERSAPI0000001/20251124/eu-west-1')],
+  ])('malformed presign parameters (%s) -> malformed', async (_case, edit) => {
+    const req = await presignedRequest({ headers: BINDING_HEADERS });
+
+    expect(verifyPresigned(withQuery(req, edit))).toMatchObject({ ok: false, failure: 'malformed' });
   });
 });
