@@ -15,8 +15,16 @@ export const ClientErrorCode = {
   timeout: 'timeout',
   /** a 2xx answer that is not a usable token response */
   invalidResponse: 'invalid_response',
-  /** a non-2xx answer without an OAuth error body (a proxy's page, an empty body) */
+  /**
+   * a non-2xx answer without an OAuth error body (a proxy's page, an empty body); in direct
+   * mode, Lambda's own refusal (no `lambda:InvokeFunction`, no such function, throttled)
+   */
   httpError: 'http_error',
+  /**
+   * direct mode: the vend function crashed or timed out (Lambda's `X-Amz-Function-Error`);
+   * status 502, as API Gateway answers a failed Lambda integration
+   */
+  functionError: 'function_error',
 } as const;
 
 export interface TokenVendorErrorOptions {
@@ -33,11 +41,15 @@ export interface TokenVendorErrorOptions {
  * `retryAfterSeconds` for a 429/503. Messages never contain a token or a credential.
  */
 export class TokenVendorError extends Error {
-  /** HTTP status of the vendor's answer; 0 when no answer arrived */
+  /**
+   * HTTP status of the vendor's answer; 0 when no answer arrived. In direct mode, the status the
+   * API path would have answered (the vendor's error body carries it), Lambda's own for a refusal
+   * by Lambda, and 502 for a crashed function.
+   */
   readonly status: number;
   /** the vendor's OAuth `error`, or a {@link ClientErrorCode} */
   readonly code: string;
-  /** seconds the vendor asked us to wait (`Retry-After`), when it said */
+  /** seconds the vendor asked us to wait (`Retry-After`; `retry_after` in direct mode), when it said */
   readonly retryAfterSeconds?: number;
 
   constructor(message: string, options: TokenVendorErrorOptions) {

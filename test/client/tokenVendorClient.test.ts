@@ -1,57 +1,53 @@
 import type { APIGatewayProxyEvent } from 'aws-lambda';
 import { describe, expect, it } from 'vitest';
-import { ClientErrorCode, TokenVendorClient, TokenVendorError, type TokenVendorClientOptions } from '../../client/index.js';
+import {
+  ClientErrorCode,
+  TokenVendorClient,
+  requestBindingHash,
+  type TokenVendorApiOptions,
+  type TokenVendorDirectOptions,
+} from '../../client/index.js';
+import { checkProof } from '../../functions/core/identityProof.js';
 import { startLocalGateway } from '../../local/gateway.js';
+import { verifyPresignedSigV4 } from '../../local/sigv4.js';
+import { CREDENTIALS, ORDERS, REGION, SERVER_ID, caught, deferred, fakeClock, fakeFetch, headersOf, proofUrl, tokenBody, tokenResponse } from './fakes.js';
 
 const ENDPOINT = 'https://abc123.execute-api.eu-west-1.amazonaws.com/prod';
-const CREDENTIALS = { accessKeyId: 'AKIAORDERSAPI0000001', secretAccessKey: 'orders-api-secret-key' };
-const ORDERS = 'https://orders.example.com';
+const FUNCTION = 'auth0-token-vendor-prod-vend';
+const ROLE_ARN = 'arn:aws:iam::123456789012:role/teams/orders/orders-api';
 
-interface FetchCall {
-  url: string;
-  init: RequestInit;
+function client(overrides: Partial<TokenVendorApiOptions>): TokenVendorClient {
+  return new TokenVendorClient({ endpoint: ENDPOINT, region: REGION, serverId: SERVER_ID, credentials: CREDENTIALS, ...overrides });
 }
 
-/** A fetch that records calls and answers from a queue of responders (the last one repeats). */
-function fakeFetch(...responders: Array<(call: FetchCall) => Promise<Response> | Response>) {
-  const calls: FetchCall[] = [];
-  const fetchImpl = (async (input: string | URL | Request, init?: RequestInit) => {
-    const call = { url: String(input), init: init ?? {} };
-    calls.push(call);
-    const responder = responders[Math.min(calls.length - 1, responders.length - 1)];
-    if (responder === undefined) throw new Error('no responder');
-    return responder(call);
-  }) as typeof fetch;
-  return { fetch: fetchImpl, calls };
+function direct(overrides: Partial<TokenVendorDirectOptions>): TokenVendorClient {
+  return new TokenVendorClient({ functionName: FUNCTION, region: REGION, serverId: SERVER_ID, credentials: CREDENTIALS, ...overrides });
 }
 
-function tokenResponse(accessToken: string, expiresIn = 3600, scope?: string): Response {
-  return Response.json({ access_token: accessToken, token_type: 'Bearer', expires_in: expiresIn, ...(scope === undefined ? {} : { scope }) }, { headers: { 'cache-control': 'no-store' } });
-}
-
-/** A clock the test moves by hand. */
-function fakeClock(start = 1_700_000_000_000) {
-  let t = start;
-  return { now: () => t, advance: (ms: number) => void (t += ms) };
-}
-
-function client(overrides: Partial<TokenVendorClientOptions>): TokenVendorClient {
-  return new TokenVendorClient({ endpoint: ENDPOINT, region: 'eu-west-1', credentials: CREDENTIALS, ...overrides });
-}
-
-function deferred<T>() {
-  let resolve!: (value: T) => void;
-  const promise = new Promise<T>((r) => (resolve = r));
-  return { promise, resolve };
-}
-
-async function caught(promise: Promise<unknown>): Promise<TokenVendorError> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
+/**
+ * Does `proof` verify, as the vendor would use it: checked by the vendor's own pre-STS checks
+ * (functions/core/identityProof.ts), which rebuild the request and supply the binding headers
+ * for (`audience`, `scope`) and `serverId`; then the signature checked as the local STS stand-in
+ * checks it (local/sigv4.ts `verifyPresignedSigV4`).
+ */
+function provesFor(proof: string, audience: string, scope: string | undefined, serverId = SERVER_ID): boolean {
+  const checked = checkProof(proof, { audience, scope }, { partition: 'aws', serverId }, Date.now());
+  const url = new URL(checked.url);
+  const result = verifyPresignedSigV4(
+    { method: 'GET', url: `${url.pathname}${url.search}`, headers: { host: url.host, ...checked.headers }, body: new Uint8Array() },
+    {
+      region: REGION,
+      service: 'sts',
+      // Any session token the proof carries is the one "issued": this checks the signature only.
+      lookup: (id) => (id === CREDENTIALS.accessKeyId ? { ...CREDENTIALS, principalArn: ROLE_ARN, ...sessionOf(url) } : undefined),
+    },
   );
-  expect(error).toBeInstanceOf(TokenVendorError);
-  return error as TokenVendorError;
+  return result.ok;
+}
+
+function sessionOf(url: URL): { sessionToken?: string } {
+  const token = url.searchParams.get('X-Amz-Security-Token');
+  return token === null ? {} : { sessionToken: token };
 }
 
 describe('TokenVendorClient: the request', () => {
@@ -72,7 +68,8 @@ describe('TokenVendorClient: the request', () => {
     expect(headers['content-type']).toBe('application/json');
     expect(headers['x-amz-date']).toMatch(/^\d{8}T\d{6}Z$/);
     expect(headers.authorization).toMatch(
-      /^AWS4-HMAC-SHA256 Credential=AKIAORDERSAPI0000001\/\d{8}\/eu-west-1\/execute-api\/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature=[0-9a-f]{64}$/,
+      // The proof header is signed too: it cannot be swapped on a request in transit.
+      /^AWS4-HMAC-SHA256 Credential=AKIAORDERSAPI0000001\/\d{8}\/eu-west-1\/execute-api\/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-token-vendor-proof, Signature=[0-9a-f]{64}$/,
     );
     expect(headers.host).toBeUndefined();
     expect(init.signal).toBeInstanceOf(AbortSignal);
@@ -86,6 +83,262 @@ describe('TokenVendorClient: the request', () => {
 
     expect(JSON.parse(String(calls[0]!.init.body))).toEqual({ audience: ORDERS });
     expect(token.scope).toBe('');
+  });
+});
+
+describe('TokenVendorClient: the identity proof on the API path', () => {
+  it('sends X-Token-Vendor-Proof: a presigned sts:GetCallerIdentity for 60 s that signs exactly the binding headers', async () => {
+    const { fetch, calls } = fakeFetch(() => tokenResponse('tok-1'));
+
+    await client({ fetch }).getToken({ audience: ORDERS, scope: 'write:orders read:orders' });
+
+    const url = proofUrl(headersOf(calls[0]!)['x-token-vendor-proof']);
+    expect(url.origin).toBe('https://sts.eu-west-1.amazonaws.com');
+    expect(url.pathname).toBe('/');
+    const query = [...url.searchParams];
+    expect(query.map(([name]) => name)).toEqual([
+      'Action',
+      'Version',
+      'X-Amz-Algorithm',
+      'X-Amz-Credential',
+      'X-Amz-Date',
+      'X-Amz-Expires',
+      'X-Amz-SignedHeaders',
+      'X-Amz-Signature',
+    ]);
+    const get = (name: string) => url.searchParams.get(name);
+    expect(get('Action')).toBe('GetCallerIdentity');
+    expect(get('Version')).toBe('2011-06-15');
+    expect(get('X-Amz-Algorithm')).toBe('AWS4-HMAC-SHA256');
+    expect(get('X-Amz-Credential')).toMatch(/^AKIAORDERSAPI0000001\/\d{8}\/eu-west-1\/sts\/aws4_request$/);
+    expect(get('X-Amz-Expires')).toBe('60');
+    expect(get('X-Amz-SignedHeaders')).toBe('host;x-token-vendor-request;x-token-vendor-server-id');
+    // The binding values are signed, never sent: the vendor supplies its own.
+    expect(url.href).not.toContain(SERVER_ID);
+    expect(url.href).not.toContain(requestBindingHash(ORDERS, 'read:orders write:orders'));
+  });
+
+  it('the proof is good for this deployment, audience and normalized scope only', async () => {
+    const { fetch, calls } = fakeFetch(() => tokenResponse('tok-1'));
+
+    await client({ fetch }).getToken({ audience: ORDERS, scope: 'write:orders read:orders write:orders' });
+    const proof = headersOf(calls[0]!)['x-token-vendor-proof'] ?? '';
+
+    expect(provesFor(proof, ORDERS, ' read:orders write:orders')).toBe(true);
+    expect(provesFor(proof, ORDERS, 'read:orders')).toBe(false);
+    expect(provesFor(proof, ORDERS, undefined)).toBe(false);
+    expect(provesFor(proof, 'https://payments.example.com', 'read:orders write:orders')).toBe(false);
+    expect(provesFor(proof, ORDERS, 'read:orders write:orders', 'token-vendor-other')).toBe(false);
+  });
+
+  it('the binding hash is SHA-256 of tvp1\\n<audience>\\n<normalized scope>, scope empty when none is asked for', () => {
+    // Known answers from coreutils: printf 'tvp1\nhttps://orders.example.com\n' | sha256sum, and with 'a b' appended.
+    const none = 'cfb689387f9bd1f3ec6978de096f75e385b244ce793709123f68008dfad3f8f0';
+    const ab = '2b25d839df1e40c8c6a7c5c13227668d365d9ed6c0c664fd33de870e38bf1738';
+
+    expect([requestBindingHash(ORDERS, undefined), requestBindingHash(ORDERS, ''), requestBindingHash(ORDERS, '  ')]).toEqual([none, none, none]);
+    expect([requestBindingHash(ORDERS, 'a b'), requestBindingHash(ORDERS, ' b a b ')]).toEqual([ab, ab]);
+  });
+
+  it('makes a fresh proof for every request, with the credentials current then', async () => {
+    // A provider that hands out new temporary credentials on every call, as a rotating role would.
+    let issued = 0;
+    const credentials = async () => ({ ...CREDENTIALS, sessionToken: `session-${++issued}` });
+    const { fetch, calls } = fakeFetch(() => tokenResponse('short-lived', 30));
+    const tvc = client({ fetch, credentials, refreshMarginSeconds: 60 });
+
+    await tvc.getToken({ audience: ORDERS });
+    await tvc.getToken({ audience: ORDERS });
+
+    expect(calls).toHaveLength(2);
+    const [first, second] = calls.map((call) => proofUrl(headersOf(call)['x-token-vendor-proof']));
+    expect(first?.searchParams.get('X-Amz-Security-Token')).not.toBe(second?.searchParams.get('X-Amz-Security-Token'));
+    for (const call of calls) expect(provesFor(headersOf(call)['x-token-vendor-proof'] ?? '', ORDERS, undefined)).toBe(true);
+  });
+
+  it('stsEndpoint names the local STS stand-in in the proof; the credential scope stays the region', async () => {
+    const { fetch, calls } = fakeFetch(() => tokenResponse('tok-1'));
+
+    await client({ fetch, stsEndpoint: 'http://127.0.0.1:4599' }).getToken({ audience: ORDERS });
+
+    const url = proofUrl(headersOf(calls[0]!)['x-token-vendor-proof']);
+    expect(url.origin).toBe('http://127.0.0.1:4599');
+    expect(url.searchParams.get('X-Amz-Credential')).toMatch(/\/eu-west-1\/sts\/aws4_request$/);
+  });
+
+  it('a China region names the .amazonaws.com.cn STS host', async () => {
+    const { fetch, calls } = fakeFetch(() => tokenResponse('tok-1'));
+
+    await client({ fetch, region: 'cn-north-1', endpoint: 'https://abc123.execute-api.cn-north-1.amazonaws.com.cn/prod' }).getToken({ audience: ORDERS });
+
+    expect(proofUrl(headersOf(calls[0]!)['x-token-vendor-proof']).origin).toBe('https://sts.cn-north-1.amazonaws.com.cn');
+  });
+
+  it('refuses options a proof cannot be made with, before any request', () => {
+    const { fetch, calls } = fakeFetch(() => tokenResponse('never'));
+
+    expect(() => client({ fetch, serverId: '' })).toThrow(/serverId/);
+    expect(() => client({ fetch, serverId: undefined as unknown as string })).toThrow(/serverId/);
+    expect(() => client({ fetch, region: 'eu-west-1.evil.example/' })).toThrow(/region/);
+    expect(() => client({ fetch, stsEndpoint: 'http://sts.example.com' })).toThrow(/loopback/);
+    expect(() => client({ fetch, stsEndpoint: 'https://sts.example.com/path' })).toThrow(/origin only/);
+    expect(calls).toHaveLength(0);
+  });
+});
+
+describe('TokenVendorClient: direct invocation (scheduled jobs)', () => {
+  it('calls Lambda Invoke, signed for service lambda, with {audience, scope, proof}', async () => {
+    const clock = fakeClock();
+    const { fetch, calls } = fakeFetch(() => Response.json(tokenBody('tok-direct', 3600, 'read:orders')));
+
+    const token = await direct({ fetch, now: clock.now }).getToken({ audience: ORDERS, scope: 'read:orders' });
+
+    expect(token).toEqual({ accessToken: 'tok-direct', tokenType: 'Bearer', scope: 'read:orders', expiresAt: clock.now() + 3_600_000 });
+    const { url, init } = calls[0]!;
+    expect(url).toBe(`https://lambda.eu-west-1.amazonaws.com/2015-03-31/functions/${FUNCTION}/invocations`);
+    expect(init.method).toBe('POST');
+    const headers = headersOf(calls[0]!);
+    expect(headers.authorization).toMatch(/^AWS4-HMAC-SHA256 Credential=AKIAORDERSAPI0000001\/\d{8}\/eu-west-1\/lambda\/aws4_request, SignedHeaders=[a-z0-9;-]+, Signature=[0-9a-f]{64}$/);
+    expect(headers['x-amz-invocation-type']).toBe('RequestResponse');
+    expect(headers['x-token-vendor-proof']).toBeUndefined();
+    const event = JSON.parse(String(init.body)) as { audience: string; scope: string; proof: string };
+    expect(Object.keys(event).sort()).toEqual(['audience', 'proof', 'scope']);
+    expect(event).toMatchObject({ audience: ORDERS, scope: 'read:orders' });
+    expect(provesFor(event.proof, ORDERS, 'read:orders')).toBe(true);
+  });
+
+  it('omits scope when none is asked for; an ARN is one percent-encoded path segment; lambdaEndpoint overrides the host', async () => {
+    const arn = 'arn:aws:lambda:eu-west-1:123456789012:function:auth0-token-vendor-prod-vend:live';
+    const { fetch, calls } = fakeFetch(() => Response.json(tokenBody('tok-direct')));
+
+    await direct({ fetch, functionName: arn, lambdaEndpoint: 'http://127.0.0.1:4600' }).getToken({ audience: ORDERS });
+
+    expect(calls[0]!.url).toBe(`http://127.0.0.1:4600/2015-03-31/functions/${encodeURIComponent(arn)}/invocations`);
+    const event = JSON.parse(String(calls[0]!.init.body)) as Record<string, string>;
+    expect(Object.keys(event).sort()).toEqual(['audience', 'proof']);
+    expect(provesFor(event.proof ?? '', ORDERS, undefined)).toBe(true);
+  });
+
+  it('shares the cache: a token is served from memory until expiresAt - margin', async () => {
+    const clock = fakeClock();
+    const { fetch, calls } = fakeFetch(
+      () => Response.json(tokenBody('tok-1', 3600)),
+      () => Response.json(tokenBody('tok-2', 3600)),
+    );
+    const tvc = direct({ fetch, now: clock.now, refreshMarginSeconds: 60 });
+
+    const first = await tvc.getToken({ audience: ORDERS, scope: 'b a' });
+    clock.advance(3_539_999);
+    const cached = await tvc.getToken({ audience: ORDERS, scope: 'a b' });
+    clock.advance(1);
+    const refreshed = await tvc.getToken({ audience: ORDERS, scope: 'a b' });
+
+    expect([first.accessToken, cached.accessToken, refreshed.accessToken]).toEqual(['tok-1', 'tok-1', 'tok-2']);
+    expect(calls).toHaveLength(2);
+  });
+
+  it('shares the single flight: 10 concurrent calls make one invocation, and a failure is not cached', async () => {
+    const gate = deferred<Response>();
+    const { fetch, calls } = fakeFetch(
+      () => gate.promise,
+      () => Response.json(tokenBody('tok-after')),
+    );
+    const tvc = direct({ fetch });
+
+    const pending = Array.from({ length: 10 }, () => tvc.getToken({ audience: ORDERS, scope: 'read:orders' }));
+    gate.resolve(Response.json({ error: 'temporarily_unavailable', error_description: 'IdP down', status: 503, retry_after: 4 }));
+    const errors = await Promise.all(pending.map(caught));
+    const retry = await tvc.getToken({ audience: ORDERS, scope: 'read:orders' });
+
+    expect(new Set(errors)).toHaveProperty('size', 1);
+    expect(retry.accessToken).toBe('tok-after');
+    expect(calls).toHaveLength(2);
+  });
+
+  it('rejects both or neither of endpoint and functionName, and a name Invoke would refuse', () => {
+    const both = { endpoint: ENDPOINT, functionName: FUNCTION, region: REGION, serverId: SERVER_ID, credentials: CREDENTIALS };
+    const neither = { region: REGION, serverId: SERVER_ID, credentials: CREDENTIALS };
+
+    expect(() => new TokenVendorClient(both as unknown as TokenVendorApiOptions)).toThrow(/exactly one/);
+    expect(() => new TokenVendorClient(neither as unknown as TokenVendorApiOptions)).toThrow(/exactly one/);
+    expect(() => direct({ functionName: 'vend/../../other' })).toThrow(/functionName/);
+    expect(() => direct({ lambdaEndpoint: 'http://lambda.example.com' })).toThrow(/loopback/);
+  });
+});
+
+describe('TokenVendorClient: direct-invocation answers map to the errors the API path gives', () => {
+  it.each([
+    ['the vendor refuses (403)', { error: 'access_denied', error_description: 'reporting-daily may not ask for write:orders', status: 403 }, { status: 403, code: 'access_denied' }],
+    ['a bad request (400)', { error: 'invalid_request', error_description: 'unknown field', status: 400 }, { status: 400, code: 'invalid_request' }],
+    ['the IdP refuses (502)', { error: 'access_denied', error_description: 'Auth0 refused', status: 502 }, { status: 502, code: 'access_denied' }],
+    ['unavailable, with retry_after', { error: 'temporarily_unavailable', error_description: 'retry later', status: 503, retry_after: 7 }, { status: 503, code: 'temporarily_unavailable', retryAfterSeconds: 7 }],
+    ['an error body without status', { error: 'temporarily_unavailable', error_description: 'retry later' }, { status: 503, code: 'temporarily_unavailable' }],
+  ])('%s', async (_case, body, expected) => {
+    const { fetch } = fakeFetch(() => Response.json(body));
+
+    const error = await caught(direct({ fetch }).getToken({ audience: ORDERS }));
+
+    expect(error).toMatchObject(expected);
+    expect(error.message).toContain(body.error_description);
+    if (!('retryAfterSeconds' in expected)) expect(error.retryAfterSeconds).toBeUndefined();
+  });
+
+  it('the function crashed (X-Amz-Function-Error) -> function_error 502, naming the error type but not its message', async () => {
+    const { fetch } = fakeFetch(() =>
+      Response.json({ errorType: 'Runtime.ExitError', errorMessage: 'leaky-detail', trace: ['leaky-trace'] }, { headers: { 'x-amz-function-error': 'Unhandled' } }),
+    );
+
+    const error = await caught(direct({ fetch }).getToken({ audience: ORDERS }));
+
+    expect(error).toMatchObject({ status: 502, code: ClientErrorCode.functionError });
+    expect(error.message).toContain('Unhandled: Runtime.ExitError');
+    expect(error.message).not.toContain('leaky');
+  });
+
+  it('Lambda itself refuses -> http_error with its status and error type; a throttle carries Retry-After', async () => {
+    const { fetch } = fakeFetch(
+      () =>
+        Response.json(
+          { Type: 'User', message: 'User: arn:aws:sts::123456789012:assumed-role/x/y is not authorized to perform: lambda:InvokeFunction' },
+          { status: 403, headers: { 'x-amzn-errortype': 'AccessDeniedException:http://internal.amazon.com/coral/com.amazon.coral.service/' } },
+        ),
+      () => Response.json({ Type: 'User', message: 'Rate Exceeded.', Reason: 'ReservedFunctionConcurrentInvocationLimitExceeded' }, { status: 429, headers: { 'x-amzn-errortype': 'TooManyRequestsException', 'retry-after': '2' } }),
+    );
+    const tvc = direct({ fetch });
+
+    const denied = await caught(tvc.getToken({ audience: ORDERS }));
+    const throttled = await caught(tvc.getToken({ audience: ORDERS }));
+
+    expect(denied).toMatchObject({ status: 403, code: ClientErrorCode.httpError });
+    expect(denied.message).toBe(
+      'Lambda refused the invocation: 403 AccessDeniedException: User: arn:aws:sts::123456789012:assumed-role/x/y is not authorized to perform: lambda:InvokeFunction',
+    );
+    expect(throttled).toMatchObject({ status: 429, code: ClientErrorCode.httpError, retryAfterSeconds: 2 });
+  });
+
+  it.each([
+    ['not JSON', 'access_token=leaky-token'],
+    ['null', 'null'],
+    ['an API Gateway-shaped answer', JSON.stringify({ statusCode: 200, body: JSON.stringify({ access_token: 'leaky-token' }) })],
+    ['no expires_in', JSON.stringify({ access_token: 'leaky-token', token_type: 'Bearer' })],
+  ])('an unusable answer (%s) -> invalid_response, never quoting the token', async (_case, text) => {
+    const { fetch } = fakeFetch(() => new Response(text, { status: 200 }));
+
+    const error = await caught(direct({ fetch }).getToken({ audience: ORDERS }));
+
+    expect(error).toMatchObject({ status: 200, code: ClientErrorCode.invalidResponse });
+    expect(error.message).not.toContain('leaky-token');
+  });
+
+  it('no credentials -> credentials_unavailable and no invocation; no answer -> network_error', async () => {
+    const { fetch, calls } = fakeFetch(() => Promise.reject(new TypeError('fetch failed')));
+
+    const noCredentials = await caught(direct({ fetch, credentials: () => Promise.reject(new Error('Could not load credentials')) }).getToken({ audience: ORDERS }));
+    expect(calls).toHaveLength(0);
+    const network = await caught(direct({ fetch }).getToken({ audience: ORDERS }));
+
+    expect(noCredentials).toMatchObject({ status: 0, code: ClientErrorCode.credentialsUnavailable });
+    expect(network).toMatchObject({ status: 0, code: ClientErrorCode.networkError });
   });
 });
 
@@ -303,7 +556,7 @@ describe('TokenVendorClient: round trip through the local gateway', () => {
       },
     });
     try {
-      const tvc = new TokenVendorClient({ endpoint: gateway.url, region: 'eu-west-1', credentials: CREDENTIALS });
+      const tvc = new TokenVendorClient({ endpoint: gateway.url, region: REGION, serverId: SERVER_ID, credentials: CREDENTIALS });
 
       const token = await tvc.getToken({ audience: ORDERS, scope: 'orders:read' });
       const again = await tvc.getToken({ audience: ORDERS, scope: 'orders:read' });
@@ -314,6 +567,9 @@ describe('TokenVendorClient: round trip through the local gateway', () => {
       expect(events).toHaveLength(1);
       expect(events[0]?.requestContext.identity.userArn).toBe('arn:aws:sts::123456789012:assumed-role/orders-api/orders-api');
       expect(JSON.parse(events[0]?.body ?? '')).toEqual({ audience: ORDERS, scope: 'orders:read' });
+      // The proof arrives as API Gateway passes headers on, and is one for this request.
+      const proof = events[0]?.headers['X-Token-Vendor-Proof'] ?? events[0]?.headers['x-token-vendor-proof'];
+      expect(provesFor(String(proof), ORDERS, 'orders:read')).toBe(true);
     } finally {
       await gateway.close();
     }
@@ -322,7 +578,7 @@ describe('TokenVendorClient: round trip through the local gateway', () => {
   it('a key the gateway does not know -> TokenVendorError 403 access_denied', async () => {
     const gateway = await startLocalGateway({ region: 'eu-west-1', stage: 'local', credentials: [], handler: async () => ({ statusCode: 200, body: '' }) });
     try {
-      const tvc = new TokenVendorClient({ endpoint: gateway.url, region: 'eu-west-1', credentials: CREDENTIALS });
+      const tvc = new TokenVendorClient({ endpoint: gateway.url, region: REGION, serverId: SERVER_ID, credentials: CREDENTIALS });
 
       const error = await caught(tvc.getToken({ audience: ORDERS }));
 

@@ -1,0 +1,24 @@
+/**
+ * The client's public shapes, shared by the client and its two transports (API Gateway and
+ * direct Lambda invocation).
+ */
+import type { SignatureV4Init } from '@smithy/signature-v4';
+
+/** Static AWS credentials, or a provider of them (what `@aws-sdk/credential-providers` returns). */
+export type TokenVendorCredentials = SignatureV4Init['credentials'];
+
+/** An access token as the vendor issued it, with its expiry on this machine's clock. */
+export interface VendedToken {
+  accessToken: string;
+  tokenType: 'Bearer';
+  /** the granted scopes, space-separated */
+  scope: string;
+  /** epoch ms computed at receipt: now + expires_in * 1000 */
+  expiresAt: number;
+}
+
+/** What to ask for: the API (Auth0 audience) and, optionally, space-separated scopes. */
+export interface TokenRequest {
+  audience: string;
+  scope?: string;
+}

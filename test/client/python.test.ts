@@ -1,0 +1,126 @@
+/**
+ * examples/python/vend_token.py, run with python3 and botocore: its proof verifies against the
+ * local STS stand-in through the vendor's own checks, and the script gets a token from the real
+ * vendor (functions/vendor.ts on a test stack: local Auth0 tenant, moto) behind the local gateway.
+ * The child gets a clean environment: only the test's keys, no profile, no instance metadata.
+ * (test/local/stsProof.test.ts checks the local presigner against botocore's; this checks the
+ * snippet callers copy.)
+ */
+import { spawn } from 'node:child_process';
+import { resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { StsIdentityVerifier } from '../../functions/adapters/stsIdentityVerifier.js';
+import { IdentityProofError } from '../../functions/core/errors.js';
+import type { LocalCredential } from '../../local/gateway.js';
+import { ORDERS } from '../helpers/testStack.js';
+import { REGION, SERVER_ID } from './fakes.js';
+import { CHECKOUT, REPORTING as REPORTING_TEMPORARY, cleanEnv, envKeysOf as keysOf, startVendorStack, type VendorStack } from './vendorStack.js';
+
+const SCRIPT = resolve(import.meta.dirname, '../../examples/python/vend_token.py');
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function python(args: string[], env: Record<string, string>): Promise<Run> {
+  return new Promise((done, fail) => {
+    const child = spawn('python3', args, {
+      env: cleanEnv(env),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', fail);
+    child.on('close', (code) => done({ code, stdout, stderr }));
+  });
+}
+
+/** The proof the snippet's make_proof() builds, with botocore's default credential chain. */
+async function pythonProof(who: LocalCredential, stsOrigin: string, audience: string, scope: string | null): Promise<string> {
+  const code = [
+    'import sys, botocore.session',
+    `sys.path.insert(0, ${JSON.stringify(resolve(SCRIPT, '..'))})`,
+    'from vend_token import make_proof',
+    'creds = botocore.session.get_session().get_credentials().get_frozen_credentials()',
+    'print(make_proof(creds, sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else None, sys.argv[5] if len(sys.argv) > 5 else None))',
+  ].join('\n');
+  const run = await python(['-c', code, REGION, SERVER_ID, audience, scope ?? '', stsOrigin], keysOf(who));
+  expect(run).toMatchObject({ code: 0, stderr: '' });
+  return run.stdout.trim();
+}
+
+let vs: VendorStack;
+let verifier: StsIdentityVerifier;
+
+beforeAll(async () => {
+  vs = await startVendorStack();
+  verifier = new StsIdentityVerifier({ policy: { partition: 'aws', serverId: SERVER_ID, localStsOrigin: vs.sts.origin, localRegion: REGION }, timeoutMs: 5_000 });
+});
+
+afterAll(async () => {
+  await vs?.close();
+});
+
+describe('vend_token.py: the proof', () => {
+  it('passes the vendor checks and verifies at the local STS as the signer, with long-term and temporary keys', async () => {
+    const checkoutProof = await pythonProof(CHECKOUT, vs.sts.origin, ORDERS, 'write:orders read:orders');
+    const reportingProof = await pythonProof(REPORTING_TEMPORARY, vs.sts.origin, ORDERS, null);
+
+    const checkout = await verifier.verify(checkoutProof, { audience: ORDERS, scope: 'read:orders write:orders' });
+    const reporting = await verifier.verify(reportingProof, { audience: ORDERS, scope: undefined });
+
+    expect(checkout.arn).toBe('arn:aws:iam::111122223333:role/checkout-service');
+    expect(reporting.arn).toBe('arn:aws:iam::111122223333:role/reporting-daily');
+  });
+
+  it('is bound: another scope, audience or deployment fails at STS', async () => {
+    const proof = await pythonProof(CHECKOUT, vs.sts.origin, ORDERS, 'read:orders');
+    const otherDeployment = new StsIdentityVerifier({ policy: { partition: 'aws', serverId: 'token-vendor-other', localStsOrigin: vs.sts.origin, localRegion: REGION }, timeoutMs: 5_000 });
+
+    await expect(verifier.verify(proof, { audience: ORDERS, scope: 'read:orders write:orders' })).rejects.toBeInstanceOf(IdentityProofError);
+    await expect(verifier.verify(proof, { audience: 'https://billing.example.com', scope: 'read:orders' })).rejects.toBeInstanceOf(IdentityProofError);
+    await expect(otherDeployment.verify(proof, { audience: ORDERS, scope: 'read:orders' })).rejects.toBeInstanceOf(IdentityProofError);
+    await expect(verifier.verify(proof, { audience: ORDERS, scope: 'read:orders' })).resolves.toMatchObject({ arn: 'arn:aws:iam::111122223333:role/checkout-service' });
+  });
+});
+
+describe('vend_token.py against the real vendor behind the local gateway', () => {
+  function vendEnv(who: LocalCredential): Record<string, string> {
+    return { ...keysOf(who), TOKEN_VENDOR_ENDPOINT: vs.gateway.url, AWS_REGION: REGION, TOKEN_VENDOR_SERVER_ID: SERVER_ID, TOKEN_VENDOR_STS_ENDPOINT: vs.sts.origin };
+  }
+
+  it('prints the token the vendor got from the IdP, and nothing else', async () => {
+    vs.stack.tenant.resetCounters();
+
+    const run = await python([SCRIPT, '--audience', ORDERS, '--scope', 'read:orders'], vendEnv(CHECKOUT));
+
+    expect(run.code).toBe(0);
+    expect(run.stderr).toBe('');
+    const issued = vs.stack.tenant.issued().filter((t) => t.audience === ORDERS && t.scope === 'read:orders');
+    expect(issued.length).toBeGreaterThan(0);
+    // Compared, never printed: the test log is scanned for tokens.
+    expect(run.stdout === `${issued.at(-1)?.accessToken}\n`).toBe(true);
+  });
+
+  it('a scope the caller is not granted -> exit 1, the OAuth error on stderr, nothing on stdout', async () => {
+    const run = await python([SCRIPT, '--audience', ORDERS, '--scope', 'admin:orders'], vendEnv(CHECKOUT));
+
+    expect(run.code).toBe(1);
+    expect(run.stdout).toBe('');
+    expect(run.stderr).toMatch(/^vend_token: access_denied: the token vendor answered 403 access_denied/);
+  });
+
+  it('no endpoint -> usage error, exit 2', async () => {
+    const { TOKEN_VENDOR_ENDPOINT: _omitted, ...env } = vendEnv(CHECKOUT);
+
+    const run = await python([SCRIPT, '--audience', ORDERS], env);
+
+    expect(run.code).toBe(2);
+    expect(run.stdout).toBe('');
+    expect(run.stderr).toContain('--endpoint is required');
+  });
+});
