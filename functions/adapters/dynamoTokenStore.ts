@@ -25,7 +25,7 @@
  * client, or an item this instance found defective (exactly as read), so a stale item never
  * blocks a fresh one and a slow writer never clobbers a newer token.
  */
-import { DeleteItemCommand, GetItemCommand, PutItemCommand, UpdateItemCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { BatchGetItemCommand, DeleteItemCommand, GetItemCommand, PutItemCommand, UpdateItemCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { StoreUnavailableError } from '../core/errors.js';
 import type { Backoff, CachedToken, Log, TokenRecord, TokenStore } from '../core/ports.js';
 import { SealError, type TokenSealer } from '../core/sealing.js';
@@ -118,12 +118,12 @@ export class DynamoTokenStore implements TokenStore {
 
   /**
    * The token, as its seal says, if the item is the vendor's own and no flush has removed it:
-   * one GetItem for the item and one for its flush mark, in parallel, and (on a cold instance)
+   * the item and its flush mark in one BatchGetItem (one round trip), and (on a cold instance)
    * one KMS Decrypt.
    * @throws StoreUnavailableError when DynamoDB or KMS cannot be asked
    */
   async get(key: string): Promise<CachedToken | undefined> {
-    const [item, mark] = await Promise.all([this.getItem(tableKey.token(key)), this.getItem(tableKey.flushMark(key))]);
+    const [item, mark] = await this.getPair(tableKey.token(key), tableKey.flushMark(key));
     if (item === undefined) return undefined;
     const sealed = item.sealedToken?.S;
     if (sealed === undefined) return this.refuse(key, item, 'malformed');
@@ -313,6 +313,26 @@ export class DynamoTokenStore implements TokenStore {
         }),
       ),
     );
+  }
+
+  /**
+   * Two items in one strongly consistent BatchGetItem. DynamoDB may leave keys unprocessed (when
+   * throttled: https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchGetItem.html);
+   * those are read again one by one, so the answer is always both items.
+   */
+  private async getPair(first: string, second: string): Promise<[Item | undefined, Item | undefined]> {
+    const table = this.options.tableName;
+    const out = await tableCall(this.table, 'BatchGetItem', () =>
+      this.options.client.send(new BatchGetItemCommand({ RequestItems: { [table]: { Keys: [keyOf(first), keyOf(second)], ConsistentRead: true } } })),
+    );
+    const found = new Map<string, Item>();
+    for (const item of out.Responses?.[table] ?? []) {
+      const pk = item[PARTITION_KEY]?.S;
+      if (pk !== undefined) found.set(pk, item);
+    }
+    const unprocessed = new Set((out.UnprocessedKeys?.[table]?.Keys ?? []).map((k) => k[PARTITION_KEY]?.S));
+    const read = (pk: string): Promise<Item | undefined> => (unprocessed.has(pk) ? this.getItem(pk) : Promise.resolve(found.get(pk)));
+    return Promise.all([read(first), read(second)]);
   }
 
   private async getItem(pk: string): Promise<Item | undefined> {
