@@ -6,7 +6,8 @@
  *      hour of token lifetime: this vendor against a per-instance cache and no cache;
  *   b. warm latency in process: instance-cache hit and DynamoDB hit, p50 / p99; hit-path throughput;
  *   c. cold start: bundle sizes and module load time, against a bundle of just the two AWS clients;
- *   d. caller requests that waited on the IdP over 10 simulated token lifetimes with the refresher.
+ *   d. caller requests that waited on the IdP over 10 simulated token lifetimes with the refresher;
+ *   e. KMS calls of sealing: per fetch, per cold instance, on the warm path, per refresh.
  *
  * Simulated time: the orchestrator moves Date.now() for the Auth0 tenant (in this process) and
  * the clock of every worker by the same offset, so a token hour passes in seconds.
@@ -20,13 +21,16 @@ import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { build } from 'esbuild';
 import { loadConfig } from '../functions/config.js';
+import type { KMSClient } from '@aws-sdk/client-kms';
 import { createVendor } from '../functions/vendor.js';
 import { startLocalAuth0Tenant } from '../local/auth0Tenant.js';
 import { startMoto } from '../local/moto.js';
-import { LOCAL_SEAL_KEY_ALIAS, createSealKey, createTokenTable, localDynamoDb, localFunctionEnv, localKms, localSecretsManager, putClientSecret } from '../local/seed.js';
+import { LOCAL_REGION, LOCAL_SEAL_KEY_ALIAS, createSealKey, createTokenTable, localDynamoDb, localFunctionEnv, localKms, localSecretsManager, putClientSecret } from '../local/seed.js';
 import { functionBundleOptions } from '../scripts/esbuildOptions.mjs';
 import { packageService, zipListing } from '../scripts/packaging.js';
-import { apiEvent } from '../test/helpers/events.js';
+import { startLocalSts } from '../local/sts.js';
+import { presignProof } from '../local/stsProof.js';
+import { apiEvent, registerProofSigner } from '../test/helpers/events.js';
 
 const AUDIENCE = 'https://orders.example.com';
 const SCOPE = 'read:orders';
@@ -64,6 +68,16 @@ const tenant = await startLocalAuth0Tenant({
   apis: [{ audience: AUDIENCE, scopes: ['read:orders', 'write:orders'], tokenTtlSeconds: TTL_SECONDS }],
   clientGrants: { 'bench-client': { [AUDIENCE]: ['read:orders', 'write:orders'] } },
 });
+// Callers prove who they are (docs/identity-proof.md) at an STS stand-in, on the real clock: the
+// workers sign their proofs on it, whatever simulated time their token lifetimes run on.
+const callerKey = { accessKeyId: 'AKIABENCHCALLER00001', secretAccessKey: randomBytes(30).toString('base64url') };
+const sts = await startLocalSts({
+  credentials: [{ ...callerKey, principalArn: 'arn:aws:iam::111122223333:role/checkout-service', sessionName: 'bench' }],
+  region: LOCAL_REGION,
+  now: () => new Date(realNow()),
+});
+const PROOF_SERVER_ID = 'token-vendor-bench';
+registerProofSigner({ stsOrigin: sts.origin, region: LOCAL_REGION, serverId: PROOF_SERVER_ID, credentials: { [CALLER]: callerKey } });
 const dynamodb = localDynamoDb(moto.endpoint);
 const kms = localKms(moto.endpoint);
 await createSealKey(kms, LOCAL_SEAL_KEY_ALIAS);
@@ -86,7 +100,7 @@ let tables = 0;
 async function vendorEnv(extra: Record<string, string> = {}): Promise<Record<string, string>> {
   const table = `bench-${(tables += 1)}`;
   await createTokenTable(dynamodb, table);
-  return { ...localFunctionEnv({ motoEndpoint: moto.endpoint, grantsFile, sealKeyId: LOCAL_SEAL_KEY_ALIAS }), TOKEN_TABLE_NAME: table, ...extra };
+  return { ...localFunctionEnv({ motoEndpoint: moto.endpoint, grantsFile, sealKeyId: LOCAL_SEAL_KEY_ALIAS }), TOKEN_TABLE_NAME: table, STS_ENDPOINT: sts.origin, PROOF_SERVER_ID, ...extra };
 }
 
 // --- workers -------------------------------------------------------------------------------
@@ -178,6 +192,16 @@ async function warmLatency(): Promise<void> {
   const memEvent = apiEvent({ body: body('read:orders'), userArn: CALLER });
   await memoryVendor.handler(memEvent);
   const mem = await time(20_000, () => memEvent, memoryVendor.handler);
+  // Each request with a proof the instance has not proved yet: one STS call (the stand-in, on
+  // loopback) before the memory hit. Distinct proofs: signed up to 49 s ago, with X-Amz-Expires 60+.
+  const fresh = (i: number) => {
+    const proof = presignProof({ credential: callerKey, region: LOCAL_REGION, stsOrigin: sts.origin, serverId: PROOF_SERVER_ID, audience: AUDIENCE, scope: 'read:orders', now: new Date(realNow() - (i % 50) * 1000), expiresSeconds: 60 + Math.floor(i / 50) });
+    return apiEvent({ body: body('read:orders'), userArn: CALLER, proof });
+  };
+  let n = 0;
+  const stsBefore = sts.calls();
+  const proved = await time(2_000, () => fresh((n += 1)), memoryVendor.handler);
+  const stsCalls = sts.calls() - stsBefore;
 
   // One entry in memory and two alternating scope sets: every request reads DynamoDB.
   const dynamoVendor = createVendor(loadConfig(await vendorEnv({ MEMORY_CACHE_ENTRIES: '1' })), clients);
@@ -189,6 +213,7 @@ async function warmLatency(): Promise<void> {
   print('| path | requests | p50 (ms) | p99 (ms) | throughput (req/s, one instance, sequential) |');
   print('| --- | ---: | ---: | ---: | ---: |');
   print(`| instance-cache hit (memory) | ${mem.samples.length} | ${fmt(pct(mem.samples, 50), 3)} | ${fmt(pct(mem.samples, 99), 3)} | ${Math.round(mem.samples.length / mem.seconds)} |`);
+  print(`| instance-cache hit, each request with a new identity proof (${stsCalls} STS calls to the loopback stand-in) | ${proved.samples.length} | ${fmt(pct(proved.samples, 50))} | ${fmt(pct(proved.samples, 99))} | ${Math.round(proved.samples.length / proved.seconds)} |`);
   print(`| DynamoDB hit (moto_server on loopback) | ${ddb.samples.length} | ${fmt(pct(ddb.samples, 50))} | ${fmt(pct(ddb.samples, 99))} | ${Math.round(ddb.samples.length / ddb.seconds)} |`);
 }
 
@@ -300,10 +325,73 @@ async function steadyState(): Promise<void> {
   print(`| ${lifetimes} token lifetimes (${lifetimes} h), refresher every minute | ${requests} | ${failed} | **${waited}** | ${idpCalls} | ${fetches.miss ?? 0} / ${fetches['refresh-ahead'] ?? 0} |`);
 }
 
+// --- e. KMS calls of sealing ---------------------------------------------------------------
+async function kmsCalls(): Promise<void> {
+  // Counted at the client (a middleware on the KMS client every instance is given), in process,
+  // each instance its own vendor (its own memory and key cache) over one table.
+  const calls = { GenerateDataKey: 0, Decrypt: 0, other: 0 };
+  const countingKms: KMSClient = localKms(moto.endpoint);
+  countingKms.middlewareStack.add(
+    (next, context) => (args) => {
+      const name = (context.commandName ?? '').replace(/Command$/, '');
+      if (name === 'GenerateDataKey' || name === 'Decrypt') calls[name] += 1;
+      else calls.other += 1;
+      return next(args);
+    },
+    { step: 'initialize', name: 'benchCountKmsCalls' },
+  );
+  const env = await vendorEnv();
+  const config = loadConfig(env);
+  const clock = { skew: 0 };
+  const instance = () => createVendor(config, { dynamodb, kms: countingKms, secretsManager: localSecretsManager(moto.endpoint), now: () => Date.now() + clock.skew });
+  const read = config.grants.requestFor('orders', AUDIENCE, ['read:orders'])!;
+  const write = config.grants.requestFor('orders', AUDIENCE, ['write:orders'])!;
+  const rows: string[] = [];
+  const measure = async (label: string, work: () => Promise<unknown>) => {
+    Object.assign(calls, { GenerateDataKey: 0, Decrypt: 0, other: 0 });
+    tenant.resetCounters();
+    await work();
+    rows.push(`| ${label} | ${calls.GenerateDataKey} | ${calls.Decrypt} | ${calls.other} | ${tenant.tokenRequests()} |`);
+  };
+  const serve = async (vendor: ReturnType<typeof instance>, n: number) => {
+    for (let i = 0; i < n; i += 1) await vendor.service.tokenFor(i % 2 === 0 ? read : write, CALLER);
+  };
+  const revalidations = async (vendor: ReturnType<typeof instance>, n: number) => {
+    for (let i = 0; i < n; i += 1) {
+      clock.skew += config.memoryRevalidateMs + 1;
+      await serve(vendor, 2);
+    }
+  };
+
+  const fetcher = instance();
+  await measure('two fetches (a miss on each of two scope sets): IdP, seal, write', async () => {
+    await fetcher.service.tokenFor(read, CALLER);
+    await fetcher.service.tokenFor(write, CALLER);
+  });
+  await measure('the fetching instance: 1,000 serves from memory', () => serve(fetcher, 1_000));
+  await measure('the fetching instance: 5 revalidations of both tokens against the table', () => revalidations(fetcher, 5));
+  const cold = instance();
+  await measure('a cold instance: first serve of each of the two tokens (from the table)', () => serve(cold, 2));
+  await measure('that instance warm: 1,000 serves and 5 revalidations of both', async () => {
+    await serve(cold, 1_000);
+    await revalidations(cold, 5);
+  });
+  await measure('a scheduled refresh of one token (ops/refresher path)', () => fetcher.service.refresh(read, Number.MAX_SAFE_INTEGER));
+  await measure('another instance picking the refreshed token up at its next revalidation', () => revalidations(cold, 1));
+  await fetcher.service.idle();
+  await cold.service.idle();
+
+  print('| step | GenerateDataKey | Decrypt | other KMS calls | IdP calls |');
+  print('| --- | ---: | ---: | ---: | ---: |');
+  for (const row of rows) print(row);
+  print();
+  print('Per fetch: one GenerateDataKey (the token\'s own data key, bound to its item), no Decrypt (the fetching instance keeps the key). Per cold instance: one Decrypt per distinct token it reads. Warm path and revalidations: none.');
+}
+
 // --- run ----------------------------------------------------------------------------------
-// `--only bc` runs tables b and c alone (a quicker look at one change); the default is all four.
+// `--only bc` runs tables b and c alone (a quicker look at one change); the default is all five.
 const onlyArg = process.argv.indexOf('--only');
-const selected = onlyArg > 0 ? (process.argv[onlyArg + 1] ?? '') : 'abcd';
+const selected = onlyArg > 0 ? (process.argv[onlyArg + 1] ?? '') : 'abcde';
 const started = new Date();
 print(`Machine: ${cpus()[0]?.model ?? 'unknown CPU'} × ${cpus().length} cores, ${fmt(totalmem() / 2 ** 30, 1)} GiB RAM (${fmt(freemem() / 2 ** 30, 1)} GiB free), Node ${process.version}, ${process.platform}/${process.arch}`);
 print(`Run: ${started.toISOString()} — command: \`npm run bench\``);
@@ -347,8 +435,15 @@ if (selected.includes('d')) {
   await steadyState();
   print();
 }
+if (selected.includes('e')) {
+  print('### e. KMS calls of sealing (counted at the KMS client)');
+  print();
+  await kmsCalls();
+  print();
+}
 
 await tenant.close();
+await sts.close();
 await moto.stop();
 
 if (process.argv.includes('--write')) {
