@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { ConfigError } from './core/errors.js';
 import { GrantBook } from './core/grants.js';
-import { partitionOf, type ProofPolicy } from './core/identityProof.js';
+import type { ProofPolicy } from './core/identityProof.js';
 import type { TokenServiceOptions } from './core/tokenService.js';
 
 /**
@@ -164,9 +164,9 @@ export function loadConfig(env: Env = process.env, root: string = env.LAMBDA_TAS
   const region = env.AWS_REGION?.trim() || 'us-east-1';
   const localStsOrigin = loopbackOrigin(env, 'STS_ENDPOINT');
   const proof: ProofPolicy = Object.freeze({
-    partition: partitionOf(region),
+    region,
     serverId: serverId(env),
-    ...(localStsOrigin !== undefined ? { localStsOrigin, localRegion: region } : {}),
+    ...(localStsOrigin !== undefined ? { localStsOrigin } : {}),
   });
   return Object.freeze({
     proof,

@@ -15,7 +15,7 @@ Usage (prints only the token, so ``TOKEN=$(python3 vend_token.py ...)`` works)::
 
     python3 vend_token.py --audience https://orders.example.com --scope read:orders \\
         --endpoint https://abc123.execute-api.eu-west-1.amazonaws.com/prod \\
-        --region eu-west-1 --server-id token-vendor-prod
+        --region eu-west-1 --server-id token-vendor-prod-eu-west-1
 
 Every option but --audience and --scope may come from the environment instead:
 TOKEN_VENDOR_ENDPOINT, AWS_REGION (or AWS_DEFAULT_REGION), TOKEN_VENDOR_SERVER_ID (the

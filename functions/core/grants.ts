@@ -47,8 +47,6 @@ interface PrincipalPattern {
 
 export interface Grant {
   readonly principals: readonly PrincipalPattern[];
-  /** whether the grant's principals may also use it by direct Lambda invocation (scheduled jobs) */
-  readonly directInvoke: boolean;
   /** whether the scheduled refresher keeps a token for exactly this grant's scopes ready */
   readonly prefetch: boolean;
   readonly client: ClientConfig;
@@ -207,7 +205,6 @@ export function parseScope(scope: string | undefined): string[] {
 }
 
 function grantMatches(grant: Grant, caller: Caller): boolean {
-  if (caller.channel === 'direct' && !grant.directInvoke) return false;
   return grant.principals.some(
     (p) =>
       p.partition === caller.partition &&
@@ -276,14 +273,19 @@ function parseGrant(value: unknown, field: string, clients: ReadonlyMap<string, 
   const principalsDoc = g.principals ?? [];
   if (!Array.isArray(principalsDoc)) throw new GrantsValidationError(`${field}.principals`, 'must be an array of IAM ARNs');
   const principals = principalsDoc.map((p, i) => parsePrincipalPattern(p, `${field}.principals[${i}]`));
-  const directInvoke = g.directInvoke ?? false;
-  if (typeof directInvoke !== 'boolean') throw new GrantsValidationError(`${field}.directInvoke`, 'must be true or false');
+  if (g.directInvoke !== undefined) {
+    // It used to hand grants to unidentified direct invokers. Every invocation is now proven, and
+    // the channel itself cannot be: an event shaped like API Gateway's can be written by any direct
+    // invoker, so a per-channel restriction would only hold for honest callers. Refused rather than
+    // ignored, so that no one relies on a protection that does not exist.
+    throw new GrantsValidationError(`${field}.directInvoke`, 'is no longer used: a principal uses its grants through the API or by direct invocation alike, with the same proof (docs/identity-proof.md); remove the field');
+  }
   const prefetch = g.prefetch ?? false;
   if (typeof prefetch !== 'boolean') throw new GrantsValidationError(`${field}.prefetch`, 'must be true or false');
   if (principals.length === 0) {
     // A direct invocation is proven like an API call (docs/identity-proof.md): there is no
     // anonymous invoker left for a grant without principals to serve.
-    throw new GrantsValidationError(`${field}.principals`, 'name at least one principal (directInvoke: true lets them also invoke the function directly)');
+    throw new GrantsValidationError(`${field}.principals`, 'name at least one principal');
   }
   const clientName = expectString(g.client, `${field}.client`, 64);
   const client = clients.get(clientName);
@@ -299,7 +301,7 @@ function parseGrant(value: unknown, field: string, clients: ReadonlyMap<string, 
     if (!SCOPE_TOKEN.test(scope)) throw new GrantsValidationError(`${field}.scopes[${i}]`, `"${scope}" is not a valid scope token`);
     return scope;
   });
-  return Object.freeze({ principals: Object.freeze(principals), directInvoke, prefetch, client, audience, scopes: Object.freeze(scopes) });
+  return Object.freeze({ principals: Object.freeze(principals), prefetch, client, audience, scopes: Object.freeze(scopes) });
 }
 
 function parsePrincipalPattern(value: unknown, field: string): PrincipalPattern {

@@ -24,8 +24,12 @@ export const PROOF_HEADER = 'x-token-vendor-proof';
 export const MAX_PROOF_LENGTH = 8192;
 /** The longest a proof is accepted after it was signed, whatever X-Amz-Expires says. */
 export const MAX_PROOF_AGE_SECONDS = 300;
-/** How far in the future X-Amz-Date may be: SigV4's own clock-skew allowance. */
-export const MAX_CLOCK_SKEW_SECONDS = 300;
+/**
+ * How far in the future X-Amz-Date may be. Less than SigV4's own 5 minutes: a proof dated ahead
+ * is usable from that much before its date, which would stretch its window past
+ * MAX_PROOF_AGE_SECONDS; NTP-synchronised machines (EC2, Lambda, containers) are far closer.
+ */
+export const MAX_CLOCK_SKEW_SECONDS = 60;
 
 const SIGNED_HEADERS = ['host', REQUEST_HEADER, SERVER_ID_HEADER].join(';');
 const ALLOWED_QUERY_KEYS = new Set([
@@ -49,16 +53,19 @@ const SIGNATURE = /^[0-9a-f]{64}$/;
 export type Partition = 'aws' | 'aws-cn' | 'aws-us-gov';
 
 export interface ProofPolicy {
-  /** the vendor's own partition: only its STS hosts are accepted */
-  readonly partition: Partition;
+  /**
+   * The vendor's own region: only its regional STS endpoint (and, in the aws partition, the global
+   * sts.amazonaws.com) is accepted. A host of any other region, real or not, would only let a
+   * caller send the vendor to a far or unresolvable endpoint and turn its request into a 503.
+   */
+  readonly region: string;
   /** this deployment's server id (PROOF_SERVER_ID) */
   readonly serverId: string;
   /**
    * The local stack's STS stand-in (`http://127.0.0.1:PORT`), which is then the only host
-   * accepted, with credentials scoped to `localRegion`. Unset in a deployment.
+   * accepted, with credentials scoped to `region`. Unset in a deployment.
    */
   readonly localStsOrigin?: string | undefined;
-  readonly localRegion?: string | undefined;
 }
 
 /** What to send to STS, rebuilt from checked parts. */
@@ -165,18 +172,17 @@ function checkOrigin(url: URL, policy: ProofPolicy): string {
   if (url.username !== '' || url.password !== '' || url.hash !== '') throw new IdentityProofError('The identity proof URL must not carry credentials or a fragment.');
   if (policy.localStsOrigin !== undefined) {
     if (url.origin !== policy.localStsOrigin) throw new IdentityProofError(`The identity proof must be for the local STS at ${policy.localStsOrigin}.`);
-    return policy.localRegion ?? '';
+    return policy.region;
   }
   if (url.protocol !== 'https:' || url.port !== '') throw new IdentityProofError('The identity proof must be an https URL of STS on the default port.');
   const host = url.hostname;
-  if (policy.partition === 'aws' && host === 'sts.amazonaws.com') return 'us-east-1';
-  const suffix = policy.partition === 'aws-cn' ? '.amazonaws.com.cn' : '.amazonaws.com';
-  const match = /^sts\.([a-z0-9-]+)$/.exec(host.endsWith(suffix) ? host.slice(0, -suffix.length) : '');
-  const region = match?.[1];
-  if (region === undefined || !REGION.test(region) || partitionOf(region) !== policy.partition) {
-    throw new IdentityProofError(`The identity proof must be for an STS endpoint of the ${policy.partition} partition, not "${host.slice(0, 100)}".`);
+  const partition = partitionOf(policy.region);
+  if (partition === 'aws' && host === 'sts.amazonaws.com') return 'us-east-1';
+  const regional = `sts.${policy.region}${partition === 'aws-cn' ? '.amazonaws.com.cn' : '.amazonaws.com'}`;
+  if (!REGION.test(policy.region) || host !== regional) {
+    throw new IdentityProofError(`The identity proof must be for STS in this vendor's region (${regional}), not "${host.slice(0, 100)}".`);
   }
-  return region;
+  return policy.region;
 }
 
 /** Decoded query parameters; a key outside the allow-list, or given twice, is refused. */

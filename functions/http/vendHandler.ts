@@ -7,8 +7,9 @@
  * API Gateway's, naming any role in `requestContext.identity.userArn`.
  * - API Gateway REST (AWS_IAM): the proof in the `X-Token-Vendor-Proof` header; the `userArn` API
  *   Gateway verified must be the same principal;
- * - a direct invocation `{ "audience", "scope", "proof" }` (scheduled jobs): the principal's grants
- *   that allow `directInvoke`.
+ * - a direct invocation `{ "audience", "scope", "proof" }` (scheduled jobs): the principal's grants.
+ * Which of the two an event is cannot be proven (its shape is the invoker's choice), so grants do
+ * not depend on it: `channel` is for the log only.
  */
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';

@@ -44,18 +44,18 @@ describe('TokenVendorClient against the real vendor', () => {
     expect(vs.sts.calls()).toBe(1);
   });
 
-  it("direct invocation: a scheduler's role gets its own direct grant, and not another principal's", async () => {
+  it("direct invocation: a scheduler's role gets its own grant, and not another principal's", async () => {
     const reporting = new TokenVendorClient({ functionName: 'vend', lambdaEndpoint: vs.lambda.origin, region: REGION, serverId: SERVER_ID, stsEndpoint: vs.sts.origin, credentials: keysOf(REPORTING) });
     const checkout = new TokenVendorClient({ functionName: 'vend', lambdaEndpoint: vs.lambda.origin, region: REGION, serverId: SERVER_ID, stsEndpoint: vs.sts.origin, credentials: keysOf(CHECKOUT) });
 
     const token = await reporting.getToken({ audience: ORDERS, scope: 'read:orders' });
+    // write:orders is checkout-service's grant, not reporting-daily's
     const wider = await caught(reporting.getToken({ audience: ORDERS, scope: 'write:orders' }));
-    // checkout-service's grant does not allow direct invocation.
-    const notDirect = await caught(checkout.getToken({ audience: ORDERS, scope: 'read:orders' }));
+    const own = await checkout.getToken({ audience: ORDERS, scope: 'write:orders' });
 
     expect(token.accessToken === lastIssued('read:orders')).toBe(true);
     expect(wider).toMatchObject({ status: 403, code: 'access_denied' });
-    expect(notDirect).toMatchObject({ status: 403, code: 'access_denied' });
+    expect(own.accessToken === lastIssued('write:orders')).toBe(true);
   });
 
   it('direct invocation: STS unreachable -> 503 temporarily_unavailable with the retry_after the vendor sent', async () => {

@@ -52,7 +52,7 @@ beforeAll(async () => {
   // The STS stand-in knows the two callers; the gateway and Invoke API also know the stranger, so
   // its requests get past SigV4 and only its proof fails.
   sts = await startLocalSts({ credentials: [LONG_TERM, TEMPORARY], region: REGION });
-  verifier = new StsIdentityVerifier({ policy: { partition: 'aws', serverId: SERVER_ID, localStsOrigin: sts.origin, localRegion: REGION }, timeoutMs: 5_000 });
+  verifier = new StsIdentityVerifier({ policy: { region: REGION, serverId: SERVER_ID, localStsOrigin: sts.origin }, timeoutMs: 5_000 });
   gateway = await startLocalGateway({
     region: REGION,
     stage: 'local',

@@ -58,7 +58,7 @@ let verifier: StsIdentityVerifier;
 
 beforeAll(async () => {
   vs = await startVendorStack();
-  verifier = new StsIdentityVerifier({ policy: { partition: 'aws', serverId: SERVER_ID, localStsOrigin: vs.sts.origin, localRegion: REGION }, timeoutMs: 5_000 });
+  verifier = new StsIdentityVerifier({ policy: { region: REGION, serverId: SERVER_ID, localStsOrigin: vs.sts.origin }, timeoutMs: 5_000 });
 });
 
 afterAll(async () => {
@@ -79,7 +79,7 @@ describe('vend_token.py: the proof', () => {
 
   it('is bound: another scope, audience or deployment fails at STS', async () => {
     const proof = await pythonProof(CHECKOUT, vs.sts.origin, ORDERS, 'read:orders');
-    const otherDeployment = new StsIdentityVerifier({ policy: { partition: 'aws', serverId: 'token-vendor-other', localStsOrigin: vs.sts.origin, localRegion: REGION }, timeoutMs: 5_000 });
+    const otherDeployment = new StsIdentityVerifier({ policy: { region: REGION, serverId: 'token-vendor-other', localStsOrigin: vs.sts.origin }, timeoutMs: 5_000 });
 
     await expect(verifier.verify(proof, { audience: ORDERS, scope: 'read:orders write:orders' })).rejects.toBeInstanceOf(IdentityProofError);
     await expect(verifier.verify(proof, { audience: 'https://billing.example.com', scope: 'read:orders' })).rejects.toBeInstanceOf(IdentityProofError);

@@ -31,7 +31,7 @@ function direct(overrides: Partial<TokenVendorDirectOptions>): TokenVendorClient
  * checks it (local/sigv4.ts `verifyPresignedSigV4`).
  */
 function provesFor(proof: string, audience: string, scope: string | undefined, serverId = SERVER_ID): boolean {
-  const checked = checkProof(proof, { audience, scope }, { partition: 'aws', serverId }, Date.now());
+  const checked = checkProof(proof, { audience, scope }, { region: REGION, serverId }, Date.now());
   const url = new URL(checked.url);
   const result = verifyPresignedSigV4(
     { method: 'GET', url: `${url.pathname}${url.search}`, headers: { host: url.host, ...checked.headers }, body: new Uint8Array() },

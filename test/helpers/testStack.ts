@@ -155,7 +155,7 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
       },
       grants: [
         { principals: ['arn:aws:iam::111122223333:role/checkout-service'], client: 'orders', audience: ORDERS, scopes: ['read:orders', 'write:orders'] },
-        { principals: ['arn:aws:iam::111122223333:role/reporting-*'], directInvoke: true, prefetch: true, client: 'orders', audience: ORDERS, scopes: ['read:orders'] },
+        { principals: ['arn:aws:iam::111122223333:role/reporting-*'], prefetch: true, client: 'orders', audience: ORDERS, scopes: ['read:orders'] },
         { principals: ['arn:aws:iam::111122223333:role/billing-api'], client: 'billing', audience: BILLING, scopes: ['read:billing'] },
       ],
     }),

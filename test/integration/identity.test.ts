@@ -55,8 +55,8 @@ beforeAll(async () => {
       clients,
       grants: [
         { principals: [CHECKOUT.principalArn], client: 'orders', audience: ORDERS, scopes: ['read:orders', 'write:orders'] },
-        { principals: [REPORTING.principalArn], directInvoke: true, client: 'orders', audience: ORDERS, scopes: ['read:orders'] },
-        { principals: [{ arn: BILLING_API.principalArn, uniqueId: BILLING_API.uniqueId }], directInvoke: true, client: 'billing', audience: BILLING, scopes: ['read:billing'] },
+        { principals: [REPORTING.principalArn], client: 'orders', audience: ORDERS, scopes: ['read:orders'] },
+        { principals: [{ arn: BILLING_API.principalArn, uniqueId: BILLING_API.uniqueId }], client: 'billing', audience: BILLING, scopes: ['read:billing'] },
       ],
     }),
   );
@@ -121,19 +121,31 @@ describe('identity, proven by STS on every path (built bundle)', () => {
     expect(JSON.parse(res.body).error_description).toContain('another principal');
   });
 
-  it('a direct invocation with a valid proof gets exactly its principal\'s directInvoke grants', async () => {
+  it('a direct invocation with a valid proof gets exactly its principal\'s grants', async () => {
     const granted = await direct({ audience: ORDERS, scope: 'read:orders', proof: proof(REPORTING, ORDERS, 'read:orders') });
     expect(granted).toMatchObject({ token_type: 'Bearer', scope: 'read:orders' });
     // beyond the grant
     expect(await direct({ audience: ORDERS, scope: 'write:orders', proof: proof(REPORTING, ORDERS, 'write:orders') })).toMatchObject({ error: 'access_denied', status: 403 });
-    // checkout-service is granted write:orders, but not by direct invocation
-    expect(await direct({ audience: ORDERS, scope: 'write:orders', proof: proof(CHECKOUT, ORDERS, 'write:orders') })).toMatchObject({ error: 'access_denied', status: 403 });
+    // checkout-service's own grant, which reporting-daily above does not have
+    expect(await direct({ audience: ORDERS, scope: 'write:orders', proof: proof(CHECKOUT, ORDERS, 'write:orders') })).toMatchObject({ token_type: 'Bearer', scope: 'write:orders' });
     // an admin allowed to invoke the function has no grant at all
     expect(await direct({ audience: ORDERS, proof: proof(ADMIN, ORDERS) })).toMatchObject({ error: 'access_denied', status: 403 });
     // and no proof at all
     const { result, sts: stsCalls, idp } = await counting(() => direct({ audience: ORDERS, scope: 'read:orders' }));
     expect(result).toMatchObject({ error: 'access_denied', status: 403 });
     expect([stsCalls, idp]).toEqual([0, 0]);
+  });
+
+  it('an API-shaped event with no caller at all but the invoker\'s own proof gets the invoker\'s grants, nothing more', async () => {
+    const shaped = (c: LocalCredential, scope: string) => ({
+      httpMethod: 'POST',
+      path: '/token',
+      requestContext: {},
+      headers: { 'x-token-vendor-proof': proof(c, ORDERS, scope) },
+      body: JSON.stringify({ audience: ORDERS, scope }),
+    });
+    expect(((await handler(shaped(REPORTING, 'read:orders'))) as APIGatewayProxyResult).statusCode).toBe(200);
+    expect(((await handler(shaped(REPORTING, 'write:orders'))) as APIGatewayProxyResult).statusCode).toBe(403);
   });
 
   it('the API path serves the proven caller its grants', async () => {

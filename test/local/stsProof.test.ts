@@ -122,7 +122,7 @@ describe('presignProof: the wire format of docs/identity-proof.md', () => {
   it("passes the vendor's own checks (functions/core/identityProof.ts checkProof) for the local STS", () => {
     const proof = presignProof(options());
 
-    const checked = checkProof(proof, { audience: 'https://orders.example.com', scope: 'read:orders' }, { partition: 'aws', serverId: SERVER_ID, localStsOrigin: STS_ORIGIN, localRegion: REGION }, NOW.getTime());
+    const checked = checkProof(proof, { audience: 'https://orders.example.com', scope: 'read:orders' }, { region: REGION, serverId: SERVER_ID, localStsOrigin: STS_ORIGIN }, NOW.getTime());
 
     expect(checked.headers['x-token-vendor-request']).toBe(requestBinding('https://orders.example.com', 'read:orders'));
     // what the vendor rebuilds and sends still verifies

@@ -14,7 +14,7 @@ const doc = () => ({
     { principals: ['arn:aws:iam::111122223333:role/report-*'], client: 'orders', audience: 'https://orders', scopes: ['read:orders'] },
     { principals: ['arn:aws:iam::111122223333:role/teams/billing/billing-api'], client: 'orders', audience: 'https://orders', scopes: ['read:orders'] },
     { principals: ['arn:aws:iam::111122223333:user/ops/alice'], client: 'local', audience: 'https://local', scopes: ['a', 'b'] },
-    { principals: ['arn:aws:iam::111122223333:role/reporting-*'], directInvoke: true, client: 'local', audience: 'https://local', scopes: ['a'] },
+    { principals: ['arn:aws:iam::111122223333:role/reporting-*'], client: 'local', audience: 'https://local', scopes: ['a'] },
   ],
 });
 
@@ -91,15 +91,18 @@ describe('GrantBook.authorize', () => {
     expect(() => book.authorize(role('arn:aws:iam::111122223333:user/alice'), 'https://local', undefined)).toThrow(AccessDeniedError);
   });
 
-  it('gives a direct invoker its own grants that allow direct invocation, nothing else', () => {
+  it('gives a direct invoker exactly its own grants, as through the API (the channel cannot be proven)', () => {
     const reporting = 'arn:aws:sts::111122223333:assumed-role/reporting-daily/job';
     expect(book.authorize(direct(reporting), 'https://local', undefined).scopes).toEqual(['a']);
     expect(book.authorize(role(reporting), 'https://local', undefined).scopes).toEqual(['a']);
     expect(() => book.authorize(direct(reporting), 'https://local', 'b')).toThrow(AccessDeniedError);
-    // alice holds https://local by API, but her grant does not allow direct invocation
-    expect(() => book.authorize(direct('arn:aws:iam::111122223333:user/ops/alice'), 'https://local', 'b')).toThrow(AccessDeniedError);
-    expect(() => book.authorize(direct('arn:aws:sts::111122223333:assumed-role/billing-api/ss'), 'https://orders', undefined)).toThrow(AccessDeniedError);
+    expect(book.authorize(direct('arn:aws:iam::111122223333:user/ops/alice'), 'https://local', 'b').scopes).toEqual(['b']);
     expect(() => book.authorize(direct('arn:aws:sts::111122223333:assumed-role/someone-else/ss'), 'https://local', undefined)).toThrow(AccessDeniedError);
+  });
+
+  it('refuses the retired directInvoke field, naming it, rather than ignore a protection that would not hold', () => {
+    const old = { clients: { c: { domain: 'tenant.eu.auth0.com', secretId: 's' } }, grants: [{ principals: ['arn:aws:iam::111122223333:role/job'], directInvoke: true, client: 'c', audience: 'https://a', scopes: ['a'] }] };
+    expect(() => GrantBook.parse(old)).toThrow('grants[0].directInvoke: is no longer used');
   });
 
   it('matches a pinned unique id exactly: a role recreated under the same name is another principal', () => {

@@ -25,7 +25,7 @@ function verifier(answer: () => Response | Promise<Response>, now = () => NOW) {
     sent.push({ url: String(url), init });
     return answer();
   }) as typeof globalThis.fetch;
-  return { sent, v: new StsIdentityVerifier({ policy: { partition: 'aws', serverId: 'token-vendor-prod' }, timeoutMs: 2000, fetch, now }) };
+  return { sent, v: new StsIdentityVerifier({ policy: { region: 'eu-west-1', serverId: 'token-vendor-prod' }, timeoutMs: 2000, fetch, now }) };
 }
 
 describe('StsIdentityVerifier', () => {

@@ -4,7 +4,7 @@ import { MAX_PROOF_LENGTH, checkProof, partitionOf, requestBinding, type ProofPo
 
 const NOW = Date.UTC(2026, 10, 24, 12, 0, 0);
 const AMZ_NOW = '20261124T120000Z';
-const POLICY: ProofPolicy = { partition: 'aws', serverId: 'token-vendor-prod' };
+const POLICY: ProofPolicy = { region: 'eu-west-1', serverId: 'token-vendor-prod' };
 const REQUEST = { audience: 'https://orders.example.com', scope: 'read:orders' };
 
 /** A proof URL as a presigner writes it; `edit` changes one query parameter (undefined: drop it). */
@@ -69,11 +69,13 @@ describe('checkProof', () => {
   });
 
   it.each([
-    ['another host', proofUrl({}, 'sts.eu-west-1.attacker.example'), 'STS endpoint of the aws partition'],
-    ['an STS-looking host under another domain', proofUrl({}, 'sts.eu-west-1.amazonaws.com.attacker.example'), 'STS endpoint'],
-    ['another service', proofUrl({}, 'iam.amazonaws.com'), 'STS endpoint'],
-    ['another partition', proofUrl({}, 'sts.cn-north-1.amazonaws.com.cn'), 'STS endpoint'],
-    ['a China region under the aws suffix', proofUrl({}, 'sts.cn-north-1.amazonaws.com'), 'STS endpoint'],
+    ['another host', proofUrl({}, 'sts.eu-west-1.attacker.example'), "STS in this vendor's region"],
+    ['an STS-looking host under another domain', proofUrl({}, 'sts.eu-west-1.amazonaws.com.attacker.example'), "STS in this vendor's region"],
+    ['another service', proofUrl({}, 'iam.amazonaws.com'), "STS in this vendor's region"],
+    ['another region', proofUrl({}, 'sts.us-west-2.amazonaws.com'), "STS in this vendor's region"],
+    ['a region that does not exist (an unresolvable host: a 503 for the asking)', proofUrl({}, 'sts.zz-fake-1.amazonaws.com'), "STS in this vendor's region"],
+    ['another partition', proofUrl({}, 'sts.cn-north-1.amazonaws.com.cn'), "STS in this vendor's region"],
+    ['a trailing dot', proofUrl({}, 'sts.eu-west-1.amazonaws.com.'), "STS in this vendor's region"],
     ['plain http', proofUrl({}, 'sts.eu-west-1.amazonaws.com', 'http'), 'https URL'],
     ['a port', proofUrl({}, 'sts.eu-west-1.amazonaws.com:8443'), 'default port'],
     ['user info', proofUrl({}, 'user:pw@sts.eu-west-1.amazonaws.com'), 'credentials'],
@@ -110,7 +112,7 @@ describe('checkProof', () => {
     expect(refusal(encode(`${proofUrl()}&Action=GetCallerIdentity`))).toContain('repeats');
   });
 
-  it('enforces the window itself: X-Amz-Expires, at most 300 s, and no further in the future than SigV4\'s skew', () => {
+  it('enforces the window itself: X-Amz-Expires, at most 300 s, and at most 60 s of clock skew ahead', () => {
     const proof = encode(proofUrl());
     expect(() => check(proof, NOW + 60_000)).not.toThrow();
     expect(refusal(proof, NOW + 60_001)).toContain('expired');
@@ -118,25 +120,33 @@ describe('checkProof', () => {
     const long = encode(proofUrl({ 'X-Amz-Expires': '900' }));
     expect(() => check(long, NOW + 300_000)).not.toThrow();
     expect(refusal(long, NOW + 300_001)).toContain('expired');
-    expect(() => check(proof, NOW - 300_000)).not.toThrow();
-    expect(refusal(proof, NOW - 300_001)).toContain('future');
+    expect(() => check(proof, NOW - 60_000)).not.toThrow();
+    expect(refusal(proof, NOW - 60_001)).toContain('future');
   });
 
   it('accepts only the local STS origin when one is configured, scoped to the local region', () => {
-    const local: ProofPolicy = { ...POLICY, localStsOrigin: 'http://127.0.0.1:4566', localRegion: 'eu-west-1' };
+    const local: ProofPolicy = { ...POLICY, localStsOrigin: 'http://127.0.0.1:4566' };
     const url = proofUrl().replace('https://sts.eu-west-1.amazonaws.com', 'http://127.0.0.1:4566');
     expect(check(encode(url), NOW, local).url).toMatch(/^http:\/\/127\.0\.0\.1:4566\/\?/);
     expect(refusal(encode(proofUrl()), NOW, local)).toContain('local STS');
     expect(refusal(encode(url.replace('4566', '4567')), NOW, local)).toContain('local STS');
   });
 
-  it('checks hosts of the aws-cn and aws-us-gov partitions', () => {
+  it('takes the regional host of the aws-cn and aws-us-gov partitions, and the global endpoint only in aws', () => {
     const cn = encode(proofUrl({}, 'sts.cn-north-1.amazonaws.com.cn'));
-    expect(() => check(cn, NOW, { ...POLICY, partition: 'aws-cn' })).not.toThrow();
+    expect(() => check(cn, NOW, { ...POLICY, region: 'cn-north-1' })).not.toThrow();
     const gov = encode(proofUrl({}, 'sts.us-gov-west-1.amazonaws.com'));
-    expect(() => check(gov, NOW, { ...POLICY, partition: 'aws-us-gov' })).not.toThrow();
-    expect(refusal(gov)).toContain('STS endpoint');
-    expect(refusal(encode(proofUrl({}, 'sts.amazonaws.com')), NOW, { ...POLICY, partition: 'aws-us-gov' })).toContain('STS endpoint');
+    expect(() => check(gov, NOW, { ...POLICY, region: 'us-gov-west-1' })).not.toThrow();
+    expect(refusal(gov)).toContain("STS in this vendor's region");
+    expect(refusal(encode(proofUrl({}, 'sts.amazonaws.com')), NOW, { ...POLICY, region: 'us-gov-west-1' })).toContain("STS in this vendor's region");
+    expect(refusal(encode(proofUrl({}, 'sts.amazonaws.com')), NOW, { ...POLICY, region: 'cn-north-1' })).toContain("STS in this vendor's region");
+  });
+
+  it('never stretches a proof past 300 s from its signing, however its date and expiry are chosen', () => {
+    // dated as far ahead as allowed, with the longest expiry: usable from 60 s before to 300 s after
+    const ahead = encode(proofUrl({ 'X-Amz-Expires': '900' }));
+    expect(() => check(ahead, NOW - 60_000)).not.toThrow();
+    expect(refusal(ahead, NOW + 300_001)).toContain('expired');
   });
 });
 
