@@ -1,5 +1,5 @@
 /**
- * `auth0-token-vendor/client`: what internal services import to get tokens from the vendor.
+ * `@auth0-token-vendor/client` (client/package.json): what internal services import to get tokens from the vendor.
  */
 export { TokenVendorClient, normalizeScope } from './tokenVendorClient.js';
 export type {

@@ -28,11 +28,11 @@ for (const [name, entry] of Object.entries(functions)) {
   copyFileSync(grantsFile, join(out, name, 'grants.json'));
 }
 
-/** The caller client, for services to import; and the local stack. Dependencies stay external. */
-for (const [entry, outfile] of [
-  ['client/index.ts', 'client/index.mjs'],
-  ['local/stack.ts', 'local/stack.mjs'],
-]) {
+/**
+ * The local stack. Dependencies stay external. The caller client is not built here: it is its own
+ * package (client/package.json), built into client/dist when packed (`npm pack ./client`).
+ */
+for (const [entry, outfile] of [['local/stack.ts', 'local/stack.mjs']]) {
   mkdirSync(dirname(join(out, outfile)), { recursive: true });
   await build({
     entryPoints: [join(root, entry)],
@@ -46,7 +46,5 @@ for (const [entry, outfile] of [
     logLevel: 'warning',
   });
 }
-// Declarations for the client, so services importing it get its types.
-execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.client.json')], { stdio: 'inherit', cwd: root });
 
-console.log(`built ${Object.keys(functions).length} function bundle(s), the client and the local stack into dist/`);
+console.log(`built ${Object.keys(functions).length} function bundle(s) and the local stack into dist/`);
