@@ -2,7 +2,8 @@
  * The deployment, checked offline: `osls package` on this repository (no AWS credentials), then
  * cfn-lint and assertions on the packaged CloudFormation template and artifacts.
  */
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { isDeepStrictEqual, promisify } from 'node:util';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,18 +21,157 @@ import { cfnLint, packageService, runPackage, zipEntries, type CfnResource, type
 const execFileAsync = promisify(execFile);
 
 const BREAK_GLASS = 'arn:aws:iam::111122223333:role/token-vendor-break-glass';
+// What is packaged is the repository's grants.json, whatever it holds: every expectation about
+// clients, secrets and principals is derived from it (issue 11), never from the sample's names.
+const REPO_GRANTS = readGrants('grants.json');
 let regional: Packaged;
 let privateApi: Packaged;
 beforeAll(() => {
   // One after the other: each run rebuilds dist/.
+  // The organization lets in grants of accounts outside the list (packaging says it cannot check them).
   regional = packageService('citest', { allowedAccountIds: '111122223333,444455556666', organizationId: 'o-abcdef1234' });
   // The private API is also packaged with Lambda active tracing on; the regional one keeps the default (off).
   // It also has a break-glass role and vend's reserved concurrency; the regional one neither.
-  privateApi = packageService('citestprivate', { vpcEndpointId: 'vpce-0123456789abcdef0', tracing: 'true', breakGlassRoleArn: BREAK_GLASS, vendReservedConcurrency: '25' });
+  // Its allowedAccountIds is the default (the deploying account), which refuses grants naming more
+  // than one account: with such a grants.json, the organization lets them in instead.
+  const oneAccount = new Set(grantAccounts(REPO_GRANTS)).size <= 1;
+  privateApi = packageService('citestprivate', {
+    vpcEndpointId: 'vpce-0123456789abcdef0',
+    tracing: 'true',
+    breakGlassRoleArn: BREAK_GLASS,
+    vendReservedConcurrency: '25',
+    ...(oneAccount ? {} : { organizationId: 'o-abcdef1234' }),
+  });
 }, 300_000);
 
 const ofType = (p: Packaged, type: string): Array<[string, CfnResource]> => Object.entries(p.template.Resources).filter(([, r]) => r.Type === type);
 const props = (r: CfnResource | undefined): Record<string, any> => (r?.Properties ?? {}) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+// --- a grants file, and what the template must grant for it ---------------------------------------
+interface GrantsDoc {
+  clients: Record<string, { secretId: string; rotation?: { managementClient: string } }>;
+  grants: Array<{ client: string; principals: Array<string | { arn: string }> }>;
+}
+function readGrants(file: string): GrantsDoc {
+  return JSON.parse(readFileSync(file, 'utf8')) as GrantsDoc;
+}
+function grantAccounts(g: GrantsDoc): string[] {
+  return g.grants.flatMap((grant) => grant.principals.map((p) => (typeof p === 'string' ? p : p.arn).split(':')[4]!));
+}
+type Statement = { Sid?: string; Effect: string; Action: string | string[]; Resource?: unknown; Condition?: Record<string, Record<string, unknown>> };
+const asList = <T,>(v: T | T[] | undefined): T[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
+const roleStatements = (p: Packaged, roleId: string): Statement[] =>
+  (props(p.template.Resources[roleId]).Policies as Array<{ PolicyDocument: { Statement: Statement[] } }>).flatMap((x) => x.PolicyDocument.Statement);
+const secretPolicy = (p: Packaged, secretId: string): Statement[] => {
+  const policies = ofType(p, 'AWS::SecretsManager::ResourcePolicy').filter(([, r]) => isDeepStrictEqual(props(r).SecretId, { Ref: secretId }));
+  expect([secretId, policies.length]).toEqual([secretId, 1]);
+  return props(policies[0]![1]).ResourcePolicy.Statement as Statement[];
+};
+/** The principals a secret's resource policy lets read it (those its GetSecretValue deny exempts). */
+const readersOf = (p: Packaged, secretId: string): unknown[] => {
+  const deny = secretPolicy(p, secretId).filter((s) => s.Effect === 'Deny' && asList(s.Action).includes('secretsmanager:GetSecretValue'));
+  expect(deny).toHaveLength(1);
+  expect(deny[0]).toMatchObject({ Principal: '*', Resource: '*' });
+  return asList(deny[0]!.Condition?.ArnNotEquals?.['aws:PrincipalArn']);
+};
+const role = (id: string) => ({ 'Fn::GetAtt': [id, 'Arn'] });
+/** The secrets a role's own policy lets it read. */
+const readableBy = (p: Packaged, roleId: string): unknown[] =>
+  roleStatements(p, roleId)
+    .filter((s) => s.Effect === 'Allow' && asList(s.Action).includes('secretsmanager:GetSecretValue'))
+    .flatMap((s) => asList(s.Resource));
+const keyStatements = (p: Packaged): Statement[] => props(p.template.Resources.TokenVendorKey).KeyPolicy.Statement as Statement[];
+const roleArn = (stage: string, fn: string) => ({ 'Fn::Sub': `arn:\${AWS::Partition}:iam::\${AWS::AccountId}:role/token-vendor-${stage}-\${AWS::Region}-${fn}` });
+
+/**
+ * Who must be able to read which secret, from a grants file: vend and refresh the clients a grant
+ * vends for, rotate the rotating clients and their management clients (README, "Who can read what").
+ * A client's secret is created by the stack unless its secretId is an ARN (managed elsewhere).
+ */
+function accessOf(g: GrantsDoc) {
+  const names = Object.keys(g.clients);
+  const vended = new Set(g.grants.map((x) => x.client));
+  const rotating = new Set(names.filter((n) => g.clients[n]!.rotation !== undefined));
+  const management = new Set(names.flatMap((n) => (g.clients[n]!.rotation ? [g.clients[n]!.rotation!.managementClient] : [])));
+  const isArn = (n: string) => g.clients[n]!.secretId.startsWith('arn:');
+  const logicalId = (n: string) => `ClientSecret${n.replace(/[^A-Za-z0-9]/g, '')}`;
+  const ref = (n: string) => (isArn(n) ? g.clients[n]!.secretId : { Ref: logicalId(n) });
+  // The ARN of a secret in a KMS encryption context: its name plus Secrets Manager's 6-character suffix.
+  const arnPatterns = (n: string): unknown[] => {
+    const id = g.clients[n]!.secretId;
+    return isArn(n) ? [id, `${id}-??????`] : [{ 'Fn::Sub': `arn:\${AWS::Partition}:secretsmanager:\${AWS::Region}:\${AWS::AccountId}:secret:${id}-??????` }];
+  };
+  const inOrder = (set: Set<string>) => names.filter((n) => set.has(n));
+  return { names, vended, rotating, management, isArn, logicalId, ref, arnPatterns, inOrder, created: names.filter((n) => !isArn(n)) };
+}
+
+/**
+ * The deploy checks of who can read what, against a grants file: the secrets created (empty), each
+ * one's resource policy, the roles' own secret access, the rotation schedules, the key policy.
+ */
+function checkSecretAccess(p: Packaged, g: GrantsDoc, stage: string, breakGlass?: string): void {
+  const a = accessOf(g);
+  const bg = breakGlass === undefined ? [] : [breakGlass];
+  // one secret per client the stack manages, created without a value
+  const secrets = ofType(p, 'AWS::SecretsManager::Secret');
+  expect(secrets.map(([id, s]) => [id, props(s).Name]).sort()).toEqual(a.created.map((n) => [a.logicalId(n), g.clients[n]!.secretId]).sort());
+  for (const [, s] of secrets) {
+    expect(props(s)).not.toHaveProperty('SecretString');
+    expect(props(s)).not.toHaveProperty('GenerateSecretString');
+  }
+  // each one's resource policy: deny only; readers exactly those who need the value
+  expect(ofType(p, 'AWS::SecretsManager::ResourcePolicy')).toHaveLength(a.created.length);
+  for (const n of a.created) {
+    const id = a.logicalId(n);
+    const statements = secretPolicy(p, id);
+    expect(statements.map((s) => s.Effect)).toEqual(statements.map(() => 'Deny'));
+    const actions = statements.flatMap((s) => asList(s.Action));
+    expect(actions).toContain('secretsmanager:GetSecretValue');
+    expect(actions).not.toContain('secretsmanager:PutResourcePolicy');
+    expect(actions).not.toContain('secretsmanager:DeleteResourcePolicy');
+    expect(actions.filter((x) => x.includes('*'))).toEqual([]);
+    const readers = [
+      ...(a.vended.has(n) ? [role('VendRole'), role('RefreshRole')] : []),
+      ...(a.rotating.has(n) || a.management.has(n) ? [role('RotateRole')] : []),
+      ...bg,
+    ];
+    expect([n, readersOf(p, id)]).toEqual([n, readers]);
+    // only rotation (and break-glass) moves a secret's version stages
+    const movers = [...(a.rotating.has(n) ? [role('RotateRole')] : []), ...bg];
+    const stageDeny = statements.find((s) => asList(s.Action).includes('secretsmanager:UpdateSecretVersionStage'));
+    expect([n, stageDeny?.Condition]).toEqual([n, movers.length > 0 ? { ArnNotEquals: { 'aws:PrincipalArn': movers } } : undefined]);
+  }
+  // the roles' own policies: vend and refresh only the clients they vend for, never a management client
+  const noSecret = (suffix: string) => [{ 'Fn::Sub': `arn:\${AWS::Partition}:secretsmanager:\${AWS::Region}:\${AWS::AccountId}:secret:token-vendor-no-${suffix}-*` }];
+  const orNone = <T,>(list: T[], suffix: string) => (list.length > 0 ? list : noSecret(suffix));
+  for (const id of ['VendRole', 'RefreshRole']) expect([id, readableBy(p, id)]).toEqual([id, orNone(a.inOrder(a.vended).map(a.ref), 'vended')]);
+  const rotateReads = readableBy(p, 'RotateRole');
+  for (const n of [...a.rotating, ...a.management]) expect([n, rotateReads]).toEqual([n, expect.arrayContaining([a.ref(n)])]);
+  for (const n of a.names.filter((x) => !a.rotating.has(x) && !a.management.has(x))) expect([n, rotateReads]).not.toContainEqual(a.ref(n));
+  // rotation: one schedule per rotating client, on the rotate function; its actions on those secrets only
+  const schedules = ofType(p, 'AWS::SecretsManager::RotationSchedule').map(([, r]) => props(r));
+  expect(schedules.map((x) => x.SecretId)).toEqual(a.inOrder(a.rotating).map(a.ref));
+  for (const x of schedules) expect(x).toMatchObject({ RotationLambdaARN: { 'Fn::GetAtt': ['RotateLambdaFunction', 'Arn'] }, RotationRules: { ScheduleExpression: 'rate(30 days)' } });
+  const rotateOnly = roleStatements(p, 'RotateRole').find((st) => st.Sid === 'RotateClientSecrets')?.Resource;
+  expect(rotateOnly).toEqual(a.rotating.size > 0 ? a.inOrder(a.rotating).map(a.ref) : noSecret('rotation'));
+  // the key: each role decrypts through Secrets Manager only the secrets it reads
+  const key = keyStatements(p);
+  const secretArns = (names: Set<string>, suffix: string) => orNone(a.inOrder(names).flatMap(a.arnPatterns), suffix);
+  expect(key.find((s) => s.Sid === 'VendAndRefreshReadTheirClientsSecrets')?.Condition).toEqual({
+    ArnEquals: { 'aws:PrincipalArn': [roleArn(stage, 'vend'), roleArn(stage, 'refresh')] },
+    StringEquals: { 'kms:ViaService': { 'Fn::Sub': 'secretsmanager.${AWS::Region}.amazonaws.com' } },
+    StringLike: { 'kms:EncryptionContext:SecretARN': secretArns(a.vended, 'vended') },
+  });
+  expect(key.find((s) => s.Sid === 'RotateReadsAndWritesTheRotatingSecrets')?.Condition).toEqual({
+    ArnEquals: { 'aws:PrincipalArn': roleArn(stage, 'rotate') },
+    StringEquals: { 'kms:ViaService': { 'Fn::Sub': 'secretsmanager.${AWS::Region}.amazonaws.com' } },
+    StringLike: { 'kms:EncryptionContext:SecretARN': secretArns(new Set([...a.rotating, ...a.management]), 'rotation') },
+  });
+  expect(key.find((s) => s.Sid === 'AccountWritesSecretValues')?.Condition?.StringLike).toEqual({ 'kms:EncryptionContext:SecretARN': secretArns(new Set(a.names), 'secret') });
+  const breakGlassKey = key.find((s) => s.Sid === 'BreakGlassReadsAndWritesSecrets');
+  if (breakGlass === undefined) expect(breakGlassKey).toBeUndefined();
+  else expect(breakGlassKey?.Condition).toMatchObject({ ArnEquals: { 'aws:PrincipalArn': breakGlass }, StringLike: { 'kms:EncryptionContext:SecretARN': secretArns(new Set(a.names), 'secret') } });
+}
 
 describe('packaged template', () => {
   it('passes cfn-lint', () => {
@@ -109,7 +249,8 @@ describe('packaged template', () => {
       const drift = CONFIG_VARIABLES.filter((v) => !perStage.has(v)).filter((v) => !isDeepStrictEqual(settingsOf({ ...base, [v]: String(vars[v]) }), defaults));
       expect([name, drift]).toEqual([name, []]);
       expect(vars.POWERTOOLS_SERVICE_NAME).toBe('token-vendor-citest');
-      expect(vars.PROOF_SERVER_ID).toBe('token-vendor-citest');
+      // the stage and the region (the default, eu-west-1): a proof for another deployment is refused
+      expect(vars.PROOF_SERVER_ID).toBe('token-vendor-citest-eu-west-1');
       // and what the test suites read from serverless.yml (test/helpers/deployedSettings.ts) is what is packaged
       for (const [variable, value] of Object.entries(deployedSettings())) expect([name, variable, String(vars[variable])]).toEqual([name, variable, value]);
     }
@@ -147,84 +288,27 @@ describe('packaged template', () => {
   });
 
   it('rotates the clients marked for rotation with the rotate function, least privilege', () => {
-    const schedules = ofType(regional, 'AWS::SecretsManager::RotationSchedule');
-    expect(schedules).toHaveLength(1);
-    const [[, schedule] = []] = schedules;
-    expect(props(schedule)).toMatchObject({
-      SecretId: { Ref: 'ClientSecretordersm2m' },
-      RotationLambdaARN: { 'Fn::GetAtt': ['RotateLambdaFunction', 'Arn'] },
-      RotationRules: { ScheduleExpression: 'rate(30 days)' },
-    });
-    expect(props(regional.template.Resources.RotateLambdaPermissionSecretsManager)).toMatchObject({ Principal: 'secretsmanager.amazonaws.com' });
-    const rotateStatements = (props(regional.template.Resources.RotateRole).Policies as Array<{ PolicyDocument: { Statement: Array<{ Sid: string; Resource: unknown }> } }>)[0]!.PolicyDocument.Statement;
-    // the rotation actions only on the rotating secret, not on the rotator's own
-    expect(rotateStatements.find((st) => st.Sid === 'RotateClientSecrets')?.Resource).toEqual([{ Ref: 'ClientSecretordersm2m' }]);
+    // the schedules and the rotate role's rotation statement, from grants.json: checkSecretAccess
+    checkSecretAccess(regional, REPO_GRANTS, 'citest');
+    const rotating = Object.values(REPO_GRANTS.clients).some((c) => c.rotation !== undefined);
+    expect(regional.template.Resources.RotateLambdaPermissionSecretsManager?.Properties).toEqual(rotating ? expect.objectContaining({ Principal: 'secretsmanager.amazonaws.com' }) : undefined);
     // the vend role cannot rotate anything
     const vendActions = JSON.stringify(props(regional.template.Resources.VendRole).Policies);
     expect(vendActions).not.toContain('PutSecretValue');
     expect(vendActions).not.toContain('UpdateSecretVersionStage');
   });
 
-  // --- who can read what (issue 10) ---------------------------------------------------------
-  type Statement = { Sid?: string; Effect: string; Action: string | string[]; Resource?: unknown; Condition?: Record<string, Record<string, unknown>> };
-  const asList = <T,>(v: T | T[] | undefined): T[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
-  const roleStatements = (p: Packaged, roleId: string): Statement[] =>
-    (props(p.template.Resources[roleId]).Policies as Array<{ PolicyDocument: { Statement: Statement[] } }>).flatMap((x) => x.PolicyDocument.Statement);
-  const secretPolicy = (p: Packaged, secretId: string): Statement[] => {
-    const policies = ofType(p, 'AWS::SecretsManager::ResourcePolicy').filter(([, r]) => isDeepStrictEqual(props(r).SecretId, { Ref: secretId }));
-    expect([secretId, policies.length]).toEqual([secretId, 1]);
-    return props(policies[0]![1]).ResourcePolicy.Statement as Statement[];
-  };
-  /** The principals a secret's resource policy lets read it (those its GetSecretValue deny exempts). */
-  const readersOf = (p: Packaged, secretId: string): unknown[] => {
-    const deny = secretPolicy(p, secretId).filter((s) => s.Effect === 'Deny' && asList(s.Action).includes('secretsmanager:GetSecretValue'));
-    expect(deny).toHaveLength(1);
-    expect(deny[0]).toMatchObject({ Principal: '*', Resource: '*' });
-    return asList(deny[0]!.Condition?.ArnNotEquals?.['aws:PrincipalArn']);
-  };
-  const role = (id: string) => ({ 'Fn::GetAtt': [id, 'Arn'] });
-  /** The secrets a role's own policy lets it read. */
-  const readableBy = (p: Packaged, roleId: string): unknown[] =>
-    roleStatements(p, roleId)
-      .filter((s) => s.Effect === 'Allow' && asList(s.Action).includes('secretsmanager:GetSecretValue'))
-      .flatMap((s) => asList(s.Resource));
-  const keyStatements = (p: Packaged): Statement[] => props(p.template.Resources.TokenVendorKey).KeyPolicy.Statement as Statement[];
-  const roleArn = (stage: string, fn: string) => ({ 'Fn::Sub': `arn:\${AWS::Partition}:iam::\${AWS::AccountId}:role/token-vendor-${stage}-\${AWS::Region}-${fn}` });
-
-  it('puts a resource policy on every client secret it creates, denying only (administrators keep the policy itself)', () => {
-    for (const p of [regional, privateApi]) {
-      const secrets = ofType(p, 'AWS::SecretsManager::Secret').map(([id]) => id);
-      expect(secrets.length).toBe(2);
-      for (const id of secrets) {
-        const statements = secretPolicy(p, id);
-        expect(statements.map((s) => s.Effect)).toEqual(statements.map(() => 'Deny'));
-        const actions = statements.flatMap((s) => asList(s.Action));
-        expect(actions).toContain('secretsmanager:GetSecretValue');
-        expect(actions).not.toContain('secretsmanager:PutResourcePolicy');
-        expect(actions).not.toContain('secretsmanager:DeleteResourcePolicy');
-        expect(actions.filter((a) => a.includes('*'))).toEqual([]);
-      }
-    }
-  });
-
-  it('lets vend and refresh read the clients they vend for, never the management client; rotate reads both', () => {
-    // orders-m2m is vended and rotates; auth0-rotator is only its rotation.managementClient
-    expect(readersOf(regional, 'ClientSecretordersm2m')).toEqual([role('VendRole'), role('RefreshRole'), role('RotateRole')]);
-    expect(readersOf(regional, 'ClientSecretauth0rotator')).toEqual([role('RotateRole')]);
-    for (const id of ['VendRole', 'RefreshRole']) expect([id, readableBy(regional, id)]).toEqual([id, [{ Ref: 'ClientSecretordersm2m' }]]);
-    expect(readableBy(regional, 'RotateRole')).toEqual(expect.arrayContaining([{ Ref: 'ClientSecretauth0rotator' }, { Ref: 'ClientSecretordersm2m' }]));
-    // only rotation moves a secret's version stages
-    const stageDeny = (id: string) => secretPolicy(regional, id).find((s) => asList(s.Action).includes('secretsmanager:UpdateSecretVersionStage'));
-    expect(stageDeny('ClientSecretordersm2m')?.Condition).toEqual({ ArnNotEquals: { 'aws:PrincipalArn': [role('RotateRole')] } });
-    expect(stageDeny('ClientSecretauth0rotator')?.Condition).toBeUndefined();
+  // --- who can read what (issue 10), derived from grants.json: checkSecretAccess above -------
+  it('puts a resource policy on every client secret it creates, denying only; vend and refresh read only the clients they vend for, rotate the rotating and management ones', () => {
+    checkSecretAccess(regional, REPO_GRANTS, 'citest');
+    // the sample has both kinds of client, so the split above is exercised (any grants.json may not)
+    const a = accessOf(REPO_GRANTS);
+    expect(a.created.length).toBeGreaterThan(0);
   });
 
   it('adds the break-glass role, when given, to every secret\'s readers and to the key', () => {
-    expect(readersOf(privateApi, 'ClientSecretordersm2m')).toEqual([role('VendRole'), role('RefreshRole'), role('RotateRole'), BREAK_GLASS]);
-    expect(readersOf(privateApi, 'ClientSecretauth0rotator')).toEqual([role('RotateRole'), BREAK_GLASS]);
+    checkSecretAccess(privateApi, REPO_GRANTS, 'citestprivate', BREAK_GLASS);
     expect(JSON.stringify(keyStatements(regional))).not.toContain('break-glass');
-    const breakGlass = keyStatements(privateApi).find((s) => s.Sid === 'BreakGlassReadsAndWritesSecrets');
-    expect(breakGlass?.Condition?.ArnEquals).toEqual({ 'aws:PrincipalArn': BREAK_GLASS });
   });
 
   it('keeps the key\'s administration with the account and its use with the function roles, bound by encryption context', () => {
@@ -235,11 +319,25 @@ describe('packaged template', () => {
     const admin = statements.find((s) => s.Sid === 'AccountAdministersTheKey');
     expect(admin).toMatchObject({ Effect: 'Allow', Principal: root, Resource: '*' });
     expect(asList(admin!.Action).sort()).toEqual(
-      ['kms:Create*', 'kms:Describe*', 'kms:Enable*', 'kms:List*', 'kms:Put*', 'kms:Update*', 'kms:Revoke*', 'kms:Disable*', 'kms:Get*', 'kms:Delete*', 'kms:ScheduleKeyDeletion', 'kms:CancelKeyDeletion', 'kms:TagResource', 'kms:UntagResource'].sort(),
+      ['kms:CreateAlias', 'kms:Describe*', 'kms:Enable*', 'kms:List*', 'kms:Put*', 'kms:Update*', 'kms:Revoke*', 'kms:Disable*', 'kms:Get*', 'kms:Delete*', 'kms:ScheduleKeyDeletion', 'kms:CancelKeyDeletion', 'kms:TagResource', 'kms:UntagResource'].sort(),
     );
     expect(admin!.Condition).toBeUndefined();
+    // a grant (no encryption-context or ViaService condition of ours) only for an AWS service acting
+    // for a caller: whoever may kms:CreateGrant by IAM policy cannot grant itself Decrypt
+    const anyGrant = statements.filter((s) => s.Effect === 'Allow' && asList(s.Action).some((a) => a === 'kms:CreateGrant' || a === 'kms:Create*' || a === 'kms:*'));
+    expect(anyGrant.map((s) => [s.Sid, s.Condition])).toEqual([['AwsServicesOnlyMayCreateGrants', { Bool: { 'kms:GrantIsForAWSResource': 'true' } }]]);
     // the administration statement grants no use of the key
     expect(asList(admin!.Action).filter((a) => /Decrypt|Encrypt|GenerateDataKey/.test(a))).toEqual([]);
+    // the roles may seal with this key only: an alias pointed at another key, whose policy names
+    // them, still cannot make them seal under it (an explicit deny overrides that key's allow)
+    for (const fn of ['Vend', 'Refresh', 'Rotate']) {
+      const denies = (props(regional.template.Resources[`${fn}Role`]).Policies as Array<{ PolicyDocument: { Statement: Array<Record<string, unknown>> } }>)
+        .flatMap((p) => p.PolicyDocument.Statement)
+        .filter((s) => s.Sid === 'SealWithThisKeyOnly');
+      expect(denies).toEqual([
+        { Sid: 'SealWithThisKeyOnly', Effect: 'Deny', Action: ['kms:GenerateDataKey', 'kms:Decrypt'], NotResource: { 'Fn::GetAtt': ['TokenVendorKey', 'Arn'] }, Condition: { StringEquals: { 'kms:EncryptionContext:purpose': 'token-vendor-token-seal' } } },
+      ]);
+    }
     // sealing: the three roles, the sealer's own context (functions/adapters/kmsTokenSealer.ts)
     const seal = statements.find((s) => s.Sid === 'FunctionsSealTokens');
     expect(seal?.Condition).toEqual({
@@ -251,19 +349,9 @@ describe('packaged template', () => {
       const roleId = `${fn[0]!.toUpperCase()}${fn.slice(1)}Role`;
       expect(props(regional.template.Resources[roleId]).RoleName).toEqual({ 'Fn::Sub': `token-vendor-citest-\${AWS::Region}-${fn}` });
     }
-    // decrypting a secret: vend and refresh only their clients' secrets, rotate the rotating and management ones
-    const secretArn = (name: string) => ({ 'Fn::Sub': `arn:\${AWS::Partition}:secretsmanager:\${AWS::Region}:\${AWS::AccountId}:secret:token-vendor/${name}-??????` });
-    const viaSecretsManager = { 'Fn::Sub': 'secretsmanager.${AWS::Region}.amazonaws.com' };
-    expect(statements.find((s) => s.Sid === 'VendAndRefreshReadTheirClientsSecrets')?.Condition).toEqual({
-      ArnEquals: { 'aws:PrincipalArn': [roleArn('citest', 'vend'), roleArn('citest', 'refresh')] },
-      StringEquals: { 'kms:ViaService': viaSecretsManager },
-      StringLike: { 'kms:EncryptionContext:SecretARN': [secretArn('orders-m2m')] },
-    });
-    expect(statements.find((s) => s.Sid === 'RotateReadsAndWritesTheRotatingSecrets')?.Condition).toEqual({
-      ArnEquals: { 'aws:PrincipalArn': roleArn('citest', 'rotate') },
-      StringEquals: { 'kms:ViaService': viaSecretsManager },
-      StringLike: { 'kms:EncryptionContext:SecretARN': [secretArn('orders-m2m'), secretArn('auth0-rotator')] },
-    });
+    // decrypting a secret: vend and refresh only their clients' secrets, rotate the rotating and
+    // management ones (from grants.json): checkSecretAccess
+    checkSecretAccess(regional, REPO_GRANTS, 'citest');
     // every statement that allows a decrypt names roles by ARN, or goes through DynamoDB for this table only
     for (const s of statements.filter((x) => asList(x.Action).some((a) => a.startsWith('kms:Decrypt')))) {
       const boundToRoles = s.Condition?.ArnEquals?.['aws:PrincipalArn'] !== undefined;
@@ -285,13 +373,10 @@ describe('packaged template', () => {
     expect(props(regional.template.Resources.RefreshLambdaFunction).ReservedConcurrentExecutions).toBe(1);
   });
 
-  it('creates the client secrets without a value', () => {
-    const secrets = ofType(regional, 'AWS::SecretsManager::Secret');
-    expect(secrets.map(([, s]) => props(s).Name).sort()).toEqual(['token-vendor/auth0-rotator', 'token-vendor/orders-m2m']);
-    for (const [, s] of secrets) {
-      expect(props(s)).not.toHaveProperty('SecretString');
-      expect(props(s)).not.toHaveProperty('GenerateSecretString');
-    }
+  it('creates the client secrets without a value, one per client of grants.json the stack manages', () => {
+    const a = accessOf(REPO_GRANTS);
+    expect(ofType(regional, 'AWS::SecretsManager::Secret').map(([, x]) => props(x).Name).sort()).toEqual(a.created.map((n) => REPO_GRANTS.clients[n]!.secretId).sort());
+    for (const [, x] of ofType(regional, 'AWS::SecretsManager::Secret')) expect(props(x)).not.toHaveProperty('SecretString');
   });
 
   it('keeps logs for the configured retention', () => {
@@ -563,5 +648,235 @@ describe('osls invoke local, with the sample events, against the local stack', (
   it('scheduled-refresh.json: the refresher finds the two recently used tokens fresh and leaves them', async () => {
     expect(await invoke('events/scheduled-refresh.json', 'refresh')).toMatchObject({ considered: 2, fresh: 2, refreshed: 0, failed: 0 });
     expect(stack.tenant.tokenRequests()).toBe(2);
+  });
+});
+
+// --- issue 11, item 3: deploy parameters fail closed -------------------------------------------
+// infra/deployment.cjs checks every stage parameter (and the grants against the API's resource
+// policy) while osls resolves the template; these tests call the very functions it calls, and two
+// `osls package` runs prove the wiring.
+const requireCjs = createRequire(import.meta.url);
+interface DeploymentChecks {
+  stageParamProblems(input: { declared: string[]; supplied: Array<{ name: string; from: string }>; values: Record<string, string>; region: string }): string[];
+  grantCallerProblems(grants: unknown, context: { allowedAccountIds: string[]; organizationId: string; partition: string }): { problems: string[]; notes: string[]; deployingAccountMustBe: Array<{ field: string; account: string }> };
+  PARAM_CHECKS: Record<string, unknown>;
+}
+const deploymentChecks = requireCjs('../../infra/deployment.cjs') as DeploymentChecks;
+const stageParamsPlugin = requireCjs('../../infra/plugins/stage-params.cjs') as { foreignGrantAccounts(mustBe: Array<{ field: string; account: string }>, account: string): string[] };
+
+describe('stage parameters fail closed (issue 11)', () => {
+  // serverless.yml's params.default, as osls reads it (YAML, then each value as the string `${param:…}` gives)
+  // (the params block alone: the rest of the file holds CloudFormation tags plain YAML does not know)
+  const paramsBlock = /^params:\n(?:[ #].*\n|\n)*/m.exec(readFileSync('serverless.yml', 'utf8'))![0];
+  const paramsDefault = (requireCjs('js-yaml') as { load(text: string): { params: { default: Record<string, unknown> } } }).load(paramsBlock).params.default;
+  const declared = Object.keys(paramsDefault);
+  const defaults = Object.fromEntries(Object.entries(paramsDefault).map(([k, v]) => [k, String(v)]));
+  const problems = (values: Record<string, string> = {}, supplied: Array<{ name: string; from: string }> = [], region = 'eu-west-1') =>
+    deploymentChecks.stageParamProblems({ declared, supplied, values: { ...defaults, ...values }, region });
+
+  it('has a check for every parameter serverless.yml declares, and accepts the defaults', () => {
+    expect(Object.keys(deploymentChecks.PARAM_CHECKS).sort()).toEqual([...declared].sort());
+    expect(problems()).toEqual([]);
+    // a parameter declared without a check fails packaging too
+    expect(deploymentChecks.stageParamProblems({ declared: [...declared, 'newThing'], supplied: [], values: defaults, region: 'eu-west-1' })).toEqual([
+      'param newThing: declared in serverless.yml but infra/deployment.cjs has no check for it',
+    ]);
+  });
+
+  it('refuses an unknown name, naming it and listing the known ones (a wrong case says which it meant)', () => {
+    const known = [...declared].sort((a, b) => a.localeCompare(b)).join(', ');
+    expect(problems({}, [{ name: 'vpcEndpointID', from: '--param' }])).toEqual([
+      `param vpcEndpointID (--param): not a stage parameter of this service (did you mean vpcEndpointId? names are case-sensitive); known: ${known}`,
+    ]);
+    expect(problems({}, [{ name: 'alarmTopic', from: 'params.prod in serverless.yml' }])).toEqual([`param alarmTopic (params.prod in serverless.yml): not a stage parameter of this service; known: ${known}`]);
+    expect(problems({}, [{ name: 'logLevel', from: '--param' }])).toEqual([]);
+  });
+
+  // [parameter, bad value, the message after `param <name>: `]
+  const bad: Array<[string, string, string]> = [
+    ['quotaPerClientPerHour', '-5', '"-5" is not a whole number (0: no cap)'],
+    ['quotaPerClientPerHour', '1.5', '"1.5" is not a whole number'],
+    ['vendReservedConcurrency', '0', '"0" is not a positive whole number (empty: unreserved)'],
+    ['vendReservedConcurrency', 'ten', '"ten" is not a positive whole number'],
+    ['logRetentionDays', '17', '"17" is not a retention CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 2192, 2557, 2922, 3288, 3653)'],
+    ['logRetentionDays', '90.0', '"90.0" is not a retention CloudWatch Logs accepts'],
+    ['alarmTopicArn', 'alarms', '"alarms" is not an SNS topic ARN (arn:aws:sns:eu-west-1:<account>:<topic>)'],
+    ['alarmTopicArn', 'arn:aws:sqs:eu-west-1:111122223333:alarms', '"arn:aws:sqs:eu-west-1:111122223333:alarms" is not an SNS topic ARN'],
+    ['alarmTopicArn', 'arn:aws-cn:sns:eu-west-1:111122223333:alarms', '"arn:aws-cn:sns:eu-west-1:111122223333:alarms" is in partition aws-cn, not aws (region eu-west-1)'],
+    ['alarmTopicArn', 'arn:aws:sns:us-east-1:111122223333:alarms', '"arn:aws:sns:us-east-1:111122223333:alarms" is in region us-east-1: the alarms are in eu-west-1, and CloudWatch notifies a topic of its own Region'],
+    ['breakGlassRoleArn', 'arn:aws:iam::111122223333:user/alice', '"arn:aws:iam::111122223333:user/alice" is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)'],
+    ['breakGlassRoleArn', 'arn:aws-us-gov:iam::111122223333:role/ops', '"arn:aws-us-gov:iam::111122223333:role/ops" is in partition aws-us-gov, not aws'],
+    ['vpcEndpointId', 'vpce-xyz', '"vpce-xyz" is not a VPC endpoint id (vpce- and 8 or 17 hex characters)'],
+    ['vpcEndpointId', 'vpc-0123456789abcdef0', '"vpc-0123456789abcdef0" is not a VPC endpoint id'],
+    ['organizationId', 'o-abc', '"o-abc" is not an AWS Organizations id (o- and 10 to 32 lower-case letters or digits)'],
+    ['organizationId', 'r-abcdef1234', '"r-abcdef1234" is not an AWS Organizations id'],
+    ['allowedAccountIds', '11112222333', '"11112222333" is not a 12-digit AWS account id'],
+    ['allowedAccountIds', '111122223333,,444455556666', '"111122223333,,444455556666" has an empty entry (comma-separated 12-digit account ids)'],
+    ['allowedAccountIds', '111122223333,111122223333', 'account 111122223333 is listed twice'],
+    ['tracing', 'yes', '"yes" is not true or false'],
+    ['apiGatewayCloudWatchRole', 'TRUE', '"TRUE" is not true or false'],
+    ['refreshSchedule', 'every minute', '"every minute": not rate(<n> <unit>) or cron(<six fields>)'],
+    ['refreshSchedule', 'rate(1 minutes)', '"rate(1 minutes)": 1 takes the singular unit: rate(1 minute)'],
+    ['refreshSchedule', 'rate(5 minute)', '"rate(5 minute)": 5 takes the plural unit: rate(5 minutes)'],
+    ['refreshSchedule', 'rate(2 weeks)', '"rate(2 weeks)": the unit must be one of minute(s), hour(s), day(s)'],
+    ['refreshSchedule', 'cron(* * * * *)', '"cron(* * * * *)": a cron expression has six fields (minutes hours day-of-month month day-of-week year), got 5'],
+    ['rotationSchedule', 'rate(2 hours)', '"rate(2 hours)": at least every 4 hours'],
+    ['rotationSchedule', 'rate(30 minutes)', '"rate(30 minutes)": the unit must be one of hour(s), day(s)'],
+    ['rotationSchedule', 'rate(1001 days)', '"rate(1001 days)": at most 1000 days'],
+    ['logLevel', 'info', '"info" is not a Powertools log level (TRACE, DEBUG, INFO, WARN, ERROR, CRITICAL, SILENT; upper case)'],
+    ['logLevel', 'VERBOSE', '"VERBOSE" is not a Powertools log level'],
+    ['grantsFile', 'no-such-grants.json', '"no-such-grants.json" cannot be read (ENOENT)'],
+  ];
+  it.each(bad)('refuses %s=%s, naming the parameter', (name, value, message) => {
+    const found = problems({ [name]: value });
+    expect(found).toHaveLength(1);
+    expect(found[0]).toContain(`param ${name}: ${message}`);
+  });
+
+  const good: Array<[string, string]> = [
+    ['quotaPerClientPerHour', '0'],
+    ['vendReservedConcurrency', '25'],
+    ['logRetentionDays', '3653'],
+    ['alarmTopicArn', 'arn:aws:sns:eu-west-1:111122223333:token-vendor-alarms'],
+    ['breakGlassRoleArn', 'arn:aws:iam::111122223333:role/ops/break-glass'],
+    ['vpcEndpointId', 'vpce-01234567'],
+    ['organizationId', 'o-abcdef1234'],
+    ['allowedAccountIds', '111122223333, 444455556666'],
+    ['refreshSchedule', 'rate(5 minutes)'],
+    ['refreshSchedule', 'cron(0/5 * * * ? *)'],
+    ['rotationSchedule', 'rate(4 hours)'],
+    ['rotationSchedule', 'cron(0 8 1 * ? *)'],
+    ['logLevel', 'DEBUG'],
+    ['tracing', 'true'],
+    ['grantsFile', 'test/fixtures/grants-broken.json'],
+  ];
+  it.each(good)('accepts %s=%s', (name, value) => {
+    expect(problems({ [name]: value })).toEqual([]);
+  });
+
+  it('checks ARNs against the partition of the deploying region', () => {
+    expect(problems({ alarmTopicArn: 'arn:aws-cn:sns:cn-north-1:111122223333:alarms', breakGlassRoleArn: 'arn:aws-cn:iam::111122223333:role/ops' }, [], 'cn-north-1')).toEqual([]);
+    expect(problems({ breakGlassRoleArn: 'arn:aws:iam::111122223333:role/ops' }, [], 'cn-north-1')).toEqual(['param breakGlassRoleArn: "arn:aws:iam::111122223333:role/ops" is in partition aws, not aws-cn']);
+    expect(problems({}, [], 'us-isob-east-1')).toEqual(['region "us-isob-east-1": not a region of the aws, aws-cn or aws-us-gov partition, the ones grants.json accepts']);
+  });
+
+  it('lists every problem at once', () => {
+    expect(problems({ quotaPerClientPerHour: '-5', logLevel: 'info' }, [{ name: 'vpcEndpointID', from: '--param' }]).map((p) => p.split(':')[0])).toEqual([
+      'param vpcEndpointID (--param)',
+      'param quotaPerClientPerHour',
+      'param logLevel',
+    ]);
+  });
+
+  // --- a grant the API's resource policy would refuse ---
+  const grantsOf = (...principals: Array<Array<string | { arn: string; uniqueId: string }>>) => ({ grants: principals.map((p) => ({ principals: p })) });
+  const three = grantsOf(['arn:aws:iam::111122223333:role/a'], ['arn:aws:iam::111122223333:role/b'], ['arn:aws:iam::444455556666:role/c', 'arn:aws:iam::111122223333:user/d']);
+
+  it('refuses a grant whose account is not in allowedAccountIds, naming the grant', () => {
+    const result = deploymentChecks.grantCallerProblems(three, { allowedAccountIds: ['111122223333'], organizationId: '', partition: 'aws' });
+    expect(result.problems).toEqual(['grants[2].principals[0]: account 444455556666 is not allowed to call the API (allowedAccountIds 111122223333)']);
+    expect(deploymentChecks.grantCallerProblems(three, { allowedAccountIds: ['111122223333', '444455556666'], organizationId: '', partition: 'aws' }).problems).toEqual([]);
+    // a pinned principal ({ arn, uniqueId }) is checked by its ARN
+    const pinned = grantsOf([{ arn: 'arn:aws:iam::444455556666:role/p', uniqueId: 'AROAEXAMPLEEXAMPLE123' }]);
+    expect(deploymentChecks.grantCallerProblems(pinned, { allowedAccountIds: ['111122223333'], organizationId: '', partition: 'aws' }).problems).toEqual([
+      'grants[0].principals[0]: account 444455556666 is not allowed to call the API (allowedAccountIds 111122223333)',
+    ]);
+  });
+
+  it('with an organization, says that membership cannot be checked offline instead of refusing', () => {
+    const result = deploymentChecks.grantCallerProblems(three, { allowedAccountIds: ['111122223333'], organizationId: 'o-abcdef1234', partition: 'aws' });
+    expect(result.problems).toEqual([]);
+    expect(result.notes).toEqual([
+      'grants[2].principals[0]: account 444455556666 is not in allowedAccountIds (111122223333); it can call the API only if it belongs to organization o-abcdef1234, which packaging cannot check (only AWS Organizations knows its accounts)',
+    ]);
+    const byDefault = deploymentChecks.grantCallerProblems(three, { allowedAccountIds: [], organizationId: 'o-abcdef1234', partition: 'aws' });
+    expect([byDefault.problems, byDefault.notes.length, byDefault.deployingAccountMustBe]).toEqual([[], 4, []]);
+  });
+
+  it('by default (the deploying account only): one account across the grants, checked against the deploying account at deploy', () => {
+    const result = deploymentChecks.grantCallerProblems(three, { allowedAccountIds: [], organizationId: '', partition: 'aws' });
+    expect(result.problems).toEqual([
+      'grants[2].principals[0]: account 444455556666 is not allowed to call the API (allowedAccountIds is empty: only the deploying account may, and grants[0].principals[0] is in 111122223333); list the accounts in allowedAccountIds',
+    ]);
+    const one = deploymentChecks.grantCallerProblems(grantsOf(['arn:aws:iam::111122223333:role/a'], ['arn:aws:iam::111122223333:role/b']), { allowedAccountIds: [], organizationId: '', partition: 'aws' });
+    expect(one).toEqual({ problems: [], notes: [], deployingAccountMustBe: [{ field: 'grants[0].principals[0]', account: '111122223333' }, { field: 'grants[1].principals[0]', account: '111122223333' }] });
+    // at deploy (infra/plugins/stage-params.cjs, with the account STS names)
+    expect(stageParamsPlugin.foreignGrantAccounts(one.deployingAccountMustBe, '111122223333')).toEqual([]);
+    expect(stageParamsPlugin.foreignGrantAccounts(one.deployingAccountMustBe, '999988887777')).toEqual([
+      'grants[0].principals[0]: account 111122223333 is not allowed to call the API (allowedAccountIds is empty: only the deploying account 999988887777 may); list the accounts in allowedAccountIds',
+      'grants[1].principals[0]: account 111122223333 is not allowed to call the API (allowedAccountIds is empty: only the deploying account 999988887777 may); list the accounts in allowedAccountIds',
+    ]);
+  });
+
+  it('refuses a principal of another partition', () => {
+    const result = deploymentChecks.grantCallerProblems(grantsOf(['arn:aws-cn:iam::111122223333:role/a']), { allowedAccountIds: ['111122223333'], organizationId: '', partition: 'aws' });
+    expect(result.problems).toEqual(['grants[0].principals[0]: partition aws-cn cannot call an API deployed in partition aws']);
+  });
+
+  // End to end: `osls package` fails with the messages (the wiring: CLI names, resolution, grants).
+  const out = mkdtempSync(join(tmpdir(), 'package-badparams-'));
+  afterAll(() => rmSync(out, { recursive: true, force: true }));
+
+  it('fails osls package on an unknown parameter and a bad number, naming both', () => {
+    const result = runPackage('citestbadparams', join(out, 'params'), { vpcEndpointID: 'vpce-0123456789abcdef0', quotaPerClientPerHour: '-5' });
+    expect(result.status).not.toBe(0);
+    expect(result.output).toContain('param vpcEndpointID (--param): not a stage parameter of this service (did you mean vpcEndpointId? names are case-sensitive); known: ');
+    expect(result.output).toContain('param quotaPerClientPerHour: "-5" is not a whole number (0: no cap)');
+    expect(result.output).not.toContain('at checkEnvironment'); // a message, not a stack trace
+  }, 120_000);
+
+  it('fails osls package on a grant outside allowedAccountIds, naming the grant', () => {
+    // an account none of grants.json's principals is in
+    const accounts = new Set(grantAccounts(REPO_GRANTS));
+    const other = ['999988887777', '999988887776', '999988887775'].find((a) => !accounts.has(a))!;
+    const [firstAccount] = grantAccounts(REPO_GRANTS);
+    const result = runPackage('citestbadgrantaccount', join(out, 'grants'), { allowedAccountIds: other });
+    expect(result.status).not.toBe(0);
+    expect(result.output).toContain(`grants[0].principals[0]: account ${firstAccount} is not allowed to call the API (allowedAccountIds ${other})`);
+  }, 120_000);
+});
+
+// --- issue 11, item 4: the deploy checks on a grants file edited as the README says -------------
+describe('packaging a grants file edited as the README says (a new client and its grant)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'grants-edited-'));
+  const grantsFile = join(dir, 'grants.json');
+  const edited = readGrants('grants.json') as GrantsDoc & { clients: Record<string, Record<string, unknown>>; grants: Array<Record<string, unknown>> };
+  const domain = String(Object.values(edited.clients)[0]?.domain ?? 'example-tenant.eu.auth0.com');
+  edited.clients['billing-m2m'] = { domain, secretId: 'token-vendor/billing-m2m', authMethod: 'client_secret_basic' };
+  edited.grants.push({ principals: ['arn:aws:iam::444455556666:role/billing-*'], client: 'billing-m2m', audience: 'https://billing.example.com', scopes: ['read:invoices'] });
+  writeFileSync(grantsFile, JSON.stringify(edited, null, 2));
+  let packaged: Packaged;
+  beforeAll(() => {
+    // The grants' accounts (the sample's and the new one) are the allowed ones.
+    const accounts = [...new Set(grantAccounts(edited))].join(',');
+    packaged = packageService('citestgrants', { grantsFile, allowedAccountIds: accounts, breakGlassRoleArn: BREAK_GLASS });
+  }, 300_000);
+  afterAll(() => {
+    rmSync(dir, { recursive: true, force: true });
+    if (packaged) rmSync(packaged.dir, { recursive: true, force: true });
+    // packaging rebuilt dist/ with this file: back to the repository's grants.json
+    execFileSync(process.execPath, ['scripts/build.mjs'], { stdio: 'ignore' });
+  }, 120_000);
+
+  it('deploys that file: its grants beside each bundle', () => {
+    for (const name of ['vend', 'refresh', 'rotate']) expect([name, readFileSync(join('dist', name, 'grants.json'), 'utf8')]).toEqual([name, readFileSync(grantsFile, 'utf8')]);
+  });
+
+  it('creates the new client\'s secret, readable by vend and refresh only, and its key access', () => {
+    checkSecretAccess(packaged, edited, 'citestgrants', BREAK_GLASS);
+    // the new client is really there (the checks above would pass on an empty file too)
+    expect(readersOf(packaged, 'ClientSecretbillingm2m')).toEqual([role('VendRole'), role('RefreshRole'), BREAK_GLASS]);
+    expect(readableBy(packaged, 'VendRole')).toContainEqual({ Ref: 'ClientSecretbillingm2m' });
+  });
+
+  it('lets the new grant\'s account call the API', () => {
+    const deny = props(packaged.template.Resources.ApiGatewayRestApi).Policy.Statement.find((s: { Effect: string }) => s.Effect === 'Deny');
+    expect(deny.Condition.StringNotEquals['aws:PrincipalAccount']).toContain('444455556666');
+  });
+
+  it('passes cfn-lint', () => {
+    const lint = cfnLint(packaged.templatePath);
+    expect(lint.output).toBe('');
+    expect(lint.status).toBe(0);
   });
 });

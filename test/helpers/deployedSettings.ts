@@ -52,6 +52,13 @@ export function deployedSettings(): Readonly<Record<string, string>> {
   return cached;
 }
 
+/** The stage parameters serverless.yml declares, with their defaults (`params.default`), as strings. */
+export function stageParamDefaults(): Readonly<Record<string, string>> {
+  const params = mapping(readFileSync(SERVERLESS_YML, 'utf8').split('\n'), ['params', 'default']);
+  // YAML quoting aside, a value is what osls would resolve: '' stays empty.
+  return Object.fromEntries(Object.entries(params).map(([name, value]) => [name, value.replace(/^'(.*)'$/, '$1')]));
+}
+
 /** A duration: scaled by the clock's factor (a faster clock, shorter durations). */
 export function isDuration(name: string): boolean {
   return /_(MS|SECONDS)$/.test(name);

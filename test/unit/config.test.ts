@@ -1,13 +1,14 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { CONFIG_VARIABLES, ConfigError, RUNTIME_VARIABLES, loadConfig } from '../../functions/config.js';
-import { TEST_TIME_SCALE, deployedSettings, scaled } from '../helpers/deployedSettings.js';
+import { TEST_TIME_SCALE, stageParamDefaults, deployedSettings, scaled } from '../helpers/deployedSettings.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'config-test-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 writeFileSync(
   join(dir, 'grants.json'),
   JSON.stringify({
@@ -100,10 +101,23 @@ describe('the deployed settings (serverless.yml)', () => {
   });
 
   it('infra/deployment.cjs refuses at packaging what loadConfig refuses at cold start, with its message', async () => {
-    const deployment = createRequire(import.meta.url)('../../infra/deployment.cjs') as (ctx: { resolveVariable: (v: string) => Promise<unknown> }) => Promise<unknown>;
+    const deployment = createRequire(import.meta.url)('../../infra/deployment.cjs') as (ctx: {
+      resolveVariable: (v: string) => Promise<unknown>;
+      resolveConfigurationProperty: (path: string[]) => Promise<unknown>;
+    }) => Promise<unknown>;
     const deployedEnv = { ...base, ...deployedSettings(), POWERTOOLS_SERVICE_NAME: 'token-vendor-test' };
+    // serverless.yml's stage parameters at their defaults: only the environment varies here.
+    const params = stageParamDefaults();
+    const variables: Record<string, unknown> = { 'sls:stage': 'test', 'self:provider.region': 'eu-west-1' };
     const packaging = (environment: Record<string, string>) =>
-      deployment({ resolveVariable: async (v) => (v === 'self:provider.environment' ? environment : v.startsWith('param:') ? '' : undefined) });
+      deployment({
+        resolveVariable: async (v) => {
+          if (v === 'self:provider.environment') return environment;
+          const param = /^param:(\w+), ''$/.exec(v);
+          return param !== null ? (params[param[1] ?? ''] ?? '') : variables[v];
+        },
+        resolveConfigurationProperty: async () => ({ default: params }),
+      });
     await expect(packaging(deployedEnv)).resolves.toMatchObject({ grantsFile: expect.stringMatching(/grants\.json$/) });
     const bad: Array<Record<string, string>> = [{ IDP_DEADLINE_MS: '5000' }, { IDP_TIMEOUT_MS: '5000' }, { RETRY_BASE_MS: '2001' }, { EARLY_EXPIRY_SECONDS: '0' }, { IDP_TIMEOUT_MS: '5s' }];
     for (const settings of bad) {
