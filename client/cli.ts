@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 /**
  * `npm run token -- --audience AUD ...`: an access token for shell use, printed alone on stdout so
  * that `TOKEN=$(npm run -s token -- ...)` works. The usage is in client/cliArgs.ts.
@@ -84,35 +85,53 @@ interface LocalState {
 }
 
 /**
- * `--local`: the stack `npm start` runs (local/stack.ts). Its state directory holds the keys its
- * gateway and STS stand-in accept (`credentials.json`: the first one signs) and, while it runs,
- * the function's environment (`invoke-local.env.json`), whose STS_ENDPOINT, PROOF_SERVER_ID and
- * AWS_REGION say where proofs go and for which deployment. That file's AWS_ACCESS_KEY_ID is the
- * emulator's, the function's own, and is never used to sign. The gateway's URL is not recorded:
- * it is `npm start`'s default (`--endpoint` for another PORT), and `--function` needs
- * `--lambda-endpoint`. Flags override all of it.
+ * `--local`: the stack `npm start` runs (local/localStack.ts). Its state directory holds the keys
+ * its gateway and STS stand-in accept (`credentials.json`: `--as ARN` picks the principal's, the
+ * first one signs otherwise) and, while it runs, `stack.json` (local/stackState.ts: the gateway
+ * URL, the STS and Lambda Invoke origins, server id and region) and the function's environment
+ * (`invoke-local.env.json`, whose STS_ENDPOINT, PROOF_SERVER_ID and AWS_REGION stand in for a stack
+ * started before stack.json existed). That file's AWS_ACCESS_KEY_ID is the emulator's, the
+ * function's own, and is never used to sign. Without either file the gateway is `npm start`'s
+ * default URL. Flags override all of it.
  */
 function localOptions(args: TokenRun): TokenVendorClientOptions {
-  // TOKEN_VENDOR_LOCAL_DIR: another stack's state directory (the tests use their own).
-  const stateDir = process.env.TOKEN_VENDOR_LOCAL_DIR ?? join(resolve(dirname(fileURLToPath(import.meta.url)), '..'), '.local');
-  const keys = readState(join(stateDir, 'credentials.json'), true);
-  const first: unknown = Array.isArray(keys) ? keys[0] : undefined;
-  const { accessKeyId, secretAccessKey, sessionToken } = (typeof first === 'object' && first !== null ? first : {}) as Record<string, unknown>;
-  if (typeof accessKeyId !== 'string' || typeof secretAccessKey !== 'string') throw new LocalStateError(`--local: ${join(stateDir, 'credentials.json')} holds no credentials`);
+  // TOKEN_VENDOR_LOCAL_DIR: another stack's state directory (the tests use their own). npm runs
+  // scripts in the package root; a relative directory means one under where the user typed it
+  // (INIT_CWD, as npm start reads it too).
+  const chosenDir = process.env.TOKEN_VENDOR_LOCAL_DIR;
+  const stateDir = chosenDir ? resolve(process.env.INIT_CWD ?? process.cwd(), chosenDir) : join(resolve(dirname(fileURLToPath(import.meta.url)), '..'), '.local');
+  const keysFile = join(stateDir, 'credentials.json');
+  const keys = readState(keysFile, true);
+  const entries: unknown[] = Array.isArray(keys) ? keys : [];
+  const field = (entry: unknown, name: string): unknown => (typeof entry === 'object' && entry !== null ? (entry as Record<string, unknown>)[name] : undefined);
+  const chosen = args.as === undefined ? entries[0] : entries.find((entry) => field(entry, 'principalArn') === args.as);
+  if (chosen === undefined && args.as !== undefined) {
+    const known = entries.map((entry) => field(entry, 'principalArn')).filter((arn): arn is string => typeof arn === 'string');
+    throw new LocalStateError(`--as: ${keysFile} holds no key for ${args.as} (npm start adds one for each principal its grants name; it has: ${known.join(', ') || 'none'})`);
+  }
+  const [accessKeyId, secretAccessKey, sessionToken] = ['accessKeyId', 'secretAccessKey', 'sessionToken'].map((name) => field(chosen, name));
+  if (typeof accessKeyId !== 'string' || typeof secretAccessKey !== 'string') throw new LocalStateError(`--local: ${keysFile} holds no credentials`);
   const credentials = { accessKeyId, secretAccessKey, ...(typeof sessionToken === 'string' ? { sessionToken } : {}) };
 
-  // Absent once the stack stops; flags can stand in for it.
-  const running = readState(join(stateDir, 'invoke-local.env.json'), args.stsEndpoint === undefined || args.serverId === undefined);
-  const env = (typeof running === 'object' && running !== null ? running : {}) as Record<string, unknown>;
+  // Both absent once the stack stops; flags can stand in for them.
   const text = (value: unknown): string | undefined => (typeof value === 'string' && value !== '' ? value : undefined);
-  const stsEndpoint = text(env.STS_ENDPOINT);
+  const stack = asRecord(readState(join(stateDir, 'stack.json'), false));
+  const flagsSuffice = args.stsEndpoint !== undefined && args.serverId !== undefined;
+  const env = asRecord(readState(join(stateDir, 'invoke-local.env.json'), Object.keys(stack).length === 0 && !flagsSuffice));
+  const stsEndpoint = text(stack.stsOrigin) ?? text(env.STS_ENDPOINT);
+  const lambdaEndpoint = text(stack.lambdaOrigin);
   return clientOptions(args, {
-    endpoint: LOCAL_DEFAULTS.endpoint,
-    region: text(env.AWS_REGION) ?? LOCAL_DEFAULTS.region,
-    serverId: text(env.PROOF_SERVER_ID) ?? LOCAL_DEFAULTS.serverId,
+    endpoint: text(stack.gatewayUrl) ?? LOCAL_DEFAULTS.endpoint,
+    region: text(stack.region) ?? text(env.AWS_REGION) ?? LOCAL_DEFAULTS.region,
+    serverId: text(stack.serverId) ?? text(env.PROOF_SERVER_ID) ?? LOCAL_DEFAULTS.serverId,
     ...(stsEndpoint === undefined ? {} : { stsEndpoint }),
+    ...(lambdaEndpoint === undefined ? {} : { lambdaEndpoint }),
     credentials,
   });
+}
+
+function asRecord(value: unknown): Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
 }
 
 /** A state file's JSON; `undefined` for a missing file that is not `required`. */

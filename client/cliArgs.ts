@@ -7,7 +7,7 @@
 import { parseArgs } from 'node:util';
 
 /** The deployed server id for a stage: serverless.yml's `proofServerId` default. */
-export const DEFAULT_SERVER_ID_PATTERN = 'token-vendor-<stage>';
+export const DEFAULT_SERVER_ID_PATTERN = 'token-vendor-<stage>-<region>';
 
 export interface TokenRun {
   readonly kind: 'run';
@@ -21,6 +21,8 @@ export interface TokenRun {
   readonly stsEndpoint?: string;
   readonly lambdaEndpoint?: string;
   readonly local: boolean;
+  /** `--local` only: the principal whose local key signs (default: the first key of the file) */
+  readonly as?: string;
 }
 
 export type ParsedTokenArgs = { readonly kind: 'help'; readonly text: string } | { readonly kind: 'error'; readonly message: string } | TokenRun;
@@ -34,12 +36,12 @@ export const ENV = {
 } as const;
 
 export const USAGE = `usage: npm run -s token -- --audience AUD [--scope "S1 S2"]
-                          (--endpoint URL | --function NAME | --local)
+                          (--endpoint URL | --function NAME | --local [--as PRINCIPAL_ARN])
                           [--region R] [--server-id ID] [--sts-endpoint URL] [--lambda-endpoint URL]
 
 Prints an access token from the token vendor on stdout, and nothing else:
   TOKEN=$(npm run -s token -- --audience https://orders.example.com --scope read:orders \\
-            --endpoint https://abc123.execute-api.eu-west-1.amazonaws.com/prod --server-id token-vendor-prod)
+            --endpoint https://abc123.execute-api.eu-west-1.amazonaws.com/prod --server-id token-vendor-prod-eu-west-1)
 Signs with your AWS credentials (the default AWS chain: environment, profile, SSO, instance role)
 and proves your identity to the vendor with a presigned sts:GetCallerIdentity (docs/identity-proof.md).
 
@@ -53,9 +55,12 @@ options:
                          sets proofServerId                        (env ${ENV.serverId})
   --sts-endpoint URL     a loopback STS stand-in to name in the proof (local stack and tests only)
   --lambda-endpoint URL  a loopback Lambda Invoke stand-in for --function (local stack only)
-  --local                the stack \`npm start\` runs: its caller key, STS stand-in, server id and
-                         region from .local/, its default endpoint http://127.0.0.1:3000/local
-                         (flags override; --function also needs --lambda-endpoint)
+  --local                the stack \`npm start\` runs: its gateway, Lambda Invoke and STS stand-ins,
+                         server id and region from .local/stack.json, its keys from
+                         .local/credentials.json (env TOKEN_VENDOR_LOCAL_DIR: another directory;
+                         flags override)
+  --as PRINCIPAL_ARN     with --local: sign with that principal's local key (npm start prints one
+                         command per grant); default: the first key of the file
   -h, --help             this usage
 
 exit status: 0 a token was printed; 1 no token (the reason on stderr); 2 bad usage`;
@@ -77,6 +82,7 @@ export function parseTokenArgs(argv: readonly string[], env: Readonly<Record<str
         'sts-endpoint': { type: 'string' },
         'lambda-endpoint': { type: 'string' },
         local: { type: 'boolean' },
+        as: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -121,6 +127,9 @@ export function parseTokenArgs(argv: readonly string[], env: Readonly<Record<str
   if (serverId === undefined && !local) {
     return { kind: 'error', message: `--server-id is required: the deployment's proof server id, ${DEFAULT_SERVER_ID_PATTERN} by default (or set ${ENV.serverId})` };
   }
+  const as = text('as');
+  // Elsewhere the default AWS chain signs: a principal cannot be chosen by naming it.
+  if (as !== undefined && !local) return { kind: 'error', message: '--as applies only with --local (it picks a key of the local stack)' };
   const scope = text('scope');
   const stsEndpoint = text('sts-endpoint') ?? fromEnv(ENV.stsEndpoint);
 
@@ -135,5 +144,6 @@ export function parseTokenArgs(argv: readonly string[], env: Readonly<Record<str
     ...(serverId === undefined ? {} : { serverId }),
     ...(stsEndpoint === undefined ? {} : { stsEndpoint }),
     ...(lambdaEndpoint === undefined ? {} : { lambdaEndpoint }),
+    ...(as === undefined ? {} : { as }),
   };
 }

@@ -107,7 +107,7 @@ function isLoopback(hostname: string): boolean {
 export interface IdentityProverOptions {
   /** the caller's region: the credential scope, and the STS host unless `stsEndpoint` is set */
   region: string;
-  /** the deployment's server id (stage parameter `proofServerId`, default `token-vendor-<stage>`) */
+  /** the deployment's server id (PROOF_SERVER_ID: `token-vendor-<stage>-<region>` as deployed) */
   serverId: string;
   credentials: TokenVendorCredentials;
   /** an http(s) origin to name instead of `https://sts.<region>.amazonaws.com` (the local STS stand-in) */
@@ -124,7 +124,7 @@ export class IdentityProver {
   constructor(opts: IdentityProverOptions) {
     checkRegion(opts.region);
     if (typeof opts.serverId !== 'string' || !SERVER_ID.test(opts.serverId)) {
-      throw new TypeError('serverId must be the deployment\'s proof server id (1-128 printable ASCII characters, no spaces), e.g. token-vendor-prod');
+      throw new TypeError('serverId must be the deployment\'s proof server id (1-128 printable ASCII characters, no spaces), e.g. token-vendor-prod-eu-west-1');
     }
     this.#serverId = opts.serverId;
     this.#origin = opts.stsEndpoint === undefined ? new URL(`https://${regionalHost('sts', opts.region)}`) : parseOriginOption('stsEndpoint', opts.stsEndpoint);

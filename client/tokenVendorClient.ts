@@ -29,8 +29,8 @@ export interface TokenVendorClientCommonOptions {
   region: string;
   /**
    * The deployment's proof server id, signed into every proof so that it is good for this
-   * deployment only: the stage parameter `proofServerId`, by default `token-vendor-<stage>`
-   * (`token-vendor-prod` for the `prod` stage); the local stack uses `token-vendor-local`.
+   * deployment only: PROOF_SERVER_ID, `token-vendor-<stage>-<region>` as deployed
+   * (`token-vendor-prod-eu-west-1`); the local stack uses `token-vendor-local`.
    */
   serverId: string;
   /**
@@ -64,7 +64,7 @@ export interface TokenVendorApiOptions extends TokenVendorClientCommonOptions {
 
 /** Scheduled jobs: Lambda `Invoke` on the vend function, with `lambda:InvokeFunction` on it. */
 export interface TokenVendorDirectOptions extends TokenVendorClientCommonOptions {
-  /** the vend function's name or ARN, e.g. `auth0-token-vendor-prod-vend` */
+  /** the vend function's name or ARN, e.g. `token-vendor-prod-vend` */
   functionName: string;
   /** an http(s) origin instead of `https://lambda.<region>.amazonaws.com`: the local Invoke stand-in */
   lambdaEndpoint?: string;

@@ -77,18 +77,22 @@ export async function createTokenTable(client: DynamoDBClient, tableName: string
   );
 }
 
-/** Create (or give a new version to) a client secret `{"client_id","client_secret"}`. */
-export async function putClientSecret(
-  client: SecretsManagerClient,
-  secretId: string,
-  value: { client_id: string; client_secret: string },
-): Promise<void> {
+/** What Secrets Manager holds for a client, in the shapes the vendor reads (functions/adapters/secretsManagerCredentials.ts). */
+export type ClientSecretValue = { client_id: string; client_secret: string } | { client_id: string; private_key: string; key_id?: string };
+
+/**
+ * Create (or give a new version to) a client secret; resolves to the secret's ARN, which the
+ * emulator chose (a grants file may name a secret by ARN, and the vendor then asks for that one).
+ */
+export async function putClientSecret(client: SecretsManagerClient, secretId: string, value: ClientSecretValue): Promise<string> {
   const SecretString = JSON.stringify(value);
   try {
-    await client.send(new CreateSecretCommand({ Name: secretId, SecretString }));
+    const created = await client.send(new CreateSecretCommand({ Name: secretId, SecretString }));
+    return created.ARN ?? secretId;
   } catch (error) {
     if (!(error instanceof ResourceExistsException)) throw error;
-    await client.send(new PutSecretValueCommand({ SecretId: secretId, SecretString }));
+    const updated = await client.send(new PutSecretValueCommand({ SecretId: secretId, SecretString }));
+    return updated.ARN ?? secretId;
   }
 }
 

@@ -16,7 +16,12 @@ const grantsArg = process.argv.indexOf('--grants');
 const grantsFile = grantsArg > 0 && process.argv[grantsArg + 1] ? process.argv[grantsArg + 1] : join(root, 'grants.json');
 
 // Validate first: a broken grants file must not produce an artifact.
-execFileSync(process.execPath, ['--import', 'tsx', join(root, 'scripts/validate-grants.ts'), grantsFile], { stdio: 'inherit', cwd: root });
+try {
+  execFileSync(process.execPath, ['--import', 'tsx', join(root, 'scripts/validate-grants.ts'), grantsFile], { stdio: 'inherit', cwd: root });
+} catch {
+  // validate-grants has printed the one line that names the field: no stack trace on top of it.
+  process.exit(2);
+}
 
 rmSync(out, { recursive: true, force: true });
 
