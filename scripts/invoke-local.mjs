@@ -10,6 +10,7 @@
 // .local/, removed afterwards). An event that already has a proof is passed through untouched.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { tsImport } from 'tsx/esm/api';
 
 const event = process.argv[2];
@@ -18,7 +19,10 @@ if (!event) {
   console.error('usage: npm run invoke:local -- events/<file>.json [vend|refresh]');
   process.exit(2);
 }
-const envFile = '.local/invoke-local.env.json';
+// The running stack's state directory: TOKEN_VENDOR_LOCAL_DIR, as npm start and npm run token use it.
+const { localStateDir } = await tsImport('../local/stackState.ts', import.meta.url);
+const stateDir = localStateDir(process.env, process.cwd(), process.cwd());
+const envFile = join(stateDir, 'invoke-local.env.json');
 if (!existsSync(envFile)) {
   console.error(`${envFile} is missing: start the local stack first (npm start, in another terminal)`);
   process.exit(2);
@@ -33,9 +37,9 @@ if (fn === 'vend') {
     console.error(`${envFile} names no STS_ENDPOINT / PROOF_SERVER_ID: restart the local stack (npm start) to sign a proof`);
     process.exit(2);
   }
-  const [caller] = JSON.parse(readFileSync('.local/credentials.json', 'utf8'));
+  const [caller] = JSON.parse(readFileSync(join(stateDir, 'credentials.json'), 'utf8'));
   if (!caller) {
-    console.error('.local/credentials.json holds no credentials');
+    console.error(`${join(stateDir, 'credentials.json')} holds no credentials`);
     process.exit(2);
   }
   const { presignProof, withFreshProof } = await tsImport('../local/stsProof.ts', import.meta.url);
@@ -52,7 +56,7 @@ if (fn === 'vend') {
     });
   const signed = withFreshProof(doc, sign, caller.principalArn);
   if (signed !== doc) {
-    temporary = `.local/invoke-local.event.${process.pid}.json`;
+    temporary = join(stateDir, `invoke-local.event.${process.pid}.json`);
     writeFileSync(temporary, `${JSON.stringify(signed)}\n`, { mode: 0o600 });
     payloadFile = temporary;
     console.error(`invoke:local: added a fresh identity proof (valid 60 s) for ${caller.principalArn} to the event`);
