@@ -12,11 +12,14 @@
  * Simulated time: the orchestrator moves Date.now() for the Auth0 tenant (in this process) and
  * the clock of every worker by the same offset, so a token hour passes in seconds.
  * `npm run bench -- --write` also rewrites BENCHMARKS.md.
+ *
+ * The tables go to stdout; a line per phase as it starts goes to stderr (the run takes minutes).
+ * Every temp directory it makes is removed when it ends, however it ends.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { cpus, freemem, totalmem, tmpdir } from 'node:os';
-import { mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { build } from 'esbuild';
@@ -27,7 +30,7 @@ import { startLocalAuth0Tenant } from '../local/auth0Tenant.js';
 import { startMoto } from '../local/moto.js';
 import { LOCAL_REGION, LOCAL_SEAL_KEY_ALIAS, createSealKey, createTokenTable, localDynamoDb, localFunctionEnv, localKms, localSecretsManager, putClientSecret } from '../local/seed.js';
 import { functionBundleOptions } from '../scripts/esbuildOptions.mjs';
-import { packageService, zipListing } from '../scripts/packaging.js';
+import { runPackage, zipListing } from '../scripts/packaging.js';
 import { startLocalSts } from '../local/sts.js';
 import { presignProof } from '../local/stsProof.js';
 import { apiEvent, registerProofSigner } from '../test/helpers/events.js';
@@ -59,8 +62,28 @@ const pct = (values: number[], p: number) => {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 };
 const fmt = (n: number, digits = 2) => n.toFixed(digits);
+/** One line on stderr as a phase starts, with the time since the start: never in the tables. */
+const benchStarted = performance.now();
+const progress = (phase: string) => {
+  const s = Math.round((performance.now() - benchStarted) / 1000);
+  process.stderr.write(`[bench ${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}] ${phase}\n`);
+};
+
+// Temp directories, removed on the way out: at the end, on an error ('exit' follows an uncaught
+// exception too) and on Ctrl-C (Node's default SIGINT handling would skip 'exit' handlers).
+const scratch: string[] = [];
+const tempDir = (prefix: string): string => {
+  const made = mkdtempSync(join(tmpdir(), prefix));
+  scratch.push(made);
+  return made;
+};
+process.on('exit', () => {
+  for (const made of scratch) rmSync(made, { recursive: true, force: true });
+});
+process.once('SIGINT', () => process.exit(130));
 
 // --- the local stack ---------------------------------------------------------------------
+progress('starting the local stack: moto_server, the Auth0 tenant, the STS stand-in');
 const moto = await startMoto();
 const clientSecret = randomBytes(24).toString('base64url');
 const tenant = await startLocalAuth0Tenant({
@@ -83,7 +106,7 @@ const kms = localKms(moto.endpoint);
 await createSealKey(kms, LOCAL_SEAL_KEY_ALIAS);
 const secretId = 'bench/orders';
 await putClientSecret(localSecretsManager(moto.endpoint), secretId, { client_id: 'bench-client', client_secret: clientSecret });
-const dir = mkdtempSync(join(tmpdir(), 'bench-'));
+const dir = tempDir('bench-');
 const grantsFile = join(dir, 'grants.json');
 writeFileSync(
   grantsFile,
@@ -191,6 +214,7 @@ async function warmLatency(): Promise<void> {
   const memoryVendor = createVendor(loadConfig(await vendorEnv()), clients);
   const memEvent = apiEvent({ body: body('read:orders'), userArn: CALLER });
   await memoryVendor.handler(memEvent);
+  progress('b. instance-cache hits: 20,000 requests');
   const mem = await time(20_000, () => memEvent, memoryVendor.handler);
   // Each request with a proof the instance has not proved yet: one STS call (the stand-in, on
   // loopback) before the memory hit. Distinct proofs: signed up to 49 s ago, with X-Amz-Expires 60+.
@@ -199,6 +223,7 @@ async function warmLatency(): Promise<void> {
     return apiEvent({ body: body('read:orders'), userArn: CALLER, proof });
   };
   let n = 0;
+  progress('b. instance-cache hits with a new identity proof each: 2,000 requests');
   const stsBefore = sts.calls();
   const proved = await time(2_000, () => fresh((n += 1)), memoryVendor.handler);
   const stsCalls = sts.calls() - stsBefore;
@@ -208,6 +233,7 @@ async function warmLatency(): Promise<void> {
   const events = [apiEvent({ body: body('read:orders'), userArn: CALLER }), apiEvent({ body: body('write:orders'), userArn: CALLER })];
   for (const e of events) await dynamoVendor.handler(e);
   let i = 0;
+  progress('b. DynamoDB hits: 2,000 requests');
   const ddb = await time(2_000, () => events[(i += 1) % 2], dynamoVendor.handler);
 
   print('| path | requests | p50 (ms) | p99 (ms) | throughput (req/s, one instance, sequential) |');
@@ -219,7 +245,8 @@ async function warmLatency(): Promise<void> {
 
 // --- c. cold start --------------------------------------------------------------------------
 async function coldStart(): Promise<void> {
-  const baselineDir = mkdtempSync(join(tmpdir(), 'bench-baseline-'));
+  progress('c. building the baseline bundles');
+  const baselineDir = tempDir('bench-baseline-');
   const baselineEntry = join(baselineDir, 'entry.ts');
   writeFileSync(join(baselineDir, 'package.json'), '{ "type": "module" }\n');
   writeFileSync(
@@ -231,10 +258,14 @@ async function coldStart(): Promise<void> {
   await build({ ...functionBundleOptions(baselineEntry, baselineDir), nodePaths: [join(process.cwd(), 'node_modules')] });
   const baseline = join(baselineDir, 'index.js');
   // And as earlier runs of this table built it (one file, no source map), to compare with them.
-  const plainDir = mkdtempSync(join(tmpdir(), 'bench-baseline-plain-'));
+  const plainDir = tempDir('bench-baseline-plain-');
   writeFileSync(join(plainDir, 'package.json'), '{ "type": "module" }\n');
   await build({ ...functionBundleOptions(baselineEntry, plainDir), splitting: false, sourcemap: false, nodePaths: [join(process.cwd(), 'node_modules')] });
-  const packaged = packageService('bench');
+  progress('c. packaging the service (osls package)');
+  // Into a directory of ours (not packageService's), so that it goes even when osls fails.
+  const packaged = { dir: tempDir('bench-package-') };
+  const packagedRun = runPackage('bench', packaged.dir);
+  if (packagedRun.status !== 0) throw new Error(`osls package failed (${packagedRun.status}):\n${packagedRun.output}`);
   const env = await vendorEnv();
   const bundles = [
     ...['vend', 'refresh', 'rotate'].map((name) => ({
@@ -249,6 +280,7 @@ async function coldStart(): Promise<void> {
   // Interleaved, one process per load, so that whatever else the machine does falls on every
   // bundle alike.
   const times = new Map<string, number[]>(bundles.map((b) => [b.name, []]));
+  progress(`c. loading each of ${bundles.length} bundles 21 times, one process per load`);
   for (let run = 0; run < 21; run += 1) {
     for (const bundle of bundles) times.get(bundle.name)!.push(await loadTime(bundle.file, bundle.env));
   }
@@ -408,6 +440,7 @@ for (const [mode, label] of (process.argv.includes('--skip-storm') ? [] : [
   ['per-instance', 'per-instance cache (Auth0 SDK TokenProvider style)'],
   ['no-cache', 'no cache'],
 ] as const)) {
+  progress(`a. storm: ${label}: 61 storms of 8 processes × 50 requests`);
   const r = await storm(mode);
   print(`| ${label} | ${r.cold} | ${r.hour} | ${r.requests} | ${r.failed} | ${r.hour} |`);
 }
@@ -432,16 +465,19 @@ if (selected.includes('c')) {
 if (selected.includes('d')) {
   print('### d. Steady state: caller requests that waited on the IdP (goal: 0)');
   print();
+  progress('d. steady state: 10 simulated token lifetimes, 4 processes and the refresher');
   await steadyState();
   print();
 }
 if (selected.includes('e')) {
   print('### e. KMS calls of sealing (counted at the KMS client)');
   print();
+  progress('e. KMS calls of sealing');
   await kmsCalls();
   print();
 }
 
+progress('stopping the local stack');
 await tenant.close();
 await sts.close();
 await moto.stop();

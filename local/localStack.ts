@@ -279,6 +279,9 @@ async function start(opts: LocalStackOptions, stops: Array<() => Promise<void>>)
     TOKEN_TABLE_NAME: TABLE,
     POWERTOOLS_SERVICE_NAME: 'token-vendor',
     POWERTOOLS_METRICS_DISABLED: process.env.POWERTOOLS_METRICS_DISABLED ?? 'true',
+    // Powertools' development mode: readable, indented log lines on a terminal instead of one JSON
+    // document per line (https://docs.powertools.aws.dev/lambda/typescript/latest/core/logger/#pretty-printing-logs).
+    POWERTOOLS_DEV: process.env.POWERTOOLS_DEV ?? 'true',
   });
   const invokeEnvFile = join(stateDir, 'invoke-local.env.json');
   writeFileAtomic(invokeEnvFile, `${JSON.stringify(invokeEnv, null, 2)}\n`, 0o644);

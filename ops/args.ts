@@ -11,7 +11,7 @@ export type OpsCommand = (typeof COMMANDS)[number];
 
 /** Where the command runs: a deployed stage, or the environment file of a local stack. */
 export type OpsTarget =
-  | { readonly kind: 'stage'; readonly stage: string }
+  | { readonly kind: 'stage'; readonly stage: string; /** --region: else the SDK's (AWS_REGION, the profile's) */ readonly region?: string }
   | { readonly kind: 'env-file'; readonly path: string; /** from --local: the file `npm start` writes */ readonly local: boolean };
 
 export interface OpsRun {
@@ -39,9 +39,9 @@ export const LOCAL_ENV_FILE = '.local/invoke-local.env.json';
 const PROGRAM = 'npm run ops --';
 const WHERE = '(--stage S | --local | --env-file F)';
 
-type ValueOption = 'client' | 'audience' | 'stage' | 'env-file' | 'grants';
+type ValueOption = 'client' | 'audience' | 'stage' | 'region' | 'env-file' | 'grants';
 type FlagOption = 'local' | 'json' | 'verbose';
-const VALUE_OPTIONS: readonly ValueOption[] = ['client', 'audience', 'stage', 'env-file', 'grants'];
+const VALUE_OPTIONS: readonly ValueOption[] = ['client', 'audience', 'stage', 'region', 'env-file', 'grants'];
 const FLAG_OPTIONS: readonly FlagOption[] = ['local', 'json', 'verbose'];
 
 interface CommandSpec {
@@ -94,6 +94,7 @@ const OPTION_HELP: Readonly<Record<ValueOption | FlagOption | 'help', string>> =
   client: '  --client C       the client, by its name in the grants file',
   audience: '  --audience A     only the tokens for this audience',
   stage: '  --stage S        the deployed stack: table token-vendor-S, your AWS credentials and region',
+  region: "  --region R       with --stage: the stack's region (default: AWS_REGION, else your profile's)",
   local: `  --local          the stack \`npm start\` runs (reads ${LOCAL_ENV_FILE})`,
   'env-file': '  --env-file F     an environment file (a JSON object of strings) like the one --local reads',
   grants: "  --grants FILE    the grants file (default: the environment file's GRANTS_FILE, else grants.json)",
@@ -116,6 +117,7 @@ export const GENERAL_USAGE = [
   '',
   'where (exactly one):',
   OPTION_HELP.stage,
+  OPTION_HELP.region,
   OPTION_HELP.local,
   OPTION_HELP['env-file'],
   '',
@@ -142,6 +144,7 @@ export function commandUsage(command: OpsCommand): string {
     ...(spec.client === 'required' ? [OPTION_HELP.client] : []),
     ...(spec.audience ? [OPTION_HELP.audience] : []),
     OPTION_HELP.stage,
+    OPTION_HELP.region,
     OPTION_HELP.local,
     OPTION_HELP['env-file'],
     OPTION_HELP.grants,
@@ -236,7 +239,7 @@ export function parseOpsArgs(argv: readonly string[]): ParsedOpsArgs {
   if (problem !== undefined) return error(problem, command);
   if (second !== undefined) return error(`unexpected argument ${JSON.stringify(second)}`, command);
 
-  const { client, audience, stage, grants } = values;
+  const { client, audience, stage, region, grants } = values;
   const envFile = values['env-file'];
   if (spec.client === 'required' && client === undefined) return error(`${command} needs --client <name from the grants file>`, command);
   if (spec.client === 'none' && client !== undefined) return error(`${command} takes no --client`, command);
@@ -245,7 +248,14 @@ export function parseOpsArgs(argv: readonly string[]): ParsedOpsArgs {
   const places = [stage !== undefined && '--stage', flags.local && '--local', envFile !== undefined && '--env-file'].filter((p): p is string => typeof p === 'string');
   if (places.length === 0) return error('say where: --stage <stage>, --local or --env-file <file>', command);
   if (places.length > 1) return error(`say where only once: ${places.join(' and ')} both given`, command);
-  const target: OpsTarget = stage !== undefined ? { kind: 'stage', stage } : { kind: 'env-file', path: envFile ?? LOCAL_ENV_FILE, local: envFile === undefined };
+  // The environment file names its own region and endpoint (AWS_REGION, AWS_ENDPOINT_URL): a
+  // --region beside it would either be ignored or point the call somewhere the stack is not.
+  if (region !== undefined && stage === undefined) return error(`--region goes with --stage only: ${places[0]}'s environment file sets the region`, command);
+  if (region !== undefined && !/^[a-z]{2}(-[a-z]+)+-\d+$/.test(region)) return error(`--region: ${shown(region)} is not a region name like eu-west-1`, command);
+  // The function's logs (--verbose) are written to stdout, where --json's document goes.
+  if (flags.json && flags.verbose) return error('--json and --verbose both given: the logs would mix with the JSON on stdout', command);
+  const target: OpsTarget =
+    stage !== undefined ? { kind: 'stage', stage, ...(region !== undefined ? { region } : {}) } : { kind: 'env-file', path: envFile ?? LOCAL_ENV_FILE, local: envFile === undefined };
 
   return {
     kind: 'run',

@@ -8,7 +8,9 @@
  *   2. resolve the configuration (ops/target.ts: environment file, grants, client name), still
  *      without AWS: a bad one → one line and the usage on stderr, exit 2;
  *   3. run the command (ops/commands.ts, the only place that builds AWS clients and the vendor):
- *      a failure → one line `<command> failed: <Name>: <message>` on stderr, exit 1.
+ *      a failure → one line `<command> failed: <Name>: <message>; <context>` on stderr, exit 1,
+ *      the context naming the AWS service, resource, region, endpoint and credential source of a
+ *      failed AWS call (ops/awsContext.ts), and the first cause.
  */
 import { describe } from '../functions/core/errors.js';
 import { parseOpsArgs, commandUsage, type OpsRun } from './args.js';
@@ -30,20 +32,30 @@ if (parsed.kind === 'help') {
 
 async function resolveAndRun(run: OpsRun): Promise<void> {
   let code = 0;
+  let config: { tableName: string; sealKeyId: string } | undefined;
   try {
     const { resolveTarget } = await import('./target.js');
     const resolved = resolveTarget(run);
     if (resolved.kind === 'error') return usageError(resolved.message, commandUsage(run.command));
+    config = resolved.config;
     // The SDK reads AWS_ENDPOINT_URL, AWS_REGION and credentials from the environment.
     // The function's structured logs would mix with this tool's output: off unless --verbose.
     Object.assign(process.env, resolved.fileEnv, { POWERTOOLS_LOG_LEVEL: run.verbose ? 'INFO' : 'SILENT', POWERTOOLS_METRICS_DISABLED: 'true' });
+    if (run.target.kind === 'stage' && run.target.region !== undefined) process.env.AWS_REGION = run.target.region;
     const { runCommand } = await import('./commands.js');
     const output = await runCommand(run, resolved.config);
     if (run.json) await write(`${JSON.stringify(output, null, 2)}\n`);
   } catch (error) {
-    // Name and message only, never the error object: causes can carry requests.
+    // Names and messages only, never the error object: causes can carry requests.
     const { name, message } = describe(error);
-    console.error(oneLine(`${run.command} failed: ${name}: ${message}`));
+    let context = '';
+    try {
+      const { awsFailureContext } = await import('./awsContext.js');
+      if (config !== undefined) context = `; ${await awsFailureContext(error, config)}`;
+    } catch {
+      // The context is a help, never a second failure: the line above still names the error.
+    }
+    console.error(oneLine(`${run.command} failed: ${name}: ${message}${context}`));
     code = 1;
   }
   // The SDK's kept-alive sockets would hold the process open.

@@ -9,6 +9,8 @@ import type { VendorConfig } from '../functions/config.js';
 import type { TokenRecord } from '../functions/core/ports.js';
 import { createVendor, type Vendor } from '../functions/vendor.js';
 import type { OpsRun } from './args.js';
+import { OpsAwsCallError } from './awsContext.js';
+import { table } from './table.js';
 
 /** Run the command; what it returns is printed as JSON under --json. */
 export async function runCommand(run: OpsRun, config: VendorConfig): Promise<unknown> {
@@ -22,7 +24,11 @@ export async function runCommand(run: OpsRun, config: VendorConfig): Promise<unk
       return status(vendor, config, run.json, say);
     case 'flush': {
       const removed = await vendor.service.flush(client!, audience);
-      say(`flushed ${removed} cached token(s) of ${client}${audience ? ` for ${audience}` : ''}; instances drop their copies within ${config.memoryRevalidateMs / 1000} s`);
+      const which = `${client}${audience ? ` for ${audience}` : ''}`;
+      // Nothing matched is worth saying plainly: a typo'd audience, or a token already gone, would
+      // otherwise read like a flush that worked.
+      if (removed === 0) say(`flush matched nothing: no cached token of ${which} in table ${config.tableName}; nothing removed`);
+      else say(`flushed ${removed} cached token(s) of ${which}; instances drop their copies within ${config.memoryRevalidateMs / 1000} s`);
       return { flushed: removed };
     }
     case 'refresh': {
@@ -38,8 +44,8 @@ export async function runCommand(run: OpsRun, config: VendorConfig): Promise<unk
         const outcome = await vendor.service.refresh(request, Number.MAX_SAFE_INTEGER);
         results.push({ audience: token.audience, scopes: token.scopes, outcome });
       }
-      for (const r of results) say(`${r.outcome.padEnd(9)} ${r.audience} [${r.scopes.join(' ')}]`);
-      if (results.length === 0) say(`no cached token of ${client} to refresh`);
+      if (results.length === 0) say(`no cached token of ${client}${audience ? ` for ${audience}` : ''} in table ${config.tableName} to refresh`);
+      else for (const line of table(['outcome', 'audience', 'scopes'], results.map((r) => [r.outcome, r.audience, r.scopes.join(' ')]))) say(line);
       return { refreshed: results };
     }
     case 'rotate':
@@ -66,8 +72,12 @@ async function status(vendor: Vendor, config: VendorConfig, json: boolean, say: 
   const backoffs = contents.backoffs.filter((b) => b.until > now).map((b) => ({ clientKey: b.clientKey, reason: b.reason, until: new Date(b.until).toISOString() }));
   if (!json) {
     say(`table ${config.tableName}: ${tokens.length} token(s), ${leases.length} active lease(s), ${backoffs.length} active back-off(s)`);
-    for (const t of tokens) say(`  ${t.fingerprint}  ${t.client}  ${t.audience}  [${t.scopes}]  expires in ${t.expiresIn} s (${t.expiresAt})  fetched ${t.fetchedAt}  last used ${t.lastUsedAt ?? '-'}`);
-    for (const b of backoffs) say(`  back-off ${b.clientKey} (${b.reason}) until ${b.until}`);
+    const rows = (headers: string[], cells: string[][]) => {
+      if (cells.length > 0) for (const line of table(headers, cells, '  ')) say(line);
+    };
+    rows(['fingerprint', 'client', 'audience', 'scopes', 'expires in', 'expires at', 'fetched at', 'last used at'], tokens.map((t) => [t.fingerprint, t.client, t.audience, t.scopes, `${t.expiresIn} s`, t.expiresAt, t.fetchedAt, t.lastUsedAt ?? '-']));
+    rows(['lease', 'until'], leases.map((l) => [l.key, l.until]));
+    rows(['back-off (client key)', 'reason', 'until'], backoffs.map((b) => [b.clientKey, b.reason, b.until]));
   }
   return { table: config.tableName, tokens, leases, backoffs };
 }
@@ -76,7 +86,11 @@ async function rotate(vendor: Vendor, config: VendorConfig, name: string, deploy
   const secretId = config.grants.clients.get(name)!.secretId;
   if (deployed) {
     // Deployed: Secrets Manager runs the rotate function's four steps.
-    const out = await new SecretsManagerClient({}).send(new RotateSecretCommand({ SecretId: secretId, RotateImmediately: true }));
+    const out = await new SecretsManagerClient({})
+      .send(new RotateSecretCommand({ SecretId: secretId, RotateImmediately: true }))
+      .catch((error: unknown) => {
+        throw new OpsAwsCallError('Secrets Manager', `secret ${secretId}`, `Secrets Manager RotateSecret failed (${error instanceof Error ? error.name : 'Unknown'})`, { cause: error });
+      });
     say(`rotation of ${name} started: secret ${out.Name}, version ${out.VersionId}; follow it in the rotate function's log`);
     return { started: true, versionId: out.VersionId };
   }

@@ -3,7 +3,7 @@
  * environment, and reading what it produced.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -43,7 +43,10 @@ export function runPackage(stage: string, dir: string, params: Record<string, st
 export function packageService(stage: string, params: Record<string, string> = {}): Packaged {
   const dir = mkdtempSync(join(tmpdir(), `package-${stage}-`));
   const result = runPackage(stage, dir, params);
-  if (result.status !== 0) throw new Error(`osls package failed (${result.status}):\n${result.output}`);
+  if (result.status !== 0) {
+    rmSync(dir, { recursive: true, force: true });
+    throw new Error(`osls package failed (${result.status}):\n${result.output}`);
+  }
   const templatePath = join(dir, 'cloudformation-template-update-stack.json');
   return { dir, templatePath, template: JSON.parse(readFileSync(templatePath, 'utf8')) as CfnTemplate };
 }

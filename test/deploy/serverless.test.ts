@@ -24,18 +24,34 @@ const BREAK_GLASS = 'arn:aws:iam::111122223333:role/token-vendor-break-glass';
 // What is packaged is the repository's grants.json, whatever it holds: every expectation about
 // clients, secrets and principals is derived from it (issue 11), never from the sample's names.
 const REPO_GRANTS = readGrants('grants.json');
+// Every directory this file packages into or writes to, removed once it is done (issue 11: nothing
+// left in the temp directory).
+const madeDirs: string[] = [];
+afterAll(() => {
+  for (const dir of madeDirs) rmSync(dir, { recursive: true, force: true });
+});
+const tempDir = (prefix: string): string => {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  madeDirs.push(dir);
+  return dir;
+};
+const packageTracked = (stage: string, params?: Record<string, string>): Packaged => {
+  const result = packageService(stage, params);
+  madeDirs.push(result.dir);
+  return result;
+};
 let regional: Packaged;
 let privateApi: Packaged;
 beforeAll(() => {
   // One after the other: each run rebuilds dist/.
   // The organization lets in grants of accounts outside the list (packaging says it cannot check them).
-  regional = packageService('citest', { allowedAccountIds: '111122223333,444455556666', organizationId: 'o-abcdef1234' });
+  regional = packageTracked('citest', { allowedAccountIds: '111122223333,444455556666', organizationId: 'o-abcdef1234' });
   // The private API is also packaged with Lambda active tracing on; the regional one keeps the default (off).
   // It also has a break-glass role and vend's reserved concurrency; the regional one neither.
   // Its allowedAccountIds is the default (the deploying account), which refuses grants naming more
   // than one account: with such a grants.json, the organization lets them in instead.
   const oneAccount = new Set(grantAccounts(REPO_GRANTS)).size <= 1;
-  privateApi = packageService('citestprivate', {
+  privateApi = packageTracked('citestprivate', {
     vpcEndpointId: 'vpce-0123456789abcdef0',
     tracing: 'true',
     breakGlassRoleArn: BREAK_GLASS,
@@ -433,7 +449,7 @@ describe('packaging an environment that makes a promise impossible', () => {
   it('fails, naming the variables: a deadline without room for one retry', () => {
     // This service, with serverless.yml deploying IDP_DEADLINE_MS 5000 beside IDP_TIMEOUT_MS 2000:
     // a copy of serverless.yml in a directory of its own, everything else linked.
-    const dir = mkdtempSync(join(tmpdir(), 'package-badtimings-'));
+    const dir = tempDir('package-badtimings-');
     for (const entry of ['infra', 'functions', 'scripts', 'node_modules', 'grants.json', 'package.json']) symlinkSync(resolve(entry), join(dir, entry));
     const yml = readFileSync('serverless.yml', 'utf8');
     const bad = yml.replace(/^(\s+IDP_DEADLINE_MS:) '\d+'$/m, "$1 '5000'");
@@ -468,7 +484,7 @@ describe('the API stage and its access log (issue 10)', () => {
   // Packaged a third time with this stack setting API Gateway's account-wide CloudWatch role.
   let withRole: Packaged;
   beforeAll(() => {
-    withRole = packageService('citestapilog', { apiGatewayCloudWatchRole: 'true' });
+    withRole = packageTracked('citestapilog', { apiGatewayCloudWatchRole: 'true' });
   }, 300_000);
 
   const resourcesOf = (p: Packaged, type: string) => Object.entries(p.template.Resources).filter(([, r]) => r.Type === type);
@@ -814,7 +830,7 @@ describe('stage parameters fail closed (issue 11)', () => {
   });
 
   // End to end: `osls package` fails with the messages (the wiring: CLI names, resolution, grants).
-  const out = mkdtempSync(join(tmpdir(), 'package-badparams-'));
+  const out = tempDir('package-badparams-');
   afterAll(() => rmSync(out, { recursive: true, force: true }));
 
   it('fails osls package on an unknown parameter and a bad number, naming both', () => {
@@ -838,7 +854,7 @@ describe('stage parameters fail closed (issue 11)', () => {
 
 // --- issue 11, item 4: the deploy checks on a grants file edited as the README says -------------
 describe('packaging a grants file edited as the README says (a new client and its grant)', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'grants-edited-'));
+  const dir = tempDir('grants-edited-');
   const grantsFile = join(dir, 'grants.json');
   const edited = readGrants('grants.json') as GrantsDoc & { clients: Record<string, Record<string, unknown>>; grants: Array<Record<string, unknown>> };
   const domain = String(Object.values(edited.clients)[0]?.domain ?? 'example-tenant.eu.auth0.com');

@@ -31,6 +31,15 @@ async function ops(...args: string[]): Promise<{ stdout: string; json: Record<st
   return { stdout, json: JSON.parse(stdout) as Record<string, unknown> };
 }
 
+/** As an operator reads it: text on stdout, no --json. */
+async function opsText(...args: string[]): Promise<string[]> {
+  const { stdout } = await execFileAsync(process.execPath, ['--import', 'tsx', 'ops/cli.ts', ...args, '--env-file', envFile], {
+    env: { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
+    encoding: 'utf8',
+  });
+  return stdout.trimEnd().split('\n');
+}
+
 const request = (scope: string) => apiEvent({ body: JSON.stringify({ audience: ORDERS, scope }) });
 const token = (res: unknown) => (JSON.parse((res as APIGatewayProxyResult).body) as { access_token: string }).access_token;
 
@@ -68,6 +77,26 @@ describe('npm run ops', () => {
     const next = token(await vendor.handler(request('read:orders')));
     expect(next === served).toBe(false);
     expect(stack.tenant.tokenRequests()).toBe(1);
+  });
+
+  it('says so when a flush matched nothing, and removes nothing', async () => {
+    await stack.vendor().handler(request('read:orders'));
+    const before = ((await ops('status')).json.tokens as unknown[]).length;
+    expect(before).toBeGreaterThan(0);
+    expect(await opsText('flush', '--client', 'orders', '--audience', 'https://nothing.example.com')).toEqual([
+      `flush matched nothing: no cached token of orders for https://nothing.example.com in table ${stack.tableName}; nothing removed`,
+    ]);
+    expect(((await ops('status')).json.tokens as unknown[]).length).toBe(before);
+  });
+
+  it('prints each table with a header row naming its columns', async () => {
+    await stack.vendor().handler(request('read:orders'));
+    const status = await opsText('status');
+    expect(status[0]).toMatch(new RegExp(`^table ${stack.tableName}: 1 token\\(s\\), `));
+    expect(status[1]).toMatch(/^ {2}fingerprint +client +audience +scopes +expires in +expires at +fetched at +last used at$/);
+    expect(status[2]).toMatch(new RegExp(`^  \\S{12} +orders +${ORDERS.replace(/[.]/g, '\\.')} +read:orders +\\d+ s +`));
+    const refreshed = await opsText('refresh', '--client', 'orders');
+    expect(refreshed).toEqual([expect.stringMatching(/^outcome +audience +scopes$/), expect.stringMatching(new RegExp(`^refreshed +${ORDERS.replace(/[.]/g, '\\.')} +read:orders$`))]);
   });
 
   it('refuses an unknown client, naming the known ones', async () => {

@@ -4,14 +4,15 @@
  * the commands against a stack: test/integration/ops.test.ts.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'ops-cli-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 interface Result {
   readonly code: number | null;
@@ -60,7 +61,7 @@ describe('npm run ops: help', () => {
     const result = await ops(flag);
     expect(result).toMatchObject({ code: 0, stderr: '' });
     expect(result.stdout).toMatch(/^usage: npm run ops -- <command> \[options\] \(--stage S \| --local \| --env-file F\)\n/);
-    for (const word of ['status', 'flush', 'refresh', 'rotate', '--client', '--audience', '--stage', '--local', '--env-file', '--grants', '--json', '--verbose']) {
+    for (const word of ['status', 'flush', 'refresh', 'rotate', '--client', '--audience', '--stage', '--region', '--local', '--env-file', '--grants', '--json', '--verbose']) {
       expect(result.stdout).toContain(word);
     }
   });
@@ -113,6 +114,13 @@ describe('npm run ops: bad usage is one line and the usage on stderr, exit 2, ne
     expectUsageError(await ops('status', '--env-file', badVariable), 'bad configuration: LEASE_WAIT_MS: must be a whole number, got "soon"', 'usage: npm run ops -- status ');
   });
 
+  it('conflicting options, before anything is read or called', async () => {
+    expectUsageError(await ops('status', '--local', '--stage', 'prod'), 'say where only once: --stage and --local both given', 'usage: npm run ops -- status ');
+    expectUsageError(await ops('status', '--local', '--region', 'eu-west-1'), "--region goes with --stage only: --local's environment file sets the region", 'usage: npm run ops -- status ');
+    expectUsageError(await ops('--', 'status', '--env-file', 'e.json', '--local'), 'say where only once: --local and --env-file both given', 'usage: npm run ops -- status ');
+    expectUsageError(await ops('status', '--stage', 'prod', '--json', '--verbose'), '--json and --verbose both given: the logs would mix with the JSON on stdout', 'usage: npm run ops -- status ');
+  });
+
   it('a broken grants file', async () => {
     expectUsageError(
       await ops('status', '--stage', 'prod', '--grants', 'test/fixtures/grants-broken.json'),
@@ -123,7 +131,7 @@ describe('npm run ops: bad usage is one line and the usage on stderr, exit 2, ne
 });
 
 describe('npm run ops: a command that fails while running', () => {
-  it('is one line naming the command and the error, exit 1', async () => {
+  it('is one line naming the command, the error, the table, region, endpoint, credential source and cause, exit 1', async () => {
     // A DynamoDB endpoint where nothing listens: the arguments and configuration are good, the call is not.
     const envFile = join(dir, 'unreachable.json');
     writeFileSync(
@@ -134,6 +142,25 @@ describe('npm run ops: a command that fails while running', () => {
     expect(result.code).toBe(1);
     expect(result.stdout).toBe('');
     expect(result.stderr).toMatch(/^status failed: \w+: .+\n$/);
+    expect(result.stderr).toMatch(
+      /^status failed: StoreUnavailableError: DynamoDB Scan failed \(\w+\); DynamoDB table token-vendor-local, region eu-west-1 \(AWS_REGION\), endpoint http:\/\/127\.0\.0\.1:9 \(AWS_ENDPOINT_URL\), credentials: environment variables \(AWS_ACCESS_KEY_ID: long-term\); cause: \w+: .*ECONNREFUSED/,
+    );
     expect(result.stderr).not.toMatch(STACK_FRAME);
+  });
+
+  it('with --stage and no region or credentials anywhere, says so rather than `DynamoDB Scan failed (Error)`', async () => {
+    const result = await ops('status', '--stage', 'prod');
+    expect(result.code).toBe(1);
+    expect(result.stdout).toBe('');
+    expect(result.stderr.split('\n')).toEqual([expect.stringMatching(/^status failed: StoreUnavailableError: DynamoDB Scan failed \(\w+\); DynamoDB table token-vendor-prod, region none \(set --region, AWS_REGION or region in your AWS profile\), .*credentials: none found \(CredentialsProviderError: .*; cause: \w+: Region is missing$/), '']);
+  });
+
+  it('with --region and no credentials: the region, the SDK’s endpoint for it, and what the credential chain tried', async () => {
+    const result = await ops('status', '--stage', 'prod', '--region', 'eu-central-1');
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(
+      /^status failed: StoreUnavailableError: DynamoDB Scan failed \(CredentialsProviderError\); DynamoDB table token-vendor-prod, region eu-central-1 \(AWS_REGION\), endpoint https:\/\/dynamodb\.eu-central-1\.amazonaws\.com \(the SDK's default\), credentials: none found \(CredentialsProviderError: Could not load credentials from any providers; no AWS_PROFILE or access key variables: the default profile, then no instance metadata \(AWS_EC2_METADATA_DISABLED\)\); cause: CredentialsProviderError: /,
+    );
+    expect(result.stderr.trimEnd()).not.toContain('\n');
   });
 });

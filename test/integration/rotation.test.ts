@@ -6,7 +6,7 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { appendFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -37,6 +37,8 @@ const kms = localKms(inject('motoEndpoint'));
 const suffix = randomUUID().slice(0, 8);
 const ids = { orders: `rot/orders-${suffix}`, rotator: `rot/rotator-${suffix}`, keyed: `rot/keyed-${suffix}` };
 let baseEnv: Record<string, string>;
+/** the grants file's directory: removed after the file's tests */
+let dir: string | undefined;
 
 async function keyPair() {
   const { publicKey, privateKey } = await generateKeyPair('RS256', { extractable: true });
@@ -76,7 +78,7 @@ beforeAll(async () => {
   await putClientSecret(secrets, ids.rotator, { client_id: 'rotator-client', client_secret: rotatorSecret });
   await secrets.send(new (await import('@aws-sdk/client-secrets-manager')).CreateSecretCommand({ Name: ids.keyed, SecretString: JSON.stringify({ client_id: 'keyed-client', private_key: key.pem, key_id: key.kid }) }));
 
-  const dir = mkdtempSync(join(tmpdir(), 'rotation-'));
+  dir = mkdtempSync(join(tmpdir(), 'rotation-'));
   const grantsFile = join(dir, 'grants.json');
   writeFileSync(
     grantsFile,
@@ -112,6 +114,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await tenant?.close();
   await stopSts?.();
+  if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
 });
 
 /** Vendor instances that count the IdP errors they see, by code. */
@@ -302,7 +305,8 @@ describe('private_key_jwt rotation (two credentials at once)', () => {
 
 describe('npm run ops -- rotate', () => {
   it('starts a rotation now (locally: runs the four steps) and the client keeps working', async () => {
-    const envFile = join(mkdtempSync(join(tmpdir(), 'ops-')), 'env.json');
+    // Beside the grants file: removed with it after the file's tests.
+    const envFile = join(dir!, 'ops-env.json');
     writeFileSync(envFile, JSON.stringify({ ...baseEnv, AWS_ENDPOINT_URL: inject('motoEndpoint') }));
     const before = await currentVersion(ids.orders);
     const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'ops/cli.ts', 'rotate', '--client', 'orders', '--env-file', envFile, '--json'], {

@@ -2,11 +2,13 @@
  * The ops CLI's argument parsing (pure) and its configuration step (files only, never AWS).
  * The CLI as a separate process: test/integration/opsCli.test.ts.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { COMMANDS, GENERAL_USAGE, LOCAL_ENV_FILE, commandUsage, parseOpsArgs, type OpsRun } from '../../ops/args.js';
+import { OpsAwsCallError, credentialHint, credentialSourceOf, endpointFor, failedService, rootCause } from '../../ops/awsContext.js';
+import { table } from '../../ops/table.js';
 import { resolveTarget } from '../../ops/target.js';
 
 describe('parseOpsArgs: help', () => {
@@ -25,7 +27,7 @@ describe('parseOpsArgs: help', () => {
   });
 
   it('the general usage names every command, every option and the exit codes', () => {
-    for (const word of [...COMMANDS, '--client', '--audience', '--stage', '--local', '--env-file', '--grants', '--json', '--verbose', '--help', 'exit status: 0', '2 bad usage']) {
+    for (const word of [...COMMANDS, '--client', '--audience', '--stage', '--region', '--local', '--env-file', '--grants', '--json', '--verbose', '--help', 'exit status: 0', '2 bad usage']) {
       expect(GENERAL_USAGE).toContain(word);
     }
   });
@@ -42,16 +44,17 @@ describe('parseOpsArgs: help', () => {
 
 describe('parseOpsArgs: what to run', () => {
   it('reads every option, before or after the command, as `--name value` or `--name=value`', () => {
-    expect(parseOpsArgs(['--json', 'refresh', '--client', 'orders', '--audience=https://orders.example.com', '--stage', 'prod', '--grants', 'g.json', '--verbose'])).toEqual({
+    expect(parseOpsArgs(['--json', 'refresh', '--client', 'orders', '--audience=https://orders.example.com', '--stage', 'prod', '--region', 'eu-west-1', '--grants', 'g.json'])).toEqual({
       kind: 'run',
       command: 'refresh',
       client: 'orders',
       audience: 'https://orders.example.com',
-      target: { kind: 'stage', stage: 'prod' },
+      target: { kind: 'stage', stage: 'prod', region: 'eu-west-1' },
       grants: 'g.json',
       json: true,
-      verbose: true,
+      verbose: false,
     } satisfies OpsRun);
+    expect(parseOpsArgs(['status', '--stage', 'prod', '--verbose'])).toEqual({ kind: 'run', command: 'status', target: { kind: 'stage', stage: 'prod' }, json: false, verbose: true });
   });
 
   it('--local is the local stack’s environment file; --env-file is any', () => {
@@ -97,6 +100,12 @@ describe('parseOpsArgs: bad usage is one line naming the problem, with the usage
     [['flush', '--client', 'c'], 'say where: --stage <stage>, --local or --env-file <file>', commandUsage('flush')],
     [['status', '--stage', 'prod', '--local'], 'say where only once: --stage and --local both given', commandUsage('status')],
     [['status', '--local', '--env-file', 'e.json'], 'say where only once: --local and --env-file both given', commandUsage('status')],
+    [['status', '--stage', 'prod', '--env-file', 'e.json'], 'say where only once: --stage and --env-file both given', commandUsage('status')],
+    [['status', '--local', '--region', 'eu-west-1'], "--region goes with --stage only: --local's environment file sets the region", commandUsage('status')],
+    [['flush', '--client', 'c', '--env-file', 'e.json', '--region=eu-west-1'], "--region goes with --stage only: --env-file's environment file sets the region", commandUsage('flush')],
+    [['status', '--stage', 'prod', '--region', 'west'], '--region: west is not a region name like eu-west-1', commandUsage('status')],
+    [['status', '--stage', 'prod', '--region', 'eu-west-1', '--region', 'us-east-1'], '--region is given twice', commandUsage('status')],
+    [['status', '--local', '--json', '--verbose'], '--json and --verbose both given: the logs would mix with the JSON on stdout', commandUsage('status')],
   ])('%j', (argv, message, usage) => {
     const parsed = parseOpsArgs(argv);
     expect(parsed).toEqual({ kind: 'error', message, usage });
@@ -106,6 +115,7 @@ describe('parseOpsArgs: bad usage is one line naming the problem, with the usage
 
 describe('resolveTarget: the configuration, checked before anything is built', () => {
   const dir = mkdtempSync(join(tmpdir(), 'ops-args-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
   const grants = join(dir, 'grants.json');
   writeFileSync(
     grants,
@@ -157,5 +167,67 @@ describe('resolveTarget: the configuration, checked before anything is built', (
     expect(resolveTarget(run(['status', '--env-file', env]), {}, dir)).toEqual({ kind: 'error', message: 'bad configuration: IDP_TIMEOUT_MS: must be a whole number, got "5s"' });
     const broken = file('broken-grants.json', JSON.stringify({ clients: {}, grants: [] }));
     expect(resolveTarget(run(['status', '--stage', 'p', '--grants', broken]), {}, dir)).toMatchObject({ kind: 'error', message: expect.stringMatching(/^bad configuration: GRANTS_FILE: .*broken-grants\.json: clients: /) });
+  });
+});
+
+describe('table: every printed table has a header row', () => {
+  it('names each column, pads each to its widest cell, and trims the line ends', () => {
+    expect(table(['outcome', 'audience', 'scopes'], [['refreshed', 'https://orders', 'read write'], ['ungranted', 'https://b', '']], '  ')).toEqual([
+      '  outcome    audience        scopes',
+      '  refreshed  https://orders  read write',
+      '  ungranted  https://b',
+    ]);
+    expect(table(['lease', 'until'], [])).toEqual(['lease  until']);
+  });
+});
+
+describe('awsContext: what a failed AWS call names', () => {
+  const config = { tableName: 'token-vendor-prod', sealKeyId: 'alias/token-vendor-prod' };
+  const wrapped = (message: string) => new Error(message, { cause: new Error('inner') });
+
+  it.each([
+    ['DynamoDB Scan failed (Error)', { service: 'DynamoDB', resource: 'table token-vendor-prod' }],
+    ['KMS Decrypt failed (AccessDeniedException)', { service: 'KMS', resource: 'key alias/token-vendor-prod' }],
+    ['Secrets Manager failed reading token-vendor/orders-m2m (ThrottlingException)', { service: 'Secrets Manager', resource: 'secret token-vendor/orders-m2m' }],
+    ['secret token-vendor/orders-m2m (AWSCURRENT) cannot be read (ResourceNotFoundException)', { service: 'Secrets Manager', resource: 'secret token-vendor/orders-m2m' }],
+  ])('the service and resource of %s, from the adapter’s message', (message, expected) => {
+    expect(failedService(new Error('outer', { cause: wrapped(message) }), config)).toEqual(expected);
+  });
+
+  it('no AWS service for a failure that is not an AWS call, and the one an ops call names itself', () => {
+    expect(failedService(new Error('Auth0 answered 401'), config)).toBeUndefined();
+    expect(failedService(new OpsAwsCallError('Secrets Manager', 'secret s/x', 'Secrets Manager RotateSecret failed (AccessDeniedException)', { cause: new Error('x') }), config)).toEqual({ service: 'Secrets Manager', resource: 'secret s/x' });
+  });
+
+  it('the innermost cause, by its code when its message is empty (refused connections on two addresses)', () => {
+    expect(rootCause(new Error('DynamoDB Scan failed (Error)', { cause: new Error('connect ECONNREFUSED 127.0.0.1:9') }))).toBe('Error: connect ECONNREFUSED 127.0.0.1:9');
+    const refused = Object.assign(new AggregateError([Object.assign(new Error('connect ECONNREFUSED ::1:9'), { code: 'ECONNREFUSED' })], ''), { code: 'ECONNREFUSED' });
+    expect(rootCause(new Error('outer', { cause: refused }))).toBe('AggregateError: connect ECONNREFUSED ::1:9');
+    expect(rootCause(Object.assign(new Error(''), { code: 'ETIMEDOUT' }))).toBe('Error: ETIMEDOUT');
+  });
+
+  it('the endpoint: the service’s own variable, then AWS_ENDPOINT_URL, then the SDK’s default for the region', () => {
+    expect(endpointFor('DynamoDB', { AWS_ENDPOINT_URL_DYNAMODB: 'http://127.0.0.1:4566', AWS_ENDPOINT_URL: 'http://x' }, 'eu-west-1')).toBe('http://127.0.0.1:4566 (AWS_ENDPOINT_URL_DYNAMODB)');
+    expect(endpointFor('Secrets Manager', { AWS_ENDPOINT_URL_DYNAMODB: 'http://127.0.0.1:4566', AWS_ENDPOINT_URL: 'http://x' }, 'eu-west-1')).toBe('http://x (AWS_ENDPOINT_URL)');
+    expect(endpointFor('KMS', {}, 'eu-west-1')).toBe("https://kms.eu-west-1.amazonaws.com (the SDK's default)");
+    expect(endpointFor('KMS', {}, undefined)).toBe("the SDK's default for the region");
+  });
+
+  it('the credential source, from the provider of the default chain that answered', () => {
+    expect(credentialSourceOf({ CREDENTIALS_ENV_VARS: 'g' }, { AWS_SESSION_TOKEN: 't' })).toBe('environment variables (AWS_ACCESS_KEY_ID and AWS_SESSION_TOKEN: temporary)');
+    expect(credentialSourceOf({ CREDENTIALS_ENV_VARS: 'g' }, {})).toBe('environment variables (AWS_ACCESS_KEY_ID: long-term)');
+    expect(credentialSourceOf({ CREDENTIALS_PROFILE: 'n', CREDENTIALS_PROFILE_SSO: 'r' }, { AWS_PROFILE: 'ops' })).toBe('SSO (profile ops)');
+    expect(credentialSourceOf({ CREDENTIALS_PROFILE: 'n', CREDENTIALS_PROFILE_SOURCE_PROFILE: 'o' }, {})).toBe('a role assumed through profile default');
+    expect(credentialSourceOf({ CREDENTIALS_PROFILE: 'n', CREDENTIALS_PROFILE_PROCESS: 'v' }, {})).toBe('credential_process (profile default)');
+    expect(credentialSourceOf({ CREDENTIALS_HTTP: 'z' }, {})).toBe('the container credentials endpoint (AWS_CONTAINER_CREDENTIALS_*)');
+    expect(credentialSourceOf({ CREDENTIALS_PROFILE: 'n' }, { AWS_PROFILE: 'dev' })).toBe('the keys of profile dev (shared credentials file)');
+    expect(credentialSourceOf(undefined, {})).toBeUndefined();
+  });
+
+  it('what the environment points the chain at, when it found nothing', () => {
+    expect(credentialHint({ AWS_PROFILE: 'ops', AWS_ACCESS_KEY_ID: 'AKIA' })).toBe('AWS_PROFILE=ops (AWS_ACCESS_KEY_ID is set too: the SDK uses the profile)');
+    expect(credentialHint({ AWS_ACCESS_KEY_ID: 'AKIA', AWS_SECRET_ACCESS_KEY: 's' })).toBe('AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are set');
+    expect(credentialHint({ AWS_WEB_IDENTITY_TOKEN_FILE: '/t' })).toBe('AWS_WEB_IDENTITY_TOKEN_FILE set');
+    expect(credentialHint({ AWS_EC2_METADATA_DISABLED: 'true' })).toBe('no AWS_PROFILE or access key variables: the default profile, then no instance metadata (AWS_EC2_METADATA_DISABLED)');
   });
 });
