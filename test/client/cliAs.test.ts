@@ -5,7 +5,6 @@
  * when no flag names them. Against the real vendor (test/client/vendorStack.ts), whose grants give
  * CHECKOUT read and write, and REPORTING read only.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -14,6 +13,7 @@ import { parseTokenArgs } from '../../client/cliArgs.js';
 import { ORDERS } from '../helpers/testStack.js';
 import { REGION, SERVER_ID } from './fakes.js';
 import { CHECKOUT, REPORTING, cleanEnv, startVendorStack, type VendorStack } from './vendorStack.js';
+import { runCommand, type Run } from '../helpers/runCommand.js';
 
 const REPO = resolve(import.meta.dirname, '../..');
 
@@ -47,23 +47,10 @@ afterAll(async () => {
   if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
 });
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 /** `npm run token -- ...` as npm runs it (tsx client/cli.ts), with the test's state directory. */
 function token(args: string[]): Promise<Run> {
-  return new Promise((done, fail) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(REPO, 'client/cli.ts'), ...args], { cwd: REPO, env: cleanEnv({ TOKEN_VENDOR_LOCAL_DIR: dir }), stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', fail);
-    child.on('close', (code) => done({ code, stdout, stderr }));
-  });
+  return runCommand(process.execPath, ['--import', 'tsx', join(REPO, 'client/cli.ts'), ...args], { cwd: REPO, env: cleanEnv({ TOKEN_VENDOR_LOCAL_DIR: dir }) });
 }
 
 /** The access token the tenant issued last for this scope (compared, never printed). */

@@ -3,7 +3,6 @@
  * both paths: the API through the local gateway, and direct invocation through the local Invoke
  * API. The vendor proves each caller at the STS stand-in and applies that principal's grants.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -12,6 +11,7 @@ import { TokenVendorClient } from '../../client/index.js';
 import { ORDERS } from '../helpers/testStack.js';
 import { REGION, SERVER_ID, caught } from './fakes.js';
 import { CHECKOUT, REPORTING, cleanEnv, envKeysOf, keysOf, startVendorStack, type VendorStack } from './vendorStack.js';
+import { runCommand, type Run } from '../helpers/runCommand.js';
 
 const REPO = resolve(import.meta.dirname, '../..');
 
@@ -74,23 +74,10 @@ describe('TokenVendorClient against the real vendor', () => {
   });
 });
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 /** `npm run token -- ...` as npm runs it (tsx client/cli.ts), without npm's own output. */
 function token(args: string[], env: Record<string, string>): Promise<Run> {
-  return new Promise((done, fail) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(REPO, 'client/cli.ts'), ...args], { cwd: REPO, env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', fail);
-    child.on('close', (code) => done({ code, stdout, stderr }));
-  });
+  return runCommand(process.execPath, ['--import', 'tsx', join(REPO, 'client/cli.ts'), ...args], { cwd: REPO, env: cleanEnv(env) });
 }
 
 describe('npm run token', () => {

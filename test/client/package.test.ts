@@ -15,7 +15,7 @@
  * project and its import fails here (unless a declared one depends on it too: npm hoists it, in a
  * service's install as here).
  */
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -24,6 +24,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ORDERS } from '../helpers/testStack.js';
 import { REGION, SERVER_ID } from './fakes.js';
 import { CHECKOUT, cleanEnv, envKeysOf, startVendorStack, type VendorStack } from './vendorStack.js';
+import { runCommand, type Run } from '../helpers/runCommand.js';
 
 const REPO = resolve(import.meta.dirname, '../..');
 const CLIENT = join(REPO, 'client');
@@ -35,11 +36,6 @@ const manifest = JSON.parse(readFileSync(join(CLIENT, 'package.json'), 'utf8')) 
   exports: Record<string, Record<string, string> | string>;
 };
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 interface PackResult {
   filename: string;
@@ -144,15 +140,7 @@ function logsDir(): string {
 
 /** A command in the service's project with only the given environment (no AWS profile). */
 function run(command: string, args: string[], env: Record<string, string>): Promise<Run> {
-  return new Promise((done, fail) => {
-    const child = spawn(command, args, { cwd: project, env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', fail);
-    child.on('close', (code) => done({ code, stdout, stderr }));
-  });
+  return runCommand(command, args, { cwd: project, env: cleanEnv(env) });
 }
 
 /** Tokens the tenant issued for this audience and scope (compared, never printed). */

@@ -6,7 +6,6 @@
  * (test/local/stsProof.test.ts checks the local presigner against botocore's; this checks the
  * snippet callers copy.)
  */
-import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StsIdentityVerifier } from '../../functions/adapters/stsIdentityVerifier.js';
@@ -15,28 +14,13 @@ import type { LocalCredential } from '../../local/gateway.js';
 import { ORDERS } from '../helpers/testStack.js';
 import { REGION, SERVER_ID } from './fakes.js';
 import { CHECKOUT, REPORTING as REPORTING_TEMPORARY, cleanEnv, envKeysOf as keysOf, startVendorStack, type VendorStack } from './vendorStack.js';
+import { runCommand, type Run } from '../helpers/runCommand.js';
 
 const SCRIPT = resolve(import.meta.dirname, '../../examples/python/vend_token.py');
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 function python(args: string[], env: Record<string, string>): Promise<Run> {
-  return new Promise((done, fail) => {
-    const child = spawn('python3', args, {
-      env: cleanEnv(env),
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', fail);
-    child.on('close', (code) => done({ code, stdout, stderr }));
-  });
+  return runCommand('python3', args, { env: cleanEnv(env) });
 }
 
 /** The proof the snippet's make_proof() builds, with botocore's default credential chain. */

@@ -14,6 +14,7 @@ import { build } from 'esbuild';
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { functionBundleOptions } from '../../scripts/esbuildOptions.mjs';
+import { runCommand, type Run } from '../helpers/runCommand.js';
 
 const REPO = resolve(import.meta.dirname, '../..');
 const ORDERS = 'https://orders.example.com';
@@ -47,11 +48,6 @@ const GRANTS = {
 /** A key the state directory already holds: kept as it is, and first. */
 const EXISTING_KEY = { accessKeyId: 'AKIAEXISTINGKEY00001', secretAccessKey: 'existing-secret', principalArn: CHECKOUT, sessionName: 'local-caller' };
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 let root: string;
 let stateDir: string;
@@ -75,15 +71,7 @@ function childEnv(extra: Record<string, string>): Record<string, string> {
 }
 
 function run(command: string, args: string[], env: Record<string, string>): Promise<Run> {
-  return new Promise((done, fail) => {
-    const child = spawn(command, args, { cwd: REPO, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', fail);
-    child.on('close', (code) => done({ code, stdout, stderr }));
-  });
+  return runCommand(command, args, { cwd: REPO, env: childEnv(env) });
 }
 
 /** A printed command line, run by a shell exactly as printed. */
