@@ -88,12 +88,14 @@ export function partitionOf(region: string): Partition {
 /**
  * The request binding: lower-case hex SHA-256 of `tvp1\n<audience>\n<scope>`, the scope being the
  * requested scope tokens de-duplicated, sorted and joined by one space (empty when none were asked
- * for). The audience cannot hold a control character (vendRequest.ts refuses one), so the text is
- * unambiguous.
+ * for), and `\n<organization>` appended when the request names an Auth0 organization. Neither the
+ * audience nor the organization can hold a control character (vendRequest.ts refuses one), so the
+ * text is unambiguous, and a request without an organization binds exactly as before.
  */
-export function requestBinding(audience: string, scope: string | undefined): string {
+export function requestBinding(audience: string, scope: string | undefined, organization?: string): string {
   const tokens = [...new Set((scope ?? '').split(' ').filter((s) => s !== ''))].sort();
-  return createHash('sha256').update(`tvp1\n${audience}\n${tokens.join(' ')}`, 'utf8').digest('hex');
+  const text = `tvp1\n${audience}\n${tokens.join(' ')}${organization === undefined ? '' : `\n${organization}`}`;
+  return createHash('sha256').update(text, 'utf8').digest('hex');
 }
 
 /**
