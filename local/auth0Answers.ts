@@ -62,6 +62,21 @@ export type UnenforcedQuotaRemaining = 'clamp' | 'negative';
  */
 export type Compression = 'when-asked' | 'always' | 'never';
 
+/**
+ * §14 (unknown): how a client_credentials request whose `organization` the client grant refuses is
+ * answered. 'invalid_request' = `400 invalid_request`, the error Auth0 gives every refused
+ * `organization` parameter on /authorize (confirmed there); 'access_denied' = `403 access_denied`,
+ * the error of every other client-grant refusal of this grant (§3, §4). The description is the same.
+ */
+export type OrganizationRefusalAnswer = 'invalid_request' | 'access_denied';
+
+/**
+ * §14: 'enforced' = the `organization` parameter follows M2M Access for Organizations (every tenant
+ * after the 2025-06-12 rollout); 'ignored' = the parameter is an unrecognised one and the token has
+ * no organization (tenants before that rollout, auth0/auth0-python#620).
+ */
+export type OrganizationParameter = 'enforced' | 'ignored';
+
 // ---------------------------------------------------------------------------------------------
 // Wordings
 
@@ -108,8 +123,20 @@ export const RATE_LIMITED_CUSTOM_POLICY = 'Rate limit exceeded.';
 
 /** §9 */
 export const CLIENT_QUOTA_EXCEEDED = 'Client quota exceeded';
-/** §9: unknown; "probably" this */
+/** §9, §14: unknown; "probably" this */
 export const ORGANIZATION_QUOTA_EXCEEDED = 'Organization quota exceeded';
+
+/** §14: `organization` missing where the client grant requires one (the /authorize wording, confirmed there) */
+export const ORGANIZATION_REQUIRED = 'parameter organization is required for this client';
+/** §14: `organization` sent where the client grant denies organizations (unknown; the stand-in's wording) */
+export const ORGANIZATION_NOT_ALLOWED = 'parameter organization is not allowed for this client';
+/** §14: a name while the tenant does not allow names (/authorize's confirmed wording without "authorization request ") */
+export const ORGANIZATION_MUST_BE_ID = 'parameter organization must be an organization id';
+
+/** §14: an unknown organization, or one the client grant may not use (the /authorize wording, documented there) */
+export function organizationInvalid(organization: string): string {
+  return `parameter organization is invalid: ${organization}`;
+}
 
 /** §11: a failing client-credentials Hook or Action (confirmed) */
 export const ACTION_ERROR = 'Script generated an unhandled asynchronous exception.';

@@ -4,7 +4,7 @@
  * private_key_jwt) and issues the token; the hooks here apply Auth0's policy, which needs the
  * authenticated client and so runs after client authentication, as Auth0 checks credentials
  * before grants: grant types (docs/auth0-wire-behaviour.md §6), audiences and client grants (§3,
- * §5, §10), scopes (§4), the assertion limits (§7) and the M2M quotas (§9). Its errors are
+ * §5, §10), scopes (§4), the assertion limits (§7), the M2M quotas (§9) and organizations (§14). Its errors are
  * rendered by oidc-provider as `{error, error_description}`; the tenant's front reshapes them where
  * Auth0's answer differs (§1, §6, §7), told by the private headers below.
  */
@@ -12,6 +12,7 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import type { JWK } from 'jose';
 import { APIV1_REFUSED, NO_AUDIENCE, grantTypeNotAllowed, noClientGrant, scopesNotGranted, serviceNotEnabled } from './auth0Answers.js';
 import type { MissingAudienceAnswer } from './auth0Answers.js';
+import type { OrganizationOutcome, ResolvedOrganization } from './auth0Organizations.js';
 import type { TenantApi, TenantOptions } from './auth0Tenant.js';
 
 export const TOKEN_PATH = '/oauth/token';
@@ -29,6 +30,8 @@ export const AUDIENCE_HEADER = `${PRIVATE_HEADER_PREFIX}audience`;
 export const REFUSAL_HEADER = `${PRIVATE_HEADER_PREFIX}refusal`;
 export const QUOTA_HEADER = `${PRIVATE_HEADER_PREFIX}quota`;
 export const ORGANIZATION_HEADER = `${PRIVATE_HEADER_PREFIX}organization`;
+/** §14: the `org_id` a token was issued for */
+export const ISSUED_ORGANIZATION_HEADER = `${PRIVATE_HEADER_PREFIX}issued-organization`;
 /** §7: Auth0's limits on a client assertion */
 const ASSERTION_MAX_BYTES = 2048;
 const ASSERTION_MAX_LIFETIME_SECONDS = 300;
@@ -156,6 +159,8 @@ export interface TenantTables {
   missingAudience: () => MissingAudienceAnswer;
   /** §9: checks and counts the quotas of an issuance */
   chargeQuota: (clientId: string, organization: string | undefined) => QuotaOutcome;
+  /** §14: the organization of a request for this client grant (`requested` = the `organization` parameter), or its refusal */
+  organization: (clientId: string, audience: string, requested: string | undefined) => OrganizationOutcome;
 }
 
 /** §9: the quota headers of a token request, and the 429's description when a quota refused it. */
@@ -172,7 +177,7 @@ export function createProvider(
   { Provider, errors }: OidcProviderModule,
   issuer: string,
   signingJwk: JWK,
-  { apis, clientGrants, clientMetadata, grantTypes, missingAudience, chargeQuota }: TenantTables,
+  { apis, clientGrants, clientMetadata, grantTypes, missingAudience, chargeQuota, organization }: TenantTables,
 ): OidcProvider {
   // An error oidc-provider renders as `{error, error_description}` with Auth0's status.
   const auth0Error = (status: number, error: string, description: string): Error =>
@@ -180,6 +185,8 @@ export function createProvider(
   const accessDenied = (description: string): Error => auth0Error(403, 'access_denied', description);
   // Requests whose audience was defaulted to the legacy opaque token (§10 'opaque-token').
   const legacyRequests = new WeakSet<ProviderContext>();
+  // §14: the organization each request's token is issued for, read again by the quota and the claims.
+  const organizations = new WeakMap<ProviderContext, ResolvedOrganization>();
 
   // §6: checked once the client is authenticated (both hooks below run after client authentication).
   const checkGrantType = (client: ProviderClient): void => {
@@ -189,8 +196,9 @@ export function createProvider(
   };
   // §9: last, so that a refused request never counts against the quota.
   const applyQuota = (ctx: ProviderContext, client: ProviderClient): void => {
-    const organization = ctx.headers[ORGANIZATION_HEADER];
-    const outcome = chargeQuota(client.clientId, typeof organization === 'string' ? organization : undefined);
+    // §9: "Auth0 checks the client-level and organization-level quotas concurrently" for the
+    // organization "defined explicitly or via default organization settings".
+    const outcome = chargeQuota(client.clientId, organizations.get(ctx)?.id);
     if (Object.keys(outcome.headers).length > 0) ctx.set(QUOTA_HEADER, JSON.stringify(outcome.headers));
     if (outcome.refusal !== undefined) throw auth0Error(429, 'too_many_requests', outcome.refusal);
   };
@@ -247,6 +255,14 @@ export function createProvider(
           if (!api) throw accessDenied(serviceNotEnabled(audience)); // §5
           const granted = clientGrants[client.clientId]?.[audience];
           if (!granted) throw accessDenied(noClientGrant(audience)); // §3
+          // §14: organization_usage and the associations belong to the client grant.
+          const requested = ctx.headers[ORGANIZATION_HEADER];
+          const outcome = organization(client.clientId, audience, typeof requested === 'string' ? requested : undefined);
+          if ('refusal' in outcome) throw auth0Error(outcome.refusal.status, outcome.refusal.error, outcome.refusal.description);
+          if (outcome.organization) {
+            organizations.set(ctx, outcome.organization);
+            ctx.set(ISSUED_ORGANIZATION_HEADER, outcome.organization.id);
+          }
           const { params } = ctx.oidc;
           if (params.scope === undefined) {
             // §4: Auth0 grants every scope of the client grant when none is requested. oidc-provider's
@@ -282,8 +298,10 @@ export function createProvider(
           jwt.payload.azp = token.clientId;
           jwt.payload.gty = 'client-credentials';
           delete jwt.payload.client_id;
-          const organization = ctx.headers[ORGANIZATION_HEADER];
-          if (typeof organization === 'string') jwt.payload.org_id = organization;
+          // §14: `org_id`, and `org_name` when the tenant allows organization names.
+          const issuedFor = organizations.get(ctx);
+          if (issuedFor !== undefined) jwt.payload.org_id = issuedFor.id;
+          if (issuedFor?.name !== undefined) jwt.payload.org_name = issuedFor.name;
         },
       },
     },

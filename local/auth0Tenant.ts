@@ -25,6 +25,10 @@
  * live client table, which oidc-provider reads on every request (routes and error shape:
  * auth0Management.ts).
  *
+ * Organizations in the client credentials grant (`organization`, `organization_usage`,
+ * `allow_any_organization`, associations, default organizations, `org_id`/`org_name`) follow §14
+ * and live in auth0Organizations.ts; the provider asks it once the client grant is known.
+ *
  * Every answer is the one docs/auth0-wire-behaviour.md records, cited by section (§n): the front
  * reshapes oidc-provider's errors into Auth0's (auth0Answers.ts), and keeps the tenant's rate limit
  * and M2M quotas (auth0Limits.ts). Where the doc says Auth0's answer is unknown, a `set…Answer`
@@ -60,6 +64,8 @@ import type {
   Compression,
   GrantTypeCheck,
   MissingAudienceAnswer,
+  OrganizationParameter,
+  OrganizationRefusalAnswer,
   RateLimitAnswer,
   RefusedCredentialAnswer,
   SecretPropagation,
@@ -69,8 +75,11 @@ import type {
 } from './auth0Answers.js';
 import { QuotaBook, TokenBucket, checkedQuota, checkedRateLimit } from './auth0Limits.js';
 import { MANAGEMENT_PREFIX, ManagementError, invalidBody, isObject, jsonBody, managementRoute, tokenErrorMessage } from './auth0Management.js';
+import { ORGANIZATION_CLIENT_GRANT_SCOPES, OrganizationDirectory, organizationRoute } from './auth0Organizations.js';
+import type { ClientGrantOrganizationSettings, ClientGrantOrganizations, TenantOrganization } from './auth0Organizations.js';
 import {
   AUDIENCE_HEADER,
+  ISSUED_ORGANIZATION_HEADER,
   ISSUED_TO_HEADER,
   ORGANIZATION_HEADER,
   PRIVATE_HEADER_PREFIX,
@@ -89,6 +98,8 @@ export type {
   Compression,
   GrantTypeCheck,
   MissingAudienceAnswer,
+  OrganizationParameter,
+  OrganizationRefusalAnswer,
   RateLimitAnswer,
   RefusedCredentialAnswer,
   SecretPropagation,
@@ -97,6 +108,7 @@ export type {
   UnenforcedQuotaRemaining,
 } from './auth0Answers.js';
 export type { M2mQuota, RateLimit } from './auth0Limits.js';
+export type { ClientGrantOrganizationSettings, ClientGrantOrganizations, OrganizationUsage, TenantOrganization } from './auth0Organizations.js';
 
 export type ClientAuthMethod = 'client_secret_post' | 'client_secret_basic' | 'private_key_jwt';
 
@@ -135,6 +147,12 @@ export interface TenantClient {
    * 'client_credentials' a token request is refused with 403 unauthorized_client (§6).
    */
   grantTypes?: string[];
+  /**
+   * §14: the application's default organization for client_credentials (Auth0's
+   * `default_organization` with `flows: ['client_credentials']`), an organization id or name,
+   * applied to a request without `organization` for an API whose client grant requires one.
+   */
+  defaultOrganization?: string;
 }
 
 /** A client credential as `clientCredentials()` reports it: Auth0's fields plus whether it is attached. */
@@ -203,6 +221,22 @@ export interface TenantOptions {
   managementRateLimit?: RateLimit;
   /** §9: fine-grained M2M quotas by client id (see `setClientQuota`) */
   clientQuotas?: Record<string, M2mQuota>;
+  /**
+   * §14: the tenant's organizations. Declaring them (even `[]`) turns on M2M Access for
+   * Organizations; without them every `organization` value is taken as the id of an organization
+   * any client grant may use (see auth0Organizations.ts).
+   */
+  organizations?: TenantOrganization[];
+  /**
+   * §14: organization settings and associations of client grants: clientId -> audience (or
+   * `'management'`) -> `{ organizationUsage, allowAnyOrganization, organizations }`. A client grant
+   * not listed is `organization_usage: deny`, as in Auth0.
+   */
+  organizationGrants?: Record<string, Record<string, ClientGrantOrganizations>>;
+  /** §14: the tenant setting "Allow Organization Names in Authentication API"; default false */
+  allowOrganizationNamesInAuthenticationApi?: boolean;
+  /** §9, §14: M2M quotas by organization (id or name; see `setOrganizationQuota`) */
+  organizationQuotas?: Record<string, M2mQuota>;
 }
 
 export interface IssuedToken {
@@ -212,6 +246,8 @@ export interface IssuedToken {
   /** the value the client received (tampered, if a tamper mode was on) */
   accessToken: string;
   expiresIn: number;
+  /** §14: the `org_id` the token was issued for, if any */
+  organization?: string;
 }
 
 export type TamperMode = null | 'wrong-key' | 'wrong-aud';
@@ -277,8 +313,25 @@ export interface LocalAuth0Tenant {
    * unknown client or a quota without a positive perHour/perDay.
    */
   setClientQuota(clientId: string, quota: M2mQuota | null): void;
-  /** §9: the same for an organization, applied to token requests that name it (`organization`), header `Auth0-Organization-Quota-Limit` */
+  /**
+   * §9: the same for an organization (id or name; throws for an undeclared one once organizations
+   * are declared), applied to token requests issued for it, header `Auth0-Organization-Quota-Limit`
+   */
   setOrganizationQuota(organization: string, quota: M2mQuota | null): void;
+  /** §14: the id (`cgr_…`) of a client grant (audience or `'management'`), as the Management API names it */
+  clientGrantId(clientId: string, audience: string): string;
+  /** §14: change a client grant's `organization_usage` and/or `allow_any_organization` */
+  setClientGrantOrganizations(clientId: string, audience: string, settings: ClientGrantOrganizationSettings): void;
+  /** §14: associate a client grant with an organization (id or name), as `POST /api/v2/organizations/{id}/client-grants` does */
+  associateOrganization(organization: string, clientId: string, audience: string): void;
+  /** §14: remove that association, as `DELETE /api/v2/organizations/{id}/client-grants/{grant_id}` does */
+  dissociateOrganization(organization: string, clientId: string, audience: string): void;
+  /** §14: the tenant setting "Allow Organization Names in Authentication API" */
+  setAllowOrganizationNames(allow: boolean): void;
+  /** §14 (unknown): the status and error of a refused `organization`; default 'invalid_request' */
+  setOrganizationRefusalAnswer(answer: OrganizationRefusalAnswer): void;
+  /** §14: 'ignored' plays a tenant from before the 2025-06-12 rollout, which ignores `organization`; default 'enforced' */
+  setOrganizationParameter(mode: OrganizationParameter): void;
   /** §9 (unknown): what `r` reports past an unenforced quota; default 'clamp' */
   setUnenforcedQuotaRemaining(mode: UnenforcedQuotaRemaining): void;
   /** §12: when success bodies are gzipped; default 'when-asked' */
@@ -316,6 +369,8 @@ export const MANAGEMENT_GRANT_KEY = 'management';
  * - `POST /api/v2/clients/{id}/credentials`: create:client_credentials
  * - `GET /api/v2/clients/{id}/credentials[/{credential_id}]`: read:client_keys or read:client_credentials
  * - `DELETE /api/v2/clients/{id}/credentials/{credential_id}`: delete:client_credentials
+ * - `GET`, `POST /api/v2/organizations/{id}/client-grants` and `DELETE …/client-grants/{grant_id}`:
+ *   read:, create:, delete:organization_client_grants (§14)
  */
 export const MANAGEMENT_API_SCOPES: readonly string[] = [
   'read:clients',
@@ -326,6 +381,7 @@ export const MANAGEMENT_API_SCOPES: readonly string[] = [
   'read:client_credentials',
   'update:client_credentials',
   'delete:client_credentials',
+  ...ORGANIZATION_CLIENT_GRANT_SCOPES,
 ];
 
 /** The Management API audience of a tenant: `${tenant.issuer}api/v2/`. */
@@ -462,6 +518,7 @@ export async function startLocalAuth0Tenant(opts: TenantOptions): Promise<LocalA
   let inner: Server;
   let innerPort: number;
   let clientGrants: TenantOptions['clientGrants'];
+  let organizationDirectory: OrganizationDirectory;
   try {
     if (opts.managementApi) {
       if (apis.has(mgmtAudience)) throw new Error(`the Management API ${mgmtAudience} is both declared in apis and requested by managementApi`);
@@ -469,6 +526,20 @@ export async function startLocalAuth0Tenant(opts: TenantOptions): Promise<LocalA
     }
     clientGrants = resolveGrants(opts.clientGrants, mgmtAudience);
     validateGrants(clientGrants, clients, apis);
+    // §14: organizations, the client grants' organization settings and the default organizations.
+    const defaults = new Map<string, string>();
+    for (const client of opts.clients) if (client.defaultOrganization !== undefined) defaults.set(client.clientId, client.defaultOrganization);
+    organizationDirectory = new OrganizationDirectory({
+      organizations: opts.organizations,
+      clientGrants,
+      settings: resolveGrants(opts.organizationGrants ?? {}, mgmtAudience),
+      allowNames: opts.allowOrganizationNamesInAuthenticationApi ?? false,
+      defaults,
+    });
+    for (const [organization, quota] of Object.entries(opts.organizationQuotas ?? {})) {
+      organizationQuotas.set(organizationDirectory.organizationId(organization), checkedQuota(quota, `organizationQuotas.${organization}`));
+    }
+    const directory = organizationDirectory;
     const provider = createProvider(oidcProvider, issuer, signingJwk, {
       apis,
       clientGrants,
@@ -479,6 +550,7 @@ export async function startLocalAuth0Tenant(opts: TenantOptions): Promise<LocalA
       grantTypes: (clientId) => clients.get(clientId)?.grantTypes ?? [],
       missingAudience: () => missingAudience,
       chargeQuota,
+      organization: (clientId, audience, requested) => directory.resolve(clientId, audience, requested),
     });
     inner = createServer(provider.callback());
     innerPort = await listen(inner, 0);
@@ -592,6 +664,7 @@ export async function startLocalAuth0Tenant(opts: TenantOptions): Promise<LocalA
     const audience = take(AUDIENCE_HEADER);
     const refusal = take(REFUSAL_HEADER);
     const quotaJson = take(QUOTA_HEADER);
+    const issuedOrganization = take(ISSUED_ORGANIZATION_HEADER);
     // §1: whether Auth0 sends WWW-Authenticate is unknown; its recorded answers show none.
     delete upstream.headers['www-authenticate'];
     const quotaHeaders = quotaJson === undefined ? {} : (JSON.parse(quotaJson) as Record<string, string>);
@@ -613,7 +686,14 @@ export async function startLocalAuth0Tenant(opts: TenantOptions): Promise<LocalA
     const issued = JSON.parse(upstream.body.toString('utf8')) as { access_token: string; expires_in: number; scope?: string; token_type: string };
     const accessToken = await tamper(issued.access_token);
     const scope = issued.scope ?? '';
-    issuedTokens.push({ clientId, audience: audience ?? form?.get('resource') ?? '', scope, accessToken, expiresIn: issued.expires_in });
+    issuedTokens.push({
+      clientId,
+      audience: audience ?? form?.get('resource') ?? '',
+      scope,
+      accessToken,
+      expiresIn: issued.expires_in,
+      ...(issuedOrganization === undefined ? {} : { organization: issuedOrganization }),
+    });
     record('access_token', accessToken);
     // §12: Auth0's success shape and key order, `scope` only when granted; gzip when asked.
     const body = Buffer.from(JSON.stringify(successBody(accessToken, issued.expires_in, scope, issued.token_type)));
@@ -684,6 +764,13 @@ export async function startLocalAuth0Tenant(opts: TenantOptions): Promise<LocalA
 
   async function manage(req: IncomingMessage, pathname: string): Promise<ManagementResult> {
     const raw = await readBody(req);
+    const organizationEndpoint = organizationRoute(req.method ?? 'GET', pathname);
+    if (organizationEndpoint) {
+      // §14: the associations of client grants with organizations.
+      await authenticate(req.headers.authorization, organizationEndpoint.scopes);
+      const query = new URL(req.url ?? '/', origin).searchParams;
+      return organizationDirectory.manage(organizationEndpoint, () => jsonBody(req.headers['content-type'], raw), query);
+    }
     const route = managementRoute(req.method ?? 'GET', pathname);
     if (!route) throw new ManagementError(404, 'Not Found');
     const scopes = await authenticate(req.headers.authorization, route.scopes);
@@ -814,6 +901,9 @@ export async function startLocalAuth0Tenant(opts: TenantOptions): Promise<LocalA
     client.credentials = client.credentials.filter((existing) => existing !== credential);
   }
 
+  /** A client grant's audience, with `'management'` standing for the Management API. */
+  const grantAudience = (audience: string): string => (audience === MANAGEMENT_GRANT_KEY ? mgmtAudience : audience);
+
   let closing: Promise<void> | undefined;
   return {
     origin,
@@ -877,7 +967,26 @@ export async function startLocalAuth0Tenant(opts: TenantOptions): Promise<LocalA
       clientQuotas.set(clientId, quota);
     },
     setOrganizationQuota: (organization, quota) => {
-      organizationQuotas.set(organization, quota);
+      organizationQuotas.set(organizationDirectory.organizationId(organization), quota);
+    },
+    clientGrantId: (clientId, audience) => organizationDirectory.clientGrantId(clientId, grantAudience(audience)),
+    setClientGrantOrganizations: (clientId, audience, settings) => {
+      organizationDirectory.setSettings(clientId, grantAudience(audience), settings);
+    },
+    associateOrganization: (organization, clientId, audience) => {
+      organizationDirectory.associate(organization, clientId, grantAudience(audience));
+    },
+    dissociateOrganization: (organization, clientId, audience) => {
+      organizationDirectory.dissociate(organization, clientId, grantAudience(audience));
+    },
+    setAllowOrganizationNames: (allow) => {
+      organizationDirectory.allowNames = allow;
+    },
+    setOrganizationRefusalAnswer: (next) => {
+      organizationDirectory.refusalAnswer = next;
+    },
+    setOrganizationParameter: (mode) => {
+      organizationDirectory.parameter = mode;
     },
     setUnenforcedQuotaRemaining: (mode) => {
       unenforcedRemaining = mode;
@@ -1045,11 +1154,11 @@ function checkedDelay(ms: number): number {
   return ms;
 }
 
-/** The grants with the `'management'` key replaced by the Management API audience. */
-function resolveGrants(grants: TenantOptions['clientGrants'], mgmtAudience: string): TenantOptions['clientGrants'] {
-  const resolved: TenantOptions['clientGrants'] = {};
+/** The grants (or their organization settings, §14) with the `'management'` key replaced by the Management API audience. */
+function resolveGrants<T>(grants: Record<string, Record<string, T>>, mgmtAudience: string): Record<string, Record<string, T>> {
+  const resolved: Record<string, Record<string, T>> = {};
   for (const [clientId, byAudience] of Object.entries(grants)) {
-    const audiences: Record<string, string[]> = {};
+    const audiences: Record<string, T> = {};
     for (const [key, scopes] of Object.entries(byAudience)) {
       const audience = key === MANAGEMENT_GRANT_KEY ? mgmtAudience : key;
       if (Object.hasOwn(audiences, audience)) {
