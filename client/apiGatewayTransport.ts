@@ -16,8 +16,10 @@ export function apiGatewayTransport(endpoint: string, opts: TransportOptions): T
   const tokenUrl = new URL(`${base.origin}${base.pathname.replace(/\/+$/, '')}/token`);
   const poster = new SignedPoster({ ...opts, service: 'execute-api', peer: 'the token vendor' });
 
-  return async ({ audience, scope, proof }) => {
-    const body = JSON.stringify(scope === '' ? { audience } : { audience, scope });
+  return async ({ audience, scope, organization, proof }) => {
+    // Fields left out rather than sent empty: a body without `organization` is exactly the one
+    // sent before organizations existed.
+    const body = JSON.stringify({ audience, ...(scope === '' ? {} : { scope }), ...(organization === undefined ? {} : { organization }) });
     const { response, text } = await poster.post(tokenUrl, body, { 'content-type': 'application/json', [PROOF_HEADER.toLowerCase()]: proof });
     const receivedAt = opts.now();
     if (response.status < 200 || response.status > 299) {

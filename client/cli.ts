@@ -46,7 +46,11 @@ async function run(args: TokenRun): Promise<void> {
     return finish(error instanceof LocalStateError ? 1 : 2);
   }
   try {
-    const token = await client.getToken({ audience: args.audience, ...(args.scope === undefined ? {} : { scope: args.scope }) });
+    const token = await client.getToken({
+      audience: args.audience,
+      ...(args.scope === undefined ? {} : { scope: args.scope }),
+      ...(args.organization === undefined ? {} : { organization: args.organization }),
+    });
     return finish(0, `${token.accessToken}\n`);
   } catch (error) {
     process.stderr.write(`token: ${oneLine(describe(error))}\n`);

@@ -5,6 +5,7 @@
  * 0 a token was printed, 1 no token, 2 bad usage.
  */
 import { parseArgs } from 'node:util';
+import { organizationProblem } from './organization.js';
 
 /** The deployed server id for a stage: serverless.yml's `proofServerId` default. */
 export const DEFAULT_SERVER_ID_PATTERN = 'token-vendor-<stage>-<region>';
@@ -13,6 +14,8 @@ export interface TokenRun {
   readonly kind: 'run';
   readonly audience: string;
   readonly scope?: string;
+  /** the Auth0 organization (`org_…` id or name) the token is for; absent: none */
+  readonly organization?: string;
   /** exactly one of endpoint and functionName, unless `local` (which defaults the endpoint) */
   readonly endpoint?: string;
   readonly functionName?: string;
@@ -35,7 +38,7 @@ export const ENV = {
   stsEndpoint: 'TOKEN_VENDOR_STS_ENDPOINT',
 } as const;
 
-export const USAGE = `usage: npm run -s token -- --audience AUD [--scope "S1 S2"]
+export const USAGE = `usage: npm run -s token -- --audience AUD [--scope "S1 S2"] [--organization ORG]
                           (--endpoint URL | --function NAME | --local [--as PRINCIPAL_ARN])
                           [--region R] [--server-id ID] [--sts-endpoint URL] [--lambda-endpoint URL]
 
@@ -48,6 +51,8 @@ and proves your identity to the vendor with a presigned sts:GetCallerIdentity (d
 options:
   --audience AUD         the API the token is for (required)
   --scope "S1 S2"        space-separated scopes; default: every scope you are granted for AUD
+  --organization ORG     the Auth0 organization the token is for: its org_… id or its name, as
+                         your grant names it; default: a token without organization
   --endpoint URL         the vendor's REST API with its stage      (env ${ENV.endpoint})
   --function NAME        or: invoke the vend function directly, as a scheduled job does (env ${ENV.functionName})
   --region R             the vendor's region                       (env AWS_REGION, AWS_DEFAULT_REGION)
@@ -75,6 +80,7 @@ export function parseTokenArgs(argv: readonly string[], env: Readonly<Record<str
       options: {
         audience: { type: 'string' },
         scope: { type: 'string' },
+        organization: { type: 'string' },
         endpoint: { type: 'string' },
         function: { type: 'string' },
         region: { type: 'string' },
@@ -131,6 +137,11 @@ export function parseTokenArgs(argv: readonly string[], env: Readonly<Record<str
   // Elsewhere the default AWS chain signs: a principal cannot be chosen by naming it.
   if (as !== undefined && !local) return { kind: 'error', message: '--as applies only with --local (it picks a key of the local stack)' };
   const scope = text('scope');
+  const organization = text('organization');
+  // The client would refuse it too, but only after the credentials were loaded and as exit 1:
+  // a bad flag is bad usage (exit 2), said before anything is touched.
+  const organizationError = organization === undefined ? undefined : organizationProblem(organization);
+  if (organizationError !== undefined) return { kind: 'error', message: `--${organizationError}` };
   const stsEndpoint = text('sts-endpoint') ?? fromEnv(ENV.stsEndpoint);
 
   return {
@@ -138,6 +149,7 @@ export function parseTokenArgs(argv: readonly string[], env: Readonly<Record<str
     audience,
     local,
     ...(scope === undefined ? {} : { scope }),
+    ...(organization === undefined ? {} : { organization }),
     ...(endpoint === undefined ? {} : { endpoint }),
     ...(functionName === undefined ? {} : { functionName }),
     ...(region === undefined ? {} : { region }),

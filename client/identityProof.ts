@@ -23,7 +23,7 @@ export const PROOF_HEADER = 'X-Token-Vendor-Proof';
 export const PROOF_PREFIX = 'tvp1.';
 /** The signed header naming the deployment (Vault's `X-Vault-AWS-IAM-Server-ID`). */
 export const SERVER_ID_HEADER = 'x-token-vendor-server-id';
-/** The signed header binding the proof to one audience and scope. */
+/** The signed header binding the proof to one audience, scope and organization. */
 export const REQUEST_HEADER = 'x-token-vendor-request';
 /**
  * Exactly the headers a proof signs (docs/identity-proof.md, check 5). smithy signs every header
@@ -64,10 +64,13 @@ export function normalizeScope(scope: string | undefined): string {
 
 /**
  * The value of `x-token-vendor-request`: lower-case hex SHA-256 of `tvp1\n<audience>\n<scope>`,
- * with the scope normalized as {@link normalizeScope} does (empty when none is asked for).
+ * with the scope normalized as {@link normalizeScope} does (empty when none is asked for), and
+ * `\n<organization>` appended only when the request names an Auth0 organization (issue 12), so a
+ * request without one binds exactly as before (docs/identity-proof.md, `x-token-vendor-request`).
  */
-export function requestBindingHash(audience: string, scope: string | undefined): string {
-  return createHash('sha256').update(`tvp1\n${audience}\n${normalizeScope(scope)}`, 'utf8').digest('hex');
+export function requestBindingHash(audience: string, scope: string | undefined, organization?: string): string {
+  const text = `tvp1\n${audience}\n${normalizeScope(scope)}${organization === undefined ? '' : `\n${organization}`}`;
+  return createHash('sha256').update(text, 'utf8').digest('hex');
 }
 
 /** `sts.<region>.amazonaws.com`, or `.amazonaws.com.cn` in the China partition. */
@@ -114,7 +117,7 @@ export interface IdentityProverOptions {
   stsEndpoint?: string;
 }
 
-/** Makes proofs: one per vend request, each bound to that request's audience and scope. */
+/** Makes proofs: one per vend request, each bound to that request's audience, scope and organization. */
 export class IdentityProver {
   readonly #signer: SignatureV4;
   readonly #serverId: string;
@@ -140,10 +143,11 @@ export class IdentityProver {
   }
 
   /**
-   * A fresh proof for this audience and scope, presigned now on the real clock (STS and the
-   * vendor judge `X-Amz-Date` by theirs). Rejects when the credentials cannot be had.
+   * A fresh proof for this audience, scope and (when the request names one) organization,
+   * presigned now on the real clock (STS and the vendor judge `X-Amz-Date` by theirs). Rejects
+   * when the credentials cannot be had.
    */
-  async prove(audience: string, scope: string | undefined): Promise<string> {
+  async prove(audience: string, scope: string | undefined, organization?: string): Promise<string> {
     const origin = this.#origin;
     const unsigned = new HttpRequest({
       method: 'GET',
@@ -154,7 +158,7 @@ export class IdentityProver {
       query: { ...STS_QUERY },
       // Signed, never sent by us: the vendor sends its own values for both, and `host` is what
       // the vendor's fetch derives from the same origin.
-      headers: { host: origin.host, [SERVER_ID_HEADER]: this.#serverId, [REQUEST_HEADER]: requestBindingHash(audience, scope) },
+      headers: { host: origin.host, [SERVER_ID_HEADER]: this.#serverId, [REQUEST_HEADER]: requestBindingHash(audience, scope, organization) },
     });
     const presigned = await this.#signer.presign(unsigned, { expiresIn: PROOF_EXPIRES_SECONDS });
     const query = presigned.query as Record<string, string | string[] | null>;

@@ -13,5 +13,6 @@ export type {
 } from './tokenVendorClient.js';
 export { TokenVendorError, ClientErrorCode } from './errors.js';
 export type { TokenVendorErrorOptions } from './errors.js';
+export { MAX_ORGANIZATION_LENGTH } from './organization.js';
 export { IdentityProver, requestBindingHash, PROOF_HEADER, PROOF_PREFIX, PROOF_SIGNED_HEADERS } from './identityProof.js';
 export type { IdentityProverOptions } from './identityProof.js';

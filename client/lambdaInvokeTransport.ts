@@ -2,7 +2,7 @@
  * Direct invocation, for scheduled jobs: Lambda's Invoke API
  * (`POST /2015-03-31/functions/{FunctionName}/invocations`, SigV4 service `lambda`;
  * https://docs.aws.amazon.com/lambda/latest/api/API_Invoke.html) with the event
- * `{"audience", "scope"?, "proof"}` (docs/identity-proof.md, "Where the proof travels").
+ * `{"audience", "scope"?, "organization"?, "proof"}` (docs/identity-proof.md, "Where the proof travels").
  *
  * Three kinds of answer, each mapped to the error the API path would give:
  * - Lambda itself refused (non-2xx: `AccessDeniedException` without `lambda:InvokeFunction`,
@@ -50,8 +50,8 @@ export function lambdaInvokeTransport(opts: LambdaInvokeOptions): Transport {
   const invokeUrl = new URL(`/2015-03-31/functions/${encodeURIComponent(functionName)}/invocations`, origin);
   const poster = new SignedPoster({ ...opts, service: 'lambda', peer: 'Lambda' });
 
-  return async ({ audience, scope, proof }) => {
-    const event = JSON.stringify(scope === '' ? { audience, proof } : { audience, scope, proof });
+  return async ({ audience, scope, organization, proof }) => {
+    const event = JSON.stringify({ audience, ...(scope === '' ? {} : { scope }), ...(organization === undefined ? {} : { organization }), proof });
     const { response, text } = await poster.post(invokeUrl, event, {
       'content-type': 'application/json',
       // Wait for the function's answer (the default, said out loud) and ask for no log tail.

@@ -1,8 +1,8 @@
 /**
  * The client internal services and scheduled jobs use to get Auth0 access tokens from the token
  * vendor. Every request carries a fresh identity proof (docs/identity-proof.md) made with the
- * caller's AWS credentials and bound to its audience and scope, and reaches the vendor one of two
- * ways:
+ * caller's AWS credentials and bound to its audience, scope and organization (when one is named),
+ * and reaches the vendor one of two ways:
  * - `endpoint`: `POST {endpoint}/token` on the REST API, SigV4-signed for `AWS_IAM`;
  * - `functionName`: Lambda `Invoke` on the vend function (scheduled jobs, no API in the way).
  * Either way each token is kept in memory until shortly before it expires, so a caller asks the
@@ -16,6 +16,7 @@ import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import { apiGatewayTransport } from './apiGatewayTransport.js';
 import { IdentityProver, checkRegion, normalizeScope } from './identityProof.js';
 import { lambdaInvokeTransport } from './lambdaInvokeTransport.js';
+import { organizationProblem } from './organization.js';
 import { credentialsUnavailable } from './signedPost.js';
 import type { Transport, TransportOptions } from './transport.js';
 import type { TokenRequest, TokenVendorCredentials, VendedToken } from './types.js';
@@ -130,20 +131,27 @@ export class TokenVendorClient {
   }
 
   /**
-   * A token for `audience` with `scope`: from memory while it has more than the refresh margin
-   * left, else from the vendor. Concurrent calls for the same audience and scope (in any order
-   * or spacing) share one request.
+   * A token for `audience` with `scope`, for `organization` when one is named: from memory while
+   * it has more than the refresh margin left, else from the vendor. Concurrent calls for the same
+   * audience, scope (in any order or spacing) and organization share one request; two
+   * organizations, or an organization and none, never share a request or a cached token.
    *
    * @throws TokenVendorError when the vendor refuses, fails or cannot be reached; nothing is
    *   cached, so the next call asks again.
-   * @throws TypeError for an empty audience
+   * @throws TypeError for an empty audience, or an organization that is empty, longer than 100
+   *   characters or holds a control character (rejected before any request)
    */
   getToken(req: TokenRequest): Promise<VendedToken> {
     if (typeof req.audience !== 'string' || req.audience.trim() === '') {
       return Promise.reject(new TypeError('audience must be a non-empty string'));
     }
+    const { organization } = req;
+    const problem = organization === undefined ? undefined : organizationProblem(organization);
+    if (problem !== undefined) return Promise.reject(new TypeError(problem));
     const scope = normalizeScope(req.scope);
-    const key = JSON.stringify([req.audience, scope]);
+    // The organization is the key's third element only when named: JSON arrays of different
+    // lengths never collide, so no organization is read as another or as none.
+    const key = JSON.stringify(organization === undefined ? [req.audience, scope] : [req.audience, scope, organization]);
 
     // Expiry is checked on every read: a token past its margin is never handed out from memory.
     const cached = this.#cache.get(key);
@@ -156,7 +164,7 @@ export class TokenVendorClient {
     if (inFlight !== undefined) return inFlight;
 
     const generation = this.#generation;
-    const request = this.#fetchToken(req.audience, scope).then((token) => {
+    const request = this.#fetchToken(req.audience, scope, organization).then((token) => {
       if (generation === this.#generation) this.#cache.set(key, token);
       return token;
     });
@@ -183,13 +191,13 @@ export class TokenVendorClient {
   }
 
   /** One request to the vendor, with a proof made for it alone. */
-  async #fetchToken(audience: string, scope: string): Promise<VendedToken> {
+  async #fetchToken(audience: string, scope: string, organization: string | undefined): Promise<VendedToken> {
     let proof: string;
     try {
-      proof = await this.#prover.prove(audience, scope);
+      proof = await this.#prover.prove(audience, scope, organization);
     } catch (error) {
       throw credentialsUnavailable(error);
     }
-    return this.#transport({ audience, scope, proof });
+    return this.#transport({ audience, scope, ...(organization === undefined ? {} : { organization }), proof });
   }
 }

@@ -5,10 +5,14 @@
  */
 import type { TokenVendorCredentials, VendedToken } from './types.js';
 
-/** One request: the normalized scope (empty for none) and its fresh proof. */
+/**
+ * One request: the normalized scope (empty for none), the organization when one is named, and its
+ * fresh proof, which binds all three.
+ */
 export interface VendCall {
   audience: string;
   scope: string;
+  organization?: string | undefined;
   proof: string;
 }
 

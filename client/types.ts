@@ -17,8 +17,17 @@ export interface VendedToken {
   expiresAt: number;
 }
 
-/** What to ask for: the API (Auth0 audience) and, optionally, space-separated scopes. */
+/**
+ * What to ask for: the API (Auth0 audience), optionally space-separated scopes, and optionally the
+ * Auth0 organization the token is for (issue 12).
+ */
 export interface TokenRequest {
   audience: string;
   scope?: string;
+  /**
+   * An `org_…` id or an organization's name, sent exactly as given: Auth0 puts it in the token's
+   * `org_id` (and `org_name` when named by name). Absent: a token without organization.
+   * A non-empty string of at most 100 characters, without control characters.
+   */
+  organization?: string;
 }

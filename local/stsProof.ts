@@ -45,6 +45,8 @@ export interface PresignProofOptions {
   audience: string;
   /** the requested scope, space-separated; omitted or empty when none is asked for */
   scope?: string | undefined;
+  /** the Auth0 organization the request names (issue 12), exactly as named; omitted for none */
+  organization?: string | undefined;
   /** signing time; default now */
   now?: Date;
   /** `X-Amz-Expires`; default 60 */
@@ -55,11 +57,13 @@ export interface PresignProofOptions {
  * The request binding: lower-case hex SHA-256 of the UTF-8 text `tvp1\n<audience>\n<scope>`, where
  * `<scope>` is the requested scope tokens (split on spaces, RFC 6749 §3.3) de-duplicated, sorted
  * and joined by one space; empty when none is asked for. JavaScript's default sort orders UTF-16
- * code units, which is code-point order for the ASCII that scope tokens are made of.
+ * code units, which is code-point order for the ASCII that scope tokens are made of. A request
+ * naming an Auth0 organization (issue 12) appends `\n<organization>`; one without binds as before.
  */
-export function requestBinding(audience: string, scope?: string): string {
+export function requestBinding(audience: string, scope?: string, organization?: string): string {
   const tokens = [...new Set((scope ?? '').split(' ').filter((t) => t !== ''))].sort();
-  return createHash('sha256').update(`tvp1\n${audience}\n${tokens.join(' ')}`, 'utf8').digest('hex');
+  const text = `tvp1\n${audience}\n${tokens.join(' ')}${organization === undefined ? '' : `\n${organization}`}`;
+  return createHash('sha256').update(text, 'utf8').digest('hex');
 }
 
 /** The presigned GetCallerIdentity URL a proof wraps (docs/identity-proof.md "Wire format"). */
@@ -87,7 +91,7 @@ export function presignProofUrl(opts: PresignProofOptions): string {
     params,
     headers: [
       ['host', [origin.host]],
-      [REQUEST_HEADER, [requestBinding(opts.audience, opts.scope)]],
+      [REQUEST_HEADER, [requestBinding(opts.audience, opts.scope, opts.organization)]],
       [SERVER_ID_HEADER, [opts.serverId]],
     ],
     payloadHash: EMPTY_PAYLOAD_HASH,
@@ -124,14 +128,21 @@ function stsOriginOf(value: string): URL {
 }
 
 /**
+ * Signs a proof for one request; `organization` is the event's Auth0 organization (issue 12), which
+ * the proof must bind too (pass it to `presignProof`), undefined when the event names none.
+ */
+export type ProofSigner = (callerArn: string | undefined, audience: string, scope: string | undefined, organization: string | undefined) => string | undefined;
+
+/**
  * A copy of a sample vend event (events/*.json) with a fresh proof: the sample files cannot hold
  * one (a proof is good for 60 s). An API Gateway event gets the `X-Token-Vendor-Proof` header for
- * the audience and scope of its body, signed for `requestContext.identity.userArn`; a direct
- * invocation `{"audience", "scope"}` gets `proof`, signed as `directInvoker`. `sign` answers
- * undefined for a caller it has no key for, and the event is then returned as it is (the vendor
- * will refuse it). An event that already carries a proof, or is not a vend request, is unchanged.
+ * the audience, scope and organization of its body, signed for `requestContext.identity.userArn`;
+ * a direct invocation `{"audience", "scope", "organization"}` gets `proof`, signed as
+ * `directInvoker`. `sign` answers undefined for a caller it has no key for, and the event is then
+ * returned as it is (the vendor will refuse it). An event that already carries a proof, or is not
+ * a vend request, is unchanged.
  */
-export function withFreshProof(event: unknown, sign: (callerArn: string | undefined, audience: string, scope: string | undefined) => string | undefined, directInvoker?: string): unknown {
+export function withFreshProof(event: unknown, sign: ProofSigner, directInvoker?: string): unknown {
   if (typeof event !== 'object' || event === null || Array.isArray(event)) return event;
   const doc = event as Record<string, unknown>;
   if ('requestContext' in doc && 'httpMethod' in doc) {
@@ -143,15 +154,20 @@ export function withFreshProof(event: unknown, sign: (callerArn: string | undefi
     } catch {
       return event;
     }
-    const { audience, scope } = (body ?? {}) as Record<string, unknown>;
+    const { audience, scope, organization } = (body ?? {}) as Record<string, unknown>;
     if (typeof audience !== 'string') return event;
     const identity = (doc.requestContext as { identity?: { userArn?: unknown } } | undefined)?.identity;
-    const proof = sign(typeof identity?.userArn === 'string' ? identity.userArn : undefined, audience, typeof scope === 'string' ? scope : undefined);
+    const proof = sign(typeof identity?.userArn === 'string' ? identity.userArn : undefined, audience, stringOrUndefined(scope), stringOrUndefined(organization));
     if (proof === undefined) return event;
     const multi = (doc.multiValueHeaders ?? {}) as Record<string, string[]>;
     return { ...doc, headers: { ...headers, [PROOF_HEADER]: proof }, multiValueHeaders: { ...multi, [PROOF_HEADER]: [proof] } };
   }
   if (typeof doc.audience !== 'string' || doc.proof !== undefined) return event;
-  const proof = sign(directInvoker, doc.audience, typeof doc.scope === 'string' ? doc.scope : undefined);
+  const proof = sign(directInvoker, doc.audience, stringOrUndefined(doc.scope), stringOrUndefined(doc.organization));
   return proof === undefined ? event : { ...doc, proof };
+}
+
+/** A field the vendor reads as a string; anything else it refuses before it looks at the proof. */
+function stringOrUndefined(value: unknown): string | undefined {
+  return typeof value === 'string' ? value : undefined;
 }

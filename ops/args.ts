@@ -21,6 +21,8 @@ export interface OpsRun {
   readonly client?: string;
   /** flush and refresh only */
   readonly audience?: string;
+  /** flush and refresh only: one Auth0 organization's tokens (its id or name, as the grants name it) */
+  readonly organization?: string;
   readonly target: OpsTarget;
   /** --grants FILE, as given (resolved against the working directory by the caller) */
   readonly grants?: string;
@@ -39,9 +41,9 @@ export const LOCAL_ENV_FILE = '.local/invoke-local.env.json';
 const PROGRAM = 'npm run ops --';
 const WHERE = '(--stage S | --local | --env-file F)';
 
-type ValueOption = 'client' | 'audience' | 'stage' | 'region' | 'env-file' | 'grants';
+type ValueOption = 'client' | 'audience' | 'organization' | 'stage' | 'region' | 'env-file' | 'grants';
 type FlagOption = 'local' | 'json' | 'verbose';
-const VALUE_OPTIONS: readonly ValueOption[] = ['client', 'audience', 'stage', 'region', 'env-file', 'grants'];
+const VALUE_OPTIONS: readonly ValueOption[] = ['client', 'audience', 'organization', 'stage', 'region', 'env-file', 'grants'];
 const FLAG_OPTIONS: readonly FlagOption[] = ['local', 'json', 'verbose'];
 
 interface CommandSpec {
@@ -49,6 +51,7 @@ interface CommandSpec {
   readonly summary: string;
   readonly description: string;
   readonly client: 'required' | 'none';
+  /** --audience and --organization */
   readonly audience: boolean;
 }
 
@@ -57,24 +60,26 @@ const SPECS: Readonly<Record<OpsCommand, CommandSpec>> = {
     synopsis: `status ${WHERE} [--grants FILE] [--json] [--verbose]`,
     summary: 'the cache: tokens by fingerprint (never a token), leases, back-offs',
     description:
-      'Lists the cached tokens: per token its fingerprint, client, audience, scopes, expiry, fetch time\n' +
-      'and last use (never the token itself); then the active leases and back-offs.',
+      'Lists the cached tokens: per token its fingerprint, client, audience, scopes, Auth0 organization,\n' +
+      'expiry, fetch time and last use (never the token itself); then the active leases and back-offs.',
     client: 'none',
     audience: false,
   },
   flush: {
-    synopsis: `flush --client C [--audience A] ${WHERE} [--grants FILE] [--json] [--verbose]`,
+    synopsis: `flush --client C [--audience A] [--organization O] ${WHERE} [--grants FILE] [--json] [--verbose]`,
     summary: "remove a client's cached tokens",
     description:
-      "Removes a client's cached tokens (only those for audience A, if given). Every instance drops its\n" +
-      'copy within MEMORY_REVALIDATE_SECONDS; the next request fetches a new token.',
+      "Removes a client's cached tokens (only those for audience A and organization O, if given). Every\n" +
+      'instance drops its copy within MEMORY_REVALIDATE_SECONDS; the next request fetches a new token.',
     client: 'required',
     audience: true,
   },
   refresh: {
-    synopsis: `refresh --client C [--audience A] ${WHERE} [--grants FILE] [--json] [--verbose]`,
+    synopsis: `refresh --client C [--audience A] [--organization O] ${WHERE} [--grants FILE] [--json] [--verbose]`,
     summary: "fetch a client's tokens anew now",
-    description: "Fetches new tokens now for a client's cached tokens (only those for audience A, if given),\nreplacing the cached ones whether they are due or not.",
+    description:
+      "Fetches new tokens now for a client's cached tokens (only those for audience A and organization O,\n" +
+      'if given), replacing the cached ones whether they are due or not.',
     client: 'required',
     audience: true,
   },
@@ -93,6 +98,7 @@ const SPECS: Readonly<Record<OpsCommand, CommandSpec>> = {
 const OPTION_HELP: Readonly<Record<ValueOption | FlagOption | 'help', string>> = {
   client: '  --client C       the client, by its name in the grants file',
   audience: '  --audience A     only the tokens for this audience',
+  organization: '  --organization O only the tokens for this Auth0 organization (its id or name, as the grants name it)',
   stage: '  --stage S        the deployed stack: table token-vendor-S, your AWS credentials and region',
   region: "  --region R       with --stage: the stack's region (default: AWS_REGION, else your profile's)",
   local: `  --local          the stack \`npm start\` runs (reads ${LOCAL_ENV_FILE})`,
@@ -124,6 +130,7 @@ export const GENERAL_USAGE = [
   'options:',
   OPTION_HELP.client,
   OPTION_HELP.audience,
+  OPTION_HELP.organization,
   OPTION_HELP.grants,
   OPTION_HELP.json,
   OPTION_HELP.verbose,
@@ -142,7 +149,7 @@ export function commandUsage(command: OpsCommand): string {
     '',
     'options:',
     ...(spec.client === 'required' ? [OPTION_HELP.client] : []),
-    ...(spec.audience ? [OPTION_HELP.audience] : []),
+    ...(spec.audience ? [OPTION_HELP.audience, OPTION_HELP.organization] : []),
     OPTION_HELP.stage,
     OPTION_HELP.region,
     OPTION_HELP.local,
@@ -239,11 +246,12 @@ export function parseOpsArgs(argv: readonly string[]): ParsedOpsArgs {
   if (problem !== undefined) return error(problem, command);
   if (second !== undefined) return error(`unexpected argument ${JSON.stringify(second)}`, command);
 
-  const { client, audience, stage, region, grants } = values;
+  const { client, audience, organization, stage, region, grants } = values;
   const envFile = values['env-file'];
   if (spec.client === 'required' && client === undefined) return error(`${command} needs --client <name from the grants file>`, command);
   if (spec.client === 'none' && client !== undefined) return error(`${command} takes no --client`, command);
   if (!spec.audience && audience !== undefined) return error(`${command} takes no --audience`, command);
+  if (!spec.audience && organization !== undefined) return error(`${command} takes no --organization`, command);
 
   const places = [stage !== undefined && '--stage', flags.local && '--local', envFile !== undefined && '--env-file'].filter((p): p is string => typeof p === 'string');
   if (places.length === 0) return error('say where: --stage <stage>, --local or --env-file <file>', command);
@@ -262,6 +270,7 @@ export function parseOpsArgs(argv: readonly string[]): ParsedOpsArgs {
     command,
     ...(client !== undefined ? { client } : {}),
     ...(audience !== undefined ? { audience } : {}),
+    ...(organization !== undefined ? { organization } : {}),
     target,
     ...(grants !== undefined ? { grants } : {}),
     json: flags.json === true,

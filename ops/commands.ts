@@ -18,13 +18,13 @@ export async function runCommand(run: OpsRun, config: VendorConfig): Promise<unk
   const say = (line: string): void => {
     if (!run.json) console.log(line);
   };
-  const { client, audience } = run;
+  const { client, audience, organization } = run;
+  const which = `${client}${audience ? ` for ${audience}` : ''}${organization ? ` in organization ${organization}` : ''}`;
   switch (run.command) {
     case 'status':
       return status(vendor, config, run.json, say);
     case 'flush': {
-      const removed = await vendor.service.flush(client!, audience);
-      const which = `${client}${audience ? ` for ${audience}` : ''}`;
+      const removed = await vendor.service.flush(client!, audience, organization);
       // Nothing matched is worth saying plainly: a typo'd audience, or a token already gone, would
       // otherwise read like a flush that worked.
       if (removed === 0) say(`flush matched nothing: no cached token of ${which} in table ${config.tableName}; nothing removed`);
@@ -32,20 +32,23 @@ export async function runCommand(run: OpsRun, config: VendorConfig): Promise<unk
       return { flushed: removed };
     }
     case 'refresh': {
-      const tokens = (await vendor.refresher.list()).filter((t) => t.client === client && (audience === undefined || t.audience === audience));
+      const tokens = (await vendor.refresher.list()).filter(
+        (t) => t.client === client && (audience === undefined || t.audience === audience) && (organization === undefined || t.organization === organization),
+      );
       const results = [];
       for (const token of tokens) {
-        const request = config.grants.requestFor(token.client, token.audience, token.scopes);
+        const org = token.organization === undefined ? {} : { organization: token.organization };
+        const request = config.grants.requestFor(token.client, token.audience, token.scopes, token.organization);
         if (request === undefined) {
-          results.push({ audience: token.audience, scopes: token.scopes, outcome: 'ungranted' });
+          results.push({ audience: token.audience, scopes: token.scopes, ...org, outcome: 'ungranted' });
           continue;
         }
         // No look-ahead limit: due or not, replace it now.
         const outcome = await vendor.service.refresh(request, Number.MAX_SAFE_INTEGER);
-        results.push({ audience: token.audience, scopes: token.scopes, outcome });
+        results.push({ audience: token.audience, scopes: token.scopes, ...org, outcome });
       }
-      if (results.length === 0) say(`no cached token of ${client}${audience ? ` for ${audience}` : ''} in table ${config.tableName} to refresh`);
-      else for (const line of table(['outcome', 'audience', 'scopes'], results.map((r) => [r.outcome, r.audience, r.scopes.join(' ')]))) say(line);
+      if (results.length === 0) say(`no cached token of ${which} in table ${config.tableName} to refresh`);
+      else for (const line of table(['outcome', 'audience', 'scopes', 'organization'], results.map((r) => [r.outcome, r.audience, r.scopes.join(' '), r.organization ?? '-']))) say(line);
       return { refreshed: results };
     }
     case 'rotate':
@@ -63,6 +66,8 @@ async function status(vendor: Vendor, config: VendorConfig, json: boolean, say: 
     client: t.client,
     audience: t.audience,
     scopes: t.scopes.join(' '),
+    // The Auth0 organization the token is for, as requested (null: none).
+    organization: t.organization ?? null,
     expiresAt: new Date(t.expiresAt * 1000).toISOString(),
     expiresIn: Math.floor(t.expiresAt - now / 1000),
     fetchedAt: new Date(t.fetchedAt).toISOString(),
@@ -75,7 +80,10 @@ async function status(vendor: Vendor, config: VendorConfig, json: boolean, say: 
     const rows = (headers: string[], cells: string[][]) => {
       if (cells.length > 0) for (const line of table(headers, cells, '  ')) say(line);
     };
-    rows(['fingerprint', 'client', 'audience', 'scopes', 'expires in', 'expires at', 'fetched at', 'last used at'], tokens.map((t) => [t.fingerprint, t.client, t.audience, t.scopes, `${t.expiresIn} s`, t.expiresAt, t.fetchedAt, t.lastUsedAt ?? '-']));
+    rows(
+      ['fingerprint', 'client', 'audience', 'scopes', 'organization', 'expires in', 'expires at', 'fetched at', 'last used at'],
+      tokens.map((t) => [t.fingerprint, t.client, t.audience, t.scopes, t.organization ?? '-', `${t.expiresIn} s`, t.expiresAt, t.fetchedAt, t.lastUsedAt ?? '-']),
+    );
     rows(['lease', 'until'], leases.map((l) => [l.key, l.until]));
     rows(['back-off (client key)', 'reason', 'until'], backoffs.map((b) => [b.clientKey, b.reason, b.until]));
   }

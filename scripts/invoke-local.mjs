@@ -45,7 +45,7 @@ if (fn === 'vend') {
   const { presignProof, withFreshProof } = await tsImport('../local/stsProof.ts', import.meta.url);
   // The local caller signs, whoever the event names: an API event naming another role is then
   // refused as a proof made by another principal, as the deployed vendor would refuse it.
-  const sign = (_callerArn, audience, scope) =>
+  const sign = (_callerArn, audience, scope, organization) =>
     presignProof({
       credential: { accessKeyId: caller.accessKeyId, secretAccessKey: caller.secretAccessKey, ...(caller.sessionToken ? { sessionToken: caller.sessionToken } : {}) },
       region: env.AWS_REGION,
@@ -53,6 +53,7 @@ if (fn === 'vend') {
       serverId: env.PROOF_SERVER_ID,
       audience,
       scope,
+      organization,
     });
   const signed = withFreshProof(doc, sign, caller.principalArn);
   if (signed !== doc) {

@@ -5,7 +5,7 @@ For services not written in TypeScript: what the TypeScript client (client/) doe
 
 1. Make the identity proof (docs/identity-proof.md, version 1): an sts:GetCallerIdentity
    request presigned with your AWS credentials for 60 s, signing two headers the vendor supplies
-   itself (the deployment's server id and a hash of this audience and scope), sent as
+   itself (the deployment's server id and a hash of this audience, scope and organization), sent as
    ``tvp1.`` + base64url(presigned URL). The same construction as ``aws eks get-token``
    (botocore's presigned GetCallerIdentity with a signed ``x-k8s-aws-id`` header).
 2. POST {endpoint}/token with the JSON body, SigV4-signed for API Gateway (service
@@ -17,7 +17,10 @@ Usage (prints only the token, so ``TOKEN=$(python3 vend_token.py ...)`` works)::
         --endpoint https://abc123.execute-api.eu-west-1.amazonaws.com/prod \\
         --region eu-west-1 --server-id token-vendor-prod-eu-west-1
 
-Every option but --audience and --scope may come from the environment instead:
+``--organization ORG`` (``organization=`` in ``vend_token()``) asks for a token of that Auth0
+organization (its ``org_...`` id or its name, as your grant names it); without it the token has none.
+
+Every option but --audience, --scope and --organization may come from the environment instead:
 TOKEN_VENDOR_ENDPOINT, AWS_REGION (or AWS_DEFAULT_REGION), TOKEN_VENDOR_SERVER_ID (the
 deployment's proof server id, ``token-vendor-<stage>`` by default) and, for a local stack only,
 TOKEN_VENDOR_STS_ENDPOINT. Credentials come from botocore's default chain (environment, profile,
@@ -52,6 +55,8 @@ REQUEST_HEADER = "x-token-vendor-request"
 PROOF_SIGNED_HEADERS = "host;x-token-vendor-request;x-token-vendor-server-id"
 # aws-iam-authenticator presigns for 60 s too; the vendor accepts at most 300 s whatever this says.
 PROOF_EXPIRES_SECONDS = 60
+# The TypeScript client's rule (client/organization.ts): no Auth0 organization id or name is longer.
+MAX_ORGANIZATION_LENGTH = 100
 
 
 class VendError(Exception):
@@ -69,9 +74,27 @@ def normalize_scope(scope):
     return " ".join(sorted({token for token in (scope or "").split(" ") if token}))
 
 
-def request_binding(audience, scope):
-    """x-token-vendor-request: hex SHA-256 of ``tvp1\\n<audience>\\n<normalized scope>``."""
-    return hashlib.sha256(f"tvp1\n{audience}\n{normalize_scope(scope)}".encode("utf-8")).hexdigest()
+def request_binding(audience, scope, organization=None):
+    """x-token-vendor-request: hex SHA-256 of ``tvp1\\n<audience>\\n<normalized scope>``.
+
+    ``\\n<organization>`` is appended only when the request names an Auth0 organization, so a
+    request without one binds exactly as before (docs/identity-proof.md).
+    """
+    text = f"tvp1\n{audience}\n{normalize_scope(scope)}" + (f"\n{organization}" if organization is not None else "")
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def organization_problem(organization):
+    """Why ``organization`` cannot name an organization, or None (the TypeScript client's rule)."""
+    if not isinstance(organization, str) or not organization.strip():
+        return "organization must be a non-empty string"
+    # Counted as JavaScript counts (UTF-16 code units), so both clients refuse the same values.
+    if len(organization.encode("utf-16-le")) // 2 > MAX_ORGANIZATION_LENGTH:
+        return f"organization must be at most {MAX_ORGANIZATION_LENGTH} characters"
+    # Unicode Cc (C0, DEL, C1): a newline would make the binding text ambiguous.
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in organization):
+        return "organization must not contain control characters"
+    return None
 
 
 def sts_origin(region):
@@ -79,18 +102,19 @@ def sts_origin(region):
     return f"https://sts.{region}.amazonaws.com{'.cn' if region.startswith('cn-') else ''}"
 
 
-def make_proof(credentials, region, server_id, audience, scope=None, sts_endpoint=None):
+def make_proof(credentials, region, server_id, audience, scope=None, sts_endpoint=None, organization=None):
     """The identity proof for one request: ``tvp1.`` + base64url(presigned GetCallerIdentity URL).
 
     ``sts_endpoint`` (a loopback ``http://127.0.0.1:PORT``) is only for a local stack whose vendor
-    has the same STS_ENDPOINT; the credential scope stays ``region`` either way.
+    has the same STS_ENDPOINT; the credential scope stays ``region`` either way. ``organization``
+    must be the one the request body names (None for none).
     """
     origin = (sts_endpoint or sts_origin(region)).rstrip("/")
     request = AWSRequest(
         method="GET",
         url=f"{origin}/?Action=GetCallerIdentity&Version=2011-06-15",
         # Signed, never sent: the vendor sends its own values for both when it calls STS.
-        headers={SERVER_ID_HEADER: server_id, REQUEST_HEADER: request_binding(audience, scope)},
+        headers={SERVER_ID_HEADER: server_id, REQUEST_HEADER: request_binding(audience, scope, organization)},
     )
     SigV4QueryAuth(credentials, "sts", region, expires=PROOF_EXPIRES_SECONDS).add_auth(request)
     signed = parse_qs(urlsplit(request.url).query).get("X-Amz-SignedHeaders")
@@ -108,12 +132,17 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def vend_token(audience, scope=None, *, endpoint, region, server_id, sts_endpoint=None, credentials=None, timeout=10):
+def vend_token(audience, scope=None, *, endpoint, region, server_id, organization=None, sts_endpoint=None, credentials=None, timeout=10):
     """POST {endpoint}/token with a fresh proof; returns the token response as a dict.
 
+    ``organization``: the Auth0 organization (``org_...`` id or name) the token is for; None for a
+    token without organization.
+
     Raises VendError for a refusal (``code`` is the vendor's OAuth error, e.g. access_denied) or
-    when the vendor cannot be reached.
+    when the vendor cannot be reached; ValueError for an organization no request may name.
     """
+    if organization is not None and organization_problem(organization):
+        raise ValueError(organization_problem(organization))
     if credentials is None:
         found = botocore.session.get_session().get_credentials()
         if found is None:
@@ -121,14 +150,19 @@ def vend_token(audience, scope=None, *, endpoint, region, server_id, sts_endpoin
         # One frozen set for the proof and the request: a refresh in between would mix two.
         credentials = found.get_frozen_credentials()
 
-    body = json.dumps({"audience": audience, **({"scope": normalize_scope(scope)} if normalize_scope(scope) else {})}).encode("utf-8")
+    fields = {"audience": audience}
+    if normalize_scope(scope):
+        fields["scope"] = normalize_scope(scope)
+    if organization is not None:
+        fields["organization"] = organization
+    body = json.dumps(fields).encode("utf-8")
     request = AWSRequest(
         method="POST",
         url=endpoint.rstrip("/") + "/token",
         data=body,
         headers={
             "content-type": "application/json",
-            PROOF_HEADER: make_proof(credentials, region, server_id, audience, scope, sts_endpoint),
+            PROOF_HEADER: make_proof(credentials, region, server_id, audience, scope, sts_endpoint, organization),
         },
     )
     # Every header is signed, the proof header included.
@@ -167,6 +201,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="Print an access token from the token vendor (stdout: the token only).")
     parser.add_argument("--audience", required=True, help="the API the token is for")
     parser.add_argument("--scope", help='space-separated scopes, e.g. "read:orders write:orders"; default: all granted')
+    parser.add_argument("--organization", help="the Auth0 organization the token is for (org_... id or name); default: none")
     parser.add_argument("--endpoint", default=env.get("TOKEN_VENDOR_ENDPOINT"), help="the REST API with its stage (TOKEN_VENDOR_ENDPOINT)")
     parser.add_argument("--region", default=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"), help="the vendor's region (AWS_REGION)")
     parser.add_argument("--server-id", default=env.get("TOKEN_VENDOR_SERVER_ID"), help="proof server id, token-vendor-<stage> by default (TOKEN_VENDOR_SERVER_ID)")
@@ -175,6 +210,8 @@ def main(argv=None):
     for name in ("endpoint", "region", "server_id"):
         if not getattr(args, name):
             parser.error(f"--{name.replace('_', '-')} is required (or its environment variable)")
+    if args.organization is not None and organization_problem(args.organization):
+        parser.error(f"--{organization_problem(args.organization)}")
 
     try:
         token = vend_token(
@@ -183,6 +220,7 @@ def main(argv=None):
             endpoint=args.endpoint,
             region=args.region,
             server_id=args.server_id,
+            organization=args.organization,
             sts_endpoint=args.sts_endpoint,
         )
     except VendError as error:

@@ -8,11 +8,12 @@
  * every answer (quotaHeaders.ts).
  */
 import { randomUUID } from 'node:crypto';
-import type { JWTVerifyGetKey, importPKCS8 } from 'jose';
+import type { JWTPayload, JWTVerifyGetKey, importPKCS8 } from 'jose';
 import type * as JoseModule from './joseModule.js';
 import { onFirstUse } from '../core/onFirstUse.js';
 import {
   ConfigError,
+  IdpOrganizationQuotaError,
   IdpRateLimitedError,
   idpRefusal,
   IdpUnavailableError,
@@ -75,6 +76,10 @@ export class Auth0TokenEndpoint implements TokenEndpoint {
       audience: request.audience,
       // Always explicit: Auth0 answers a request without scope with every scope of the client grant.
       scope: request.scopes.join(' '),
+      // Exactly the organization the grants allowed (docs/auth0-wire-behaviour.md §14.1); never
+      // sent without one, so that a tenant's default organization (§14.5) shows up as an org_id
+      // the token for "no organization" must not have.
+      ...(request.organization !== undefined ? { organization: request.organization } : {}),
     };
     const headers: Record<string, string> = {
       'content-type': 'application/json',
@@ -127,10 +132,12 @@ export class Auth0TokenEndpoint implements TokenEndpoint {
     const summary = `${oauthSummary(text)}${refused === undefined ? '' : ` (body not read: ${refused.message})`}${quotaSummary(quota)}`;
 
     if (response.status === 429) {
-      throw new IdpRateLimitedError(
-        `token endpoint ${url} answered 429${summary}`,
-        retryAfterSeconds(response.headers, receivedAt, quota) ?? DEFAULT_RETRY_AFTER_SECONDS,
-      );
+      const message = `token endpoint ${url} answered 429${summary}`;
+      const wait = retryAfterSeconds(response.headers, receivedAt, quota) ?? DEFAULT_RETRY_AFTER_SECONDS;
+      // Only the organization's quota is used up (§9, §14.9): pause that organization, not the
+      // client. Any other 429 (the client's quota, the tenant's rate limit) pauses the client.
+      if (request.organization !== undefined && organizationQuotaOnly(quota)) throw new IdpOrganizationQuotaError(message, wait, request.organization);
+      throw new IdpRateLimitedError(message, wait);
     }
     if (response.status >= 500) {
       throw new IdpUnavailableError(
@@ -147,17 +154,22 @@ export class Auth0TokenEndpoint implements TokenEndpoint {
       throw new InvalidTokenResponseError(`token endpoint ${url} answered ${response.status} with a body that was not read: ${refused.message}`, { cause: refused });
     }
 
-    const tightest = tightestQuota(quota);
+    // With an organization, the client's and the organization's quotas are read apart, so that the
+    // quota guard can keep the organization's count per organization (§14.9).
+    const tightest = tightestQuota(request.organization === undefined ? quota : { client: quota.client, organization: [] });
+    const tightestOrganization = request.organization === undefined ? undefined : tightestQuota({ client: [], organization: quota.organization });
     const issued: IssuedToken = {
       ...validateTokenResponse(parseJson(text), receivedAt),
       // The client_id it was issued to: public, and what tells this client's tokens from another's.
       clientId: credentials.clientId,
       ...(tightest === undefined ? {} : { quota: tightest }),
+      ...(tightestOrganization === undefined ? {} : { organizationQuota: tightestOrganization }),
     };
     if (client.tokenFormat === 'jwt') {
-      const exp = await this.verifyJwt(issued.accessToken, client.origin, client.issuer, request.audience, receivedAt);
+      const payload = await this.verifyJwt(issued.accessToken, client.origin, client.issuer, request.audience, receivedAt);
+      const organizationId = checkOrganizationClaims(payload, request.organization, url);
       // Trust the earlier of the two: a token is dead at `exp` whatever `expires_in` said.
-      return { ...issued, expiresAt: Math.min(issued.expiresAt, exp) };
+      return { ...issued, expiresAt: Math.min(issued.expiresAt, payload.exp as number), ...(organizationId === undefined ? {} : { organizationId }) };
     }
     return issued;
   }
@@ -191,8 +203,8 @@ export class Auth0TokenEndpoint implements TokenEndpoint {
       .sign(key);
   }
 
-  /** Verify signature, issuer, audience and expiry; returns `exp`. */
-  private async verifyJwt(token: string, origin: string, issuer: string, audience: string, nowMs: number): Promise<number> {
+  /** Verify signature, issuer, audience and expiry; returns the claims (`exp` among them). */
+  private async verifyJwt(token: string, origin: string, issuer: string, audience: string, nowMs: number): Promise<JWTPayload> {
     const jose = await loadJose();
     try {
       const { payload } = await jose.jwtVerify(token, this.keySet(origin, jose), {
@@ -202,7 +214,7 @@ export class Auth0TokenEndpoint implements TokenEndpoint {
         requiredClaims: ['exp'],
         currentDate: new Date(nowMs),
       });
-      return payload.exp as number;
+      return payload;
     } catch (error) {
       throw jwtError(error, origin, jose.errors);
     }
@@ -220,6 +232,42 @@ export class Auth0TokenEndpoint implements TokenEndpoint {
     }
     return keySet;
   }
+}
+
+/**
+ * The token's organization against the request's (issue 12; docs/auth0-wire-behaviour.md §14.2):
+ * - asked by id: `org_id` must be exactly that id;
+ * - asked by name: `org_name` must be that name (Auth0 stores names in lower case and compares them
+ *   so, §14.3) and `org_id` must be there, as Auth0 puts both in a token once names are allowed;
+ * - asked for none: no `org_id` and no `org_name`. A client with a default organization (§14.5), or
+ *   a tenant answering with an organization not asked for, would otherwise have its organization's
+ *   token cached and served as the organization-less one.
+ * A tenant that ignores the parameter (§14.8) issues no `org_id`: refused too. Every mismatch is an
+ * InvalidTokenResponseError, so nothing is cached.
+ * @returns the token's `org_id`, if any
+ */
+function checkOrganizationClaims(payload: JWTPayload, organization: string | undefined, url: string): string | undefined {
+  const orgId = payload.org_id;
+  const orgName = payload.org_name;
+  if (orgId !== undefined && (typeof orgId !== 'string' || orgId === '')) throw new InvalidTokenResponseError(`access token from ${url} has an org_id that is not a string`);
+  if (organization === undefined) {
+    if (orgId !== undefined || orgName !== undefined) {
+      throw new InvalidTokenResponseError(`access token from ${url} is for organization ${String(orgId ?? orgName).slice(0, 60)}, but none was requested (a default organization?)`);
+    }
+    return undefined;
+  }
+  if (orgId === undefined) throw new InvalidTokenResponseError(`access token from ${url} has no org_id, but organization ${organization} was requested (does the tenant ignore the parameter?)`);
+  if (organization.startsWith('org_')) {
+    if (orgId !== organization) throw new InvalidTokenResponseError(`access token from ${url} is for organization ${orgId.slice(0, 60)}, not the ${organization} requested`);
+  } else if (typeof orgName !== 'string' || orgName.toLowerCase() !== organization) {
+    throw new InvalidTokenResponseError(`access token from ${url} has org_name ${JSON.stringify(typeof orgName === 'string' ? orgName.slice(0, 60) : orgName)}, not the ${organization} requested`);
+  }
+  return orgId;
+}
+
+/** Whether a 429 says the organization's quota is used up and the client's is not (§9, §14.9). */
+function organizationQuotaOnly(quota: QuotaHeaders): boolean {
+  return quota.organization.some((r) => r.remaining === 0) && !quota.client.some((r) => r.remaining === 0);
 }
 
 /** RFC 6749 §5.1 plus Auth0's habits; anything else is not a token we can serve. */

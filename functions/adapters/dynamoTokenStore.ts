@@ -4,7 +4,7 @@
  * items below are this store's.
  *
  * Token item:   { pk, sealedToken, scope, expiresAt (epoch s), ttl (= expiresAt), fetchedAt (epoch ms),
- *                fingerprint, client, audience, scopes, lastUsedAt (epoch ms), clientId?, origin? }.
+ *                fingerprint, client, audience, scopes, lastUsedAt (epoch ms), clientId?, origin?, organization? }.
  * Flush mark:   { through (epoch ms), ttl }: what a flush of the token leaves (see `remove`).
  * Back-off:     { until (epoch ms), reason, ttl }.
  * Fetch count:  { fetches, ttl }.
@@ -12,7 +12,8 @@
  * The whole record is sealed, not only the token: `sealedToken` is the seal (kmsTokenSealer.ts:
  * AES-256-GCM under a data key of its own, bound to the item's key) of every field the vendor
  * serves or decides on: the token, its expiry, scope, fingerprint, fetch time, the client it was
- * issued to, who caused the fetch, what was asked for, and the item's key. On a read the sealed
+ * issued to, who caused the fetch, what was asked for (the Auth0 organization among it), and the
+ * item's key: a table writer cannot move a token to another organization's item or relabel it. On a read the sealed
  * fields are the truth; the unsealed attributes are copies, kept for DynamoDB (TTL, the
  * conditions of a write) and for readers without the key (the refresher's list, `ops status`).
  * An item whose copies disagree with its seal, or whose seal does not open, was written by
@@ -184,6 +185,7 @@ export class DynamoTokenStore implements TokenStore {
             lastUsedAt: { N: String(token.lastUsedAt ?? token.fetchedAt) },
             ...(token.clientId !== undefined ? { clientId: { S: token.clientId } } : {}),
             ...(token.origin !== undefined ? { origin: { S: token.origin } } : {}),
+            ...(token.organization !== undefined ? { organization: { S: token.organization } } : {}),
           },
           ConditionExpression: `attribute_not_exists(#pk) OR #fetched < :fetched OR ${otherClient}${replaceDefective}`,
           ExpressionAttributeNames: {
@@ -415,6 +417,7 @@ function itemToRecord(key: string, item: Record<string, AttributeValue>): TokenR
   const lastUsedAt = Number(item.lastUsedAt?.N);
   const clientId = item.clientId?.S;
   const origin = item.origin?.S;
+  const organization = item.organization?.S;
   // A malformed item is a miss, not a crash: it will be overwritten by the next fetch.
   if (scope === undefined || fingerprint === undefined) return undefined;
   if (client === undefined || audience === undefined || scopes === undefined) return undefined;
@@ -431,6 +434,7 @@ function itemToRecord(key: string, item: Record<string, AttributeValue>): TokenR
     lastUsedAt: Number.isFinite(lastUsedAt) ? lastUsedAt : undefined,
     ...(clientId !== undefined ? { clientId } : {}),
     ...(origin !== undefined ? { origin } : {}),
+    ...(organization !== undefined ? { organization } : {}),
   };
 }
 
@@ -448,6 +452,12 @@ interface SealedRecord {
   readonly scopes: readonly string[];
   readonly clientId: string | null;
   readonly origin: string | null;
+  /**
+   * The Auth0 organization asked for (issue 12). Absent, not null, for a token without one, so that
+   * such a record seals as it did before organizations existed and the records of an earlier
+   * vendor (same version) still open.
+   */
+  readonly organization?: string;
 }
 
 function recordToSeal(token: CachedToken): string {
@@ -464,6 +474,7 @@ function recordToSeal(token: CachedToken): string {
     scopes: [...token.scopes],
     clientId: token.clientId ?? null,
     origin: token.origin ?? null,
+    ...(token.organization !== undefined ? { organization: token.organization } : {}),
   };
   return JSON.stringify(record);
 }
@@ -485,6 +496,7 @@ function recordFromSeal(plaintext: string, key: string): Omit<CachedToken, 'last
   if (!isTime(r.expiresAt) || !isTime(r.fetchedAt) || !isString(r.client) || !isString(r.audience)) return undefined;
   if (!Array.isArray(r.scopes) || !r.scopes.every(isString)) return undefined;
   if (!(r.clientId === null || isString(r.clientId)) || !(r.origin === null || isString(r.origin))) return undefined;
+  if (r.organization !== undefined && (!isString(r.organization) || r.organization === '')) return undefined;
   return {
     key,
     accessToken: r.accessToken,
@@ -497,6 +509,7 @@ function recordFromSeal(plaintext: string, key: string): Omit<CachedToken, 'last
     scopes: r.scopes,
     ...(r.clientId !== null ? { clientId: r.clientId } : {}),
     ...(r.origin !== null ? { origin: r.origin } : {}),
+    ...(r.organization !== undefined ? { organization: r.organization } : {}),
   };
 }
 
@@ -516,6 +529,7 @@ function attributesDisagreeing(token: Omit<CachedToken, 'lastUsedAt'>, item: Ite
     scopes: { S: token.scopes.join(' ') },
     clientId: token.clientId === undefined ? undefined : { S: token.clientId },
     origin: token.origin === undefined ? undefined : { S: token.origin },
+    organization: token.organization === undefined ? undefined : { S: token.organization },
   };
   return Object.entries(expected)
     .filter(([name, value]) => !sameAttribute(item[name], value))

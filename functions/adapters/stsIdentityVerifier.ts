@@ -46,7 +46,7 @@ export class StsIdentityVerifier implements IdentityVerifier {
     this.#now = options.now ?? (() => Date.now());
   }
 
-  async verify(proof: unknown, request: { readonly audience: string; readonly scope: string | undefined }): Promise<IamCaller> {
+  async verify(proof: unknown, request: { readonly audience: string; readonly scope: string | undefined; readonly organization?: string | undefined }): Promise<IamCaller> {
     const now = this.#now();
     // Checked on every copy: the window closes for a remembered proof as for a new one.
     const checked = checkProof(proof, request, this.options.policy, now);

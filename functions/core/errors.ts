@@ -169,8 +169,26 @@ export class IdpUnavailableError extends UnavailableError {
 
 /** 503: the IdP answered 429 (rate limit or quota). Never retried at once: the fleet backs off. */
 export class IdpRateLimitedError extends IdpUnavailableError {
-  override readonly code = 'ERR_IDP_RATE_LIMITED';
-  override readonly publicDescription = 'The identity provider is rate limiting token requests. Retry later.';
+  override readonly code: string = 'ERR_IDP_RATE_LIMITED';
+  override readonly publicDescription: string = 'The identity provider is rate limiting token requests. Retry later.';
+}
+
+/**
+ * 503: Auth0 answered 429 because one organization's M2M quota is used up, not the client's
+ * (`Auth0-Organization-Quota-Limit` with nothing left: docs/auth0-wire-behaviour.md §9, §14.9).
+ * The fleet pauses that organization only.
+ */
+export class IdpOrganizationQuotaError extends IdpRateLimitedError {
+  override readonly code = 'ERR_IDP_ORGANIZATION_QUOTA';
+  override readonly publicDescription = 'The identity provider\'s token quota for this organization is used up. Retry later.';
+  constructor(
+    message: string,
+    retryAfterSeconds: number,
+    readonly organization: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, retryAfterSeconds, options);
+  }
 }
 
 /** 503: the fleet is backing off from the IdP for this client (after a 429 or repeated failures). */

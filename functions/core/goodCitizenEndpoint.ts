@@ -11,6 +11,10 @@
  *   Auth0's client grant disagree) remembered briefly, so asking again costs nothing;
  * - transient failures retried with full jitter inside a deadline (AWS Architecture Blog,
  *   "Exponential Backoff And Jitter");
+ * - per Auth0 organization (issue 12): a 429 that says only the organization's quota is used up
+ *   (`Auth0-Organization-Quota-Limit`, docs/auth0-wire-behaviour.md §14.9) pauses that organization
+ *   of the client, not the client, and Auth0's count of the organization's quota stops new tokens
+ *   for that organization only;
  * - a 429, or retries run out, recorded as a back-off for every instance, but only on evidence
  *   about the IdP: two failed attempts at least, none of them stretched by the instance being
  *   frozen (Lambda freezes an instance between invocations; a timer that fires seconds late is
@@ -21,6 +25,7 @@
 import {
   CallerQuotaError,
   IdpBackoffError,
+  IdpOrganizationQuotaError,
   IdpCredentialRefusedError,
   IdpGrantMismatchError,
   IdpRateLimitedError,
@@ -30,7 +35,7 @@ import {
   describe,
 } from './errors.js';
 import type { Backoff, ClientCredentials, CredentialSource, IssuedToken, Log, Observer, QuotaReading, TokenEndpoint, TokenFetchRequest, TokenStore } from './ports.js';
-import { clientKey, counterKey } from './tokenIdentity.js';
+import { clientKey, counterKey, organizationKey } from './tokenIdentity.js';
 
 export interface GoodCitizenOptions {
   /** Total time one fetch may take, retries of transient failures included. */
@@ -95,9 +100,12 @@ export class GoodCitizenEndpoint implements TokenEndpoint {
 
   async fetchToken(request: TokenFetchRequest): Promise<IssuedToken> {
     const client = clientKey(request.client.issuer, request.credentials.clientId);
-    const refusalKey = JSON.stringify([client, request.audience, request.scopes]);
+    const organization = request.organization === undefined ? undefined : organizationKey(client, request.organization);
+    const refusalKey = JSON.stringify([client, request.audience, request.scopes, ...(request.organization === undefined ? [] : [request.organization])]);
     this.checkRemembered(refusalKey);
     await this.checkBackoff(client);
+    if (organization !== undefined) await this.checkBackoff(organization);
+    if (organization !== undefined) this.checkAuth0Count(organization, request.cause === 'refresh-ahead' || request.cause === 'scheduled');
     await this.checkQuota(client, request);
     const started = this.deps.now();
     let paused = 0;
@@ -111,6 +119,7 @@ export class GoodCitizenEndpoint implements TokenEndpoint {
         const issued = await this.deps.idp.fetchToken({ ...request, credentials });
         if (credentials !== request.credentials) this.deps.credentials.prefer(request.client.secretId, credentials);
         if (issued.quota !== undefined) this.noteQuota(client, request.client.name, issued.quota);
+        if (organization !== undefined && issued.organizationQuota !== undefined) this.noteQuota(organization, request.client.name, issued.organizationQuota, false);
         return issued;
       } catch (error) {
         this.deps.observer.idpError(codeOf(error), error instanceof IdpRejectedError ? error.idpError : undefined);
@@ -134,6 +143,12 @@ export class GoodCitizenEndpoint implements TokenEndpoint {
           this.deps.log.warn('the IdP refused the client credentials; trying the secret as it is now (rotation?)', { client: request.client.name });
           credentials = next;
           continue;
+        }
+        if (error instanceof IdpOrganizationQuotaError && organization !== undefined) {
+          // The organization's own quota: its tokens pause, the client's other organizations and
+          // its organization-less tokens go on.
+          await this.recordBackoff(organization, { until: this.deps.now() + error.retryAfterSeconds * 1000, reason: 'organization_quota' });
+          throw error;
         }
         if (error instanceof IdpRateLimitedError) {
           await this.recordBackoff(client, { until: this.deps.now() + error.retryAfterSeconds * 1000, reason: 'rate_limited' });
@@ -164,6 +179,7 @@ export class GoodCitizenEndpoint implements TokenEndpoint {
     }
   }
 
+  /** `client`: a client's key, or an organization's of a client (tokenIdentity.ts `organizationKey`). */
   private async checkBackoff(client: string): Promise<void> {
     const now = this.deps.now();
     let backoff = this.backoffs.get(client);
@@ -251,9 +267,10 @@ export class GoodCitizenEndpoint implements TokenEndpoint {
     }
   }
 
-  private noteQuota(client: string, clientName: string, reading: QuotaReading): void {
-    this.readings.set(client, { reading, at: this.deps.now() });
-    this.deps.observer.idpQuota(clientName, reading);
+  /** `key`: a client's, or one organization's of a client (whose reading is not the client's metric). */
+  private noteQuota(key: string, clientName: string, reading: QuotaReading, publish = true): void {
+    this.readings.set(key, { reading, at: this.deps.now() });
+    if (publish) this.deps.observer.idpQuota(clientName, reading);
   }
 
   /** A grant mismatch asked again within `refusalMemoryMs`: the same answer, without the IdP. */

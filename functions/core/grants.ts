@@ -45,8 +45,20 @@ interface PrincipalPattern {
   readonly uniqueId?: string | undefined;
 }
 
+/**
+ * Which Auth0 organizations a grant serves tokens for (issue 12; docs/auth0-wire-behaviour.md §14),
+ * in the words of Auth0's own client-grant setting `organization_usage`:
+ * - no `organizations` in the grant: `deny`, only tokens without an organization (as before);
+ * - `organizations: [...]`: `require`, only tokens for one of those organizations;
+ * - `organizations: [...]` with `organizationUsage: "allow"`: those, or none.
+ */
+export type GrantOrganizationUsage = 'deny' | 'allow' | 'require';
+
 export interface Grant {
   readonly principals: readonly PrincipalPattern[];
+  /** the organizations (`org_…` ids or names, exactly as callers name them); empty for `deny` */
+  readonly organizations: readonly string[];
+  readonly organizationUsage: GrantOrganizationUsage;
   /** whether the scheduled refresher keeps a token for exactly this grant's scopes ready */
   readonly prefetch: boolean;
   readonly client: ClientConfig;
@@ -60,6 +72,11 @@ export interface AuthorizedRequest {
   readonly audience: string;
   /** sorted, de-duplicated, never empty */
   readonly scopes: readonly string[];
+  /**
+   * The Auth0 organization to ask for (`org_…` id or name, exactly as the caller named it), or
+   * none: part of the cache key, so a token for one organization is never served for another.
+   */
+  readonly organization?: string | undefined;
 }
 
 /**
@@ -85,6 +102,26 @@ const IAM_NAME_PATTERN_CHARS = /^[\w+=,.@*-]+$/;
 const UNIQUE_ID = { role: /^AROA[A-Z0-9]{12,124}$/, user: /^AIDA[A-Z0-9]{12,124}$/ } as const;
 const PRINCIPAL_ARN = /^arn:(aws|aws-cn|aws-us-gov):iam::(\d{12}):(role|user)\/(.+)$/;
 const MAX_AUDIENCE_LENGTH = 600;
+/**
+ * Auth0 organization ids are `org_` and letters or digits (`org_vIK75NKFvaozQsFy`), at most 50
+ * characters (Management API, `Organization.id`: maxLength 50). Names are 1-50 lower-case letters,
+ * digits, `_` and `-` (Auth0 docs, "Create Organizations": "May contain lowercase alphabetical
+ * characters, numbers, underscores (_), and dashes (-) ... between 1 and 50 characters"). A value
+ * starting `org_` is an id, as Auth0's SDKs read it (docs/auth0-wire-behaviour.md §14.3).
+ */
+export const ORGANIZATION_ID = /^org_[A-Za-z0-9]{1,46}$/;
+export const ORGANIZATION_NAME = /^[a-z0-9_-]{1,50}$/;
+export const MAX_ORGANIZATION_LENGTH = 50;
+
+/** Whether `value` names an Auth0 organization: an `org_…` id, or a name that does not start `org_`. */
+export function isOrganization(value: string): boolean {
+  return value.startsWith('org_') ? ORGANIZATION_ID.test(value) : ORGANIZATION_NAME.test(value);
+}
+
+/** Whether `value` is an organization id (`org_…`), not a name. */
+export function isOrganizationId(value: string): boolean {
+  return ORGANIZATION_ID.test(value);
+}
 
 /** The validated grants, with the authorization decision. Immutable once built. */
 export class GrantBook {
@@ -137,40 +174,52 @@ export class GrantBook {
   }
 
   /**
-   * Decide what `caller` may get for `audience`. The scopes granted are the union over every
-   * grant that matches the caller for that audience. A requested scope must be a subset; no
-   * scope means every granted scope.
-   * @throws InvalidRequestError for a malformed scope, AccessDeniedError otherwise
+   * Decide what `caller` may get for `audience`, and for which Auth0 organization. The scopes
+   * granted are the union over every grant that matches the caller for that audience and allows
+   * the organization asked for (or, without one, allows none). A requested scope must be a
+   * subset; no scope means every granted scope.
+   * @throws InvalidRequestError for a malformed scope or organization, AccessDeniedError otherwise
    */
-  authorize(caller: Caller, audience: string, requestedScope: string | undefined): AuthorizedRequest {
+  authorize(caller: Caller, audience: string, requestedScope: string | undefined, organization?: string): AuthorizedRequest {
     const requested = parseScope(requestedScope);
-    const matching = this.grants.filter((g) => g.audience === audience && grantMatches(g, caller));
+    if (organization !== undefined && !isOrganization(organization)) {
+      throw new InvalidRequestError('organization must be an Auth0 organization id (org_ and letters or digits) or name (lower-case letters, digits, _ and -), at most 50 characters.');
+    }
+    const forAudience = this.grants.filter((g) => g.audience === audience && grantMatches(g, caller));
+    if (forAudience.length === 0) {
+      throw new AccessDeniedError(`The caller is not granted audience "${audience}".`);
+    }
+    const matching = forAudience.filter((g) => allowsOrganization(g, organization));
     const first = matching[0];
     if (first === undefined) {
-      throw new AccessDeniedError(`The caller is not granted audience "${audience}".`);
+      throw new AccessDeniedError(
+        organization === undefined
+          ? `The caller is granted audience "${audience}" only for an Auth0 organization: name one in "organization".`
+          : `The caller is not granted organization "${organization}" for audience "${audience}".`,
+      );
     }
     const granted = new Set(matching.flatMap((g) => g.scopes));
     const scopes = requested.length === 0 ? [...granted] : requested;
     const missing = scopes.filter((s) => !granted.has(s));
     if (missing.length > 0) {
       throw new AccessDeniedError(
-        `The caller is not granted scope ${missing.map((s) => `"${s}"`).join(', ')} for audience "${audience}".`,
+        `The caller is not granted scope ${missing.map((s) => `"${s}"`).join(', ')} for audience "${audience}"${organization === undefined ? '' : ` and organization "${organization}"`}.`,
       );
     }
-    return { client: first.client, audience, scopes: [...new Set(scopes)].sort() };
+    return request(first.client, audience, scopes, organization);
   }
 
   /**
    * For the scheduled refresher: the request behind a cached token, if the grants still allow
-   * it — a token whose grant was removed or narrowed is not refreshed.
+   * it — a token whose grant was removed or narrowed (scopes or organizations) is not refreshed.
    */
-  requestFor(clientName: string, audience: string, scopes: readonly string[]): AuthorizedRequest | undefined {
-    const matching = this.grants.filter((g) => g.client.name === clientName && g.audience === audience);
+  requestFor(clientName: string, audience: string, scopes: readonly string[], organization?: string): AuthorizedRequest | undefined {
+    const matching = this.grants.filter((g) => g.client.name === clientName && g.audience === audience && allowsOrganization(g, organization));
     const first = matching[0];
     if (first === undefined || scopes.length === 0) return undefined;
     const granted = new Set(matching.flatMap((g) => g.scopes));
     if (!scopes.every((s) => granted.has(s))) return undefined;
-    return { client: first.client, audience, scopes: [...new Set(scopes)].sort() };
+    return request(first.client, audience, scopes, organization);
   }
 
   /** The client whose credentials live in `secretId` (a name or an ARN). */
@@ -178,17 +227,30 @@ export class GrantBook {
     return [...this.clients.values()].find((c) => c.secretId === secretName || c.secretId === secretArn);
   }
 
-  /** What a rotation tests a new credential with: the client's first grant (audience and scopes). */
+  /**
+   * What a rotation tests a new credential with: the client's first grant (audience and scopes),
+   * for its first organization when it requires one (Auth0 refuses a `require` client grant's
+   * request without organization: docs/auth0-wire-behaviour.md §14.7).
+   */
   testRequestFor(client: ClientConfig): AuthorizedRequest | undefined {
     const grant = this.grants.find((g) => g.client.name === client.name);
-    return grant === undefined ? undefined : { client, audience: grant.audience, scopes: [...new Set(grant.scopes)].sort() };
+    if (grant === undefined) return undefined;
+    return request(client, grant.audience, grant.scopes, grant.organizationUsage === 'require' ? grant.organizations[0] : undefined);
   }
 
-  /** The tokens grants ask to have fetched in advance: each prefetch grant's exact scope set. */
+  /**
+   * The tokens grants ask to have fetched in advance: each prefetch grant's exact scope set, once
+   * without organization when the grant allows that, and once per organization it lists by id.
+   * Names are not prefetched: a name can be renamed and reused (§14.3), and a caller asking by name
+   * gets a token of its own, keyed by that name.
+   */
   prefetchRequests(): AuthorizedRequest[] {
     return this.grants
       .filter((g) => g.prefetch)
-      .map((g) => ({ client: g.client, audience: g.audience, scopes: [...new Set(g.scopes)].sort() }));
+      .flatMap((g) => [
+        ...(g.organizationUsage === 'require' ? [] : [request(g.client, g.audience, g.scopes, undefined)]),
+        ...g.organizations.filter(isOrganizationId).map((organization) => request(g.client, g.audience, g.scopes, organization)),
+      ]);
   }
 }
 
@@ -202,6 +264,16 @@ export function parseScope(scope: string | undefined): string[] {
     }
   }
   return [...new Set(tokens)].sort();
+}
+
+function request(client: ClientConfig, audience: string, scopes: readonly string[], organization: string | undefined): AuthorizedRequest {
+  return { client, audience, scopes: [...new Set(scopes)].sort(), ...(organization === undefined ? {} : { organization }) };
+}
+
+/** Whether `grant` serves tokens for `organization` (undefined: a token without organization). */
+function allowsOrganization(grant: Grant, organization: string | undefined): boolean {
+  if (organization === undefined) return grant.organizationUsage !== 'require';
+  return grant.organizations.includes(organization);
 }
 
 function grantMatches(grant: Grant, caller: Caller): boolean {
@@ -269,7 +341,7 @@ function parseDomain(value: unknown, field: string): string {
 }
 
 function parseGrant(value: unknown, field: string, clients: ReadonlyMap<string, ClientConfig>): Grant {
-  const g = expectObject(value, field, ['principals', 'directInvoke', 'prefetch', 'client', 'audience', 'scopes']);
+  const g = expectObject(value, field, ['principals', 'directInvoke', 'prefetch', 'client', 'audience', 'scopes', 'organizations', 'organizationUsage']);
   const principalsDoc = g.principals ?? [];
   if (!Array.isArray(principalsDoc)) throw new GrantsValidationError(`${field}.principals`, 'must be an array of IAM ARNs');
   const principals = principalsDoc.map((p, i) => parsePrincipalPattern(p, `${field}.principals[${i}]`));
@@ -301,7 +373,44 @@ function parseGrant(value: unknown, field: string, clients: ReadonlyMap<string, 
     if (!SCOPE_TOKEN.test(scope)) throw new GrantsValidationError(`${field}.scopes[${i}]`, `"${scope}" is not a valid scope token`);
     return scope;
   });
-  return Object.freeze({ principals: Object.freeze(principals), prefetch, client, audience, scopes: Object.freeze(scopes) });
+  const { organizations, organizationUsage } = parseOrganizations(g.organizations, g.organizationUsage, field, client);
+  return Object.freeze({ principals: Object.freeze(principals), prefetch, client, audience, scopes: Object.freeze(scopes), organizations, organizationUsage });
+}
+
+/**
+ * A grant's organizations (issue 12): absent, none (Auth0's `organization_usage: deny`); a list,
+ * only those (`require`), unless `organizationUsage` is `"allow"`, which also serves requests
+ * without organization. Each is an `org_…` id or a name, as callers will name it: the vendor
+ * cannot map one to the other, so a grant lists the form its callers use (an id is better: names
+ * can be renamed and reused, docs/auth0-wire-behaviour.md §14.3).
+ */
+function parseOrganizations(value: unknown, usageValue: unknown, field: string, client: ClientConfig): { organizations: readonly string[]; organizationUsage: GrantOrganizationUsage } {
+  if (value === undefined) {
+    if (usageValue !== undefined) throw new GrantsValidationError(`${field}.organizationUsage`, 'needs "organizations": list the organizations the grant serves');
+    return { organizations: Object.freeze([]), organizationUsage: 'deny' };
+  }
+  if (!Array.isArray(value) || value.length === 0) {
+    throw new GrantsValidationError(`${field}.organizations`, 'must be a non-empty array of Auth0 organization ids (org_…) or names; leave it out for tokens without organization');
+  }
+  const organizations = value.map((o, i) => {
+    const organization = expectString(o, `${field}.organizations[${i}]`, MAX_ORGANIZATION_LENGTH);
+    if (!isOrganization(organization)) {
+      throw new GrantsValidationError(`${field}.organizations[${i}]`, `"${organization}" is not an Auth0 organization id (org_ and letters or digits) or name (lower-case letters, digits, _ and -)`);
+    }
+    return organization;
+  });
+  const duplicate = organizations.find((o, i) => organizations.indexOf(o) !== i);
+  if (duplicate !== undefined) throw new GrantsValidationError(`${field}.organizations`, `"${duplicate}" is listed twice`);
+  const usage = usageValue ?? 'require';
+  if (usage !== 'require' && usage !== 'allow') {
+    throw new GrantsValidationError(`${field}.organizationUsage`, 'must be "require" (only the organizations listed; the default) or "allow" (those, or no organization)');
+  }
+  if (client.tokenFormat !== 'jwt') {
+    // The vendor checks a token's org_id against the request before serving it; an opaque token
+    // has no claims to check.
+    throw new GrantsValidationError(`${field}.organizations`, `client "${client.name}" issues opaque tokens, whose organization cannot be verified; organizations need tokenFormat "jwt"`);
+  }
+  return { organizations: Object.freeze(organizations), organizationUsage: usage };
 }
 
 function parsePrincipalPattern(value: unknown, field: string): PrincipalPattern {

@@ -99,11 +99,16 @@ export function requestBinding(audience: string, scope: string | undefined, orga
 }
 
 /**
- * Check a proof for the request (`audience`, `scope`) at `nowMs`, and return the request to send to
+ * Check a proof for the request (`audience`, `scope`, and `organization` if it names one) at `nowMs`, and return the request to send to
  * STS. Every refusal is an {@link IdentityProofError} (403) that names what is wrong; nothing is
  * sent anywhere for a proof this function refuses.
  */
-export function checkProof(proof: unknown, binding: { audience: string; scope: string | undefined }, policy: ProofPolicy, nowMs: number): CheckedProof {
+export function checkProof(
+  proof: unknown,
+  binding: { readonly audience: string; readonly scope: string | undefined; readonly organization?: string | undefined },
+  policy: ProofPolicy,
+  nowMs: number,
+): CheckedProof {
   if (typeof proof !== 'string' || proof === '') {
     throw new IdentityProofError('No identity proof: the request must carry a presigned sts:GetCallerIdentity proof (docs/identity-proof.md); use the token vendor client.');
   }
@@ -162,7 +167,7 @@ export function checkProof(proof: unknown, binding: { audience: string; scope: s
     url: `${url.origin}/?${query.toString()}`,
     headers: {
       [SERVER_ID_HEADER]: policy.serverId,
-      [REQUEST_HEADER]: requestBinding(binding.audience, binding.scope),
+      [REQUEST_HEADER]: requestBinding(binding.audience, binding.scope, binding.organization),
       accept: 'application/json',
     },
     expiresAt,

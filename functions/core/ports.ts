@@ -45,6 +45,12 @@ export interface TokenFetchRequest {
   readonly audience: string;
   /** exactly the scopes to ask for: sorted, non-empty */
   readonly scopes: readonly string[];
+  /**
+   * The Auth0 organization to ask for (`org_…` id or name), sent as `organization`; the token's
+   * `org_id` / `org_name` must say the same, and a request without one must get a token without
+   * `org_id` (docs/auth0-wire-behaviour.md §14).
+   */
+  readonly organization?: string | undefined;
   /** why the IdP is called (metrics); absent for calls outside the cache, such as a rotation's test */
   readonly cause?: FetchCause | undefined;
   /** who caused it (a caller's miss): the principal's key, for the caller's own quota budget */
@@ -71,6 +77,13 @@ export interface IssuedToken {
    * sent on successes too when a quota is configured): the tightest bucket, if any.
    */
   readonly quota?: QuotaReading | undefined;
+  /**
+   * For a request naming an organization: what Auth0 said of that organization's quota
+   * (`Auth0-Organization-Quota-Limit`), the tightest bucket; `quota` is then the client's alone.
+   */
+  readonly organizationQuota?: QuotaReading | undefined;
+  /** The token's `org_id` claim, checked against the request (issue 12); none for a token without organization. */
+  readonly organizationId?: string | undefined;
 }
 
 /** One reading of an Auth0 quota bucket (`b=per_hour;q=…;r=…;t=…`). */
@@ -92,15 +105,17 @@ export interface TokenEndpoint {
 
 /** A token as the cache tiers hold it. */
 export interface CachedToken extends IssuedToken {
-  /** hash of (issuer, secret id, audience, sorted scopes), what the deployment declares: never the secret */
+  /** hash of (issuer, secret id, audience, sorted scopes[, organization]), what the deployment declares: never the secret */
   readonly key: string;
   /** short, non-reversible: what logs and ops tools show instead of the token */
   readonly fingerprint: string;
   /** what was asked for, so the scheduled refresher can ask again: the grants' client name ... */
   readonly client: string;
   readonly audience: string;
-  /** ... and the requested scope set, sorted */
+  /** ... and the requested scope set, sorted ... */
   readonly scopes: readonly string[];
+  /** ... and the Auth0 organization, exactly as requested (an id or a name), if any */
+  readonly organization?: string | undefined;
   /** epoch ms of the last recorded use (written at most once a minute per instance) */
   readonly lastUsedAt?: number | undefined;
   /**
@@ -114,7 +129,7 @@ export interface CachedToken extends IssuedToken {
 /** What is known of a cached token without opening it. */
 export type TokenRecord = Omit<CachedToken, 'accessToken'>;
 
-/** A fleet-wide pause on IdP calls for one client. */
+/** A fleet-wide pause on IdP calls for one client (or one organization of a client). */
 export interface Backoff {
   /** epoch ms */
   readonly until: number;
@@ -207,5 +222,5 @@ export interface IdentityVerifier {
    * @throws IdentityProofError (403) for a proof refused before or by STS; StsUnavailableError
    *   (503) when STS cannot answer
    */
-  verify(proof: unknown, request: { readonly audience: string; readonly scope: string | undefined }): Promise<IamCaller>;
+  verify(proof: unknown, request: { readonly audience: string; readonly scope: string | undefined; readonly organization?: string | undefined }): Promise<IamCaller>;
 }

@@ -56,7 +56,9 @@ export class Refresher {
         idle += 1;
         continue;
       }
-      const request = this.deps.grants.requestFor(token.client, token.audience, token.scopes);
+      // Per organization: a token is refreshed for the organization it was fetched for, while the
+      // grants still allow that organization.
+      const request = this.deps.grants.requestFor(token.client, token.audience, token.scopes, token.organization);
       if (request === undefined) {
         ungranted += 1;
         continue;
@@ -74,7 +76,7 @@ export class Refresher {
           outcomes.push(await this.deps.service.refresh(request, this.options.lookaheadMs, origin));
         } catch (error) {
           // e.g. the client's secret cannot be read: this token fails, the others go on.
-          this.deps.log.error('scheduled refresh failed', { client: request.client.name, audience: request.audience, error: describe(error) });
+          this.deps.log.error('scheduled refresh failed', { client: request.client.name, audience: request.audience, organization: request.organization, error: describe(error) });
           outcomes.push('failed');
         }
       }
@@ -97,5 +99,5 @@ export class Refresher {
 }
 
 function workKey(request: AuthorizedRequest): string {
-  return JSON.stringify([request.client.name, request.audience, request.scopes]);
+  return JSON.stringify([request.client.name, request.audience, request.scopes, request.organization ?? null]);
 }

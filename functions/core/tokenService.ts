@@ -66,6 +66,8 @@ export interface VendRequest {
   readonly caller: Caller;
   readonly audience: string;
   readonly scope?: string | undefined;
+  /** an Auth0 organization id or name (issue 12), as the caller named it */
+  readonly organization?: string | undefined;
 }
 
 /** An authorized request with its cache key, and who asked (the caller's principal), if anyone. */
@@ -146,7 +148,7 @@ export class TokenService {
    *   IdpUnavailableError (and its kinds), InvalidTokenResponseError, LeaseTimeoutError otherwise
    */
   async vend(request: VendRequest): Promise<VendedToken> {
-    return this.tokenFor(this.parts.grants.authorize(request.caller, request.audience, request.scope), request.caller.arn);
+    return this.tokenFor(this.parts.grants.authorize(request.caller, request.audience, request.scope, request.organization), request.caller.arn);
   }
 
   /**
@@ -199,17 +201,18 @@ export class TokenService {
   }
 
   /**
-   * Forget every token of a client (or of one of its audiences) in this instance and the fleet's
-   * store: ops' answer to "a token leaked". Other instances drop theirs at their next
-   * revalidation, within `memoryRevalidateMs`.
+   * Forget every token of a client (or of one of its audiences, or of one Auth0 organization) in
+   * this instance and the fleet's store: ops' answer to "a token leaked". Other instances drop
+   * theirs at their next revalidation, within `memoryRevalidateMs`.
    * @returns the number of tokens removed from the store
    */
-  async flush(clientName: string, audience?: string): Promise<number> {
-    const matches = (t: { client: string; audience: string }) => t.client === clientName && (audience === undefined || t.audience === audience);
+  async flush(clientName: string, audience?: string, organization?: string): Promise<number> {
+    const matches = (t: { client: string; audience: string; organization?: string | undefined }) =>
+      t.client === clientName && (audience === undefined || t.audience === audience) && (organization === undefined || t.organization === organization);
     this.parts.tier.forgetWhere(matches);
     const doomed = (await this.parts.store.listTokens()).filter(matches);
     for (const token of doomed) await this.parts.store.remove(token.key);
-    this.parts.log.warn('flushed cached tokens', { client: clientName, audience, fingerprints: doomed.map((t) => t.fingerprint) });
+    this.parts.log.warn('flushed cached tokens', { client: clientName, audience, organization, fingerprints: doomed.map((t) => t.fingerprint) });
     return doomed.length;
   }
 
@@ -350,9 +353,14 @@ export class TokenService {
       client: request.client.name,
       audience: request.audience,
       scopes: request.scopes,
+      ...(request.organization !== undefined ? { organization: request.organization } : {}),
       lastUsedAt: issued.fetchedAt,
       ...(request.caller !== undefined ? { origin: request.caller } : {}),
     };
+    // The endpoint checked the token's org_id against the request (adapters/auth0TokenEndpoint.ts);
+    // checked here again for any other endpoint, so that no token of another organization, or of
+    // one where none was asked for, is ever stored or served under this key.
+    checkOrganization(request.organization, issued.organizationId, request.client.tokenFormat);
     if (!isUsable(this.options, token, this.parts.now())) {
       throw new InvalidTokenResponseError(`the IdP issued a token that is already within its expiry margin (expires ${token.expiresAt})`);
     }
@@ -362,6 +370,7 @@ export class TokenService {
       fingerprint: token.fingerprint,
       client: request.client.name,
       audience: request.audience,
+      ...(request.organization !== undefined ? { organization: request.organization } : {}),
       scope,
       cause,
       expiresAt: token.expiresAt,
@@ -395,5 +404,24 @@ export class TokenService {
 }
 
 function keyed(authorized: AuthorizedRequest, caller?: string): KeyedRequest {
-  return { ...authorized, caller, key: cacheKey(authorized.client.issuer, authorized.client.secretId, authorized.audience, authorized.scopes) };
+  return { ...authorized, caller, key: cacheKey(authorized.client.issuer, authorized.client.secretId, authorized.audience, authorized.scopes, authorized.organization) };
+}
+
+/**
+ * A JWT's organization must be the one asked for: an `org_…` id exactly; a name is checked by the
+ * endpoint against `org_name` and must come with some `org_id`. A token for a request without
+ * organization must carry no `org_id`: a default organization (docs/auth0-wire-behaviour.md §14.5)
+ * would otherwise be served as the organization-less token. Opaque tokens carry no claims, and
+ * grants refuse organizations for them (grants.ts).
+ */
+function checkOrganization(requested: string | undefined, orgId: string | undefined, format: 'jwt' | 'opaque'): void {
+  if (format !== 'jwt') return;
+  if (requested === undefined) {
+    if (orgId !== undefined) throw new InvalidTokenResponseError(`the IdP issued a token for organization ${orgId.slice(0, 60)} to a request without organization`);
+    return;
+  }
+  if (orgId === undefined) throw new InvalidTokenResponseError(`the IdP issued a token without org_id for organization ${requested}`);
+  if (requested.startsWith('org_') && orgId !== requested) {
+    throw new InvalidTokenResponseError(`the IdP issued a token for organization ${orgId.slice(0, 60)} to a request for ${requested}`);
+  }
 }

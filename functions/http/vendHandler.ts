@@ -7,7 +7,7 @@
  * API Gateway's, naming any role in `requestContext.identity.userArn`.
  * - API Gateway REST (AWS_IAM): the proof in the `X-Token-Vendor-Proof` header; the `userArn` API
  *   Gateway verified must be the same principal;
- * - a direct invocation `{ "audience", "scope", "proof" }` (scheduled jobs): the principal's grants.
+ * - a direct invocation `{ "audience", "scope", "organization", "proof" }` (scheduled jobs): the principal's grants.
  * Which of the two an event is cannot be proven (its shape is the invoker's choice), so grants do
  * not depend on it: `channel` is for the log only.
  */
@@ -119,14 +119,14 @@ export function createVendHandler(deps: VendHandlerDeps): VendHandler {
 
   /** The principal the proof proves for this request (the only identity the vendor trusts). */
   async function prove(proof: unknown, body: VendBody, channel: Channel): Promise<Caller> {
-    const proven = await deps.identity.verify(proof, { audience: body.audience, scope: body.scope });
+    const proven = await deps.identity.verify(proof, { audience: body.audience, scope: body.scope, organization: body.organization });
     deps.logger.appendKeys({ caller: proven.arn, channel });
     return { ...proven, channel };
   }
 
   async function vend(caller: Caller, body: VendBody): Promise<VendedToken> {
-    const token = await deps.service.vend({ caller, audience: body.audience, scope: body.scope });
-    deps.logger.info('vended token', { audience: body.audience, scope: token.scope, expiresIn: token.expires_in });
+    const token = await deps.service.vend({ caller, audience: body.audience, scope: body.scope, organization: body.organization });
+    deps.logger.info('vended token', { audience: body.audience, scope: token.scope, ...(body.organization !== undefined ? { organization: body.organization } : {}), expiresIn: token.expires_in });
     return token;
   }
 

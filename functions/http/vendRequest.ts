@@ -3,20 +3,23 @@
  * invocation paths so both accept exactly the same body.
  */
 import { InvalidRequestError } from '../core/errors.js';
+import { MAX_ORGANIZATION_LENGTH, isOrganization } from '../core/grants.js';
 
 /** Larger bodies are refused before parsing: a real request is well under 1 KB. */
 export const MAX_BODY_BYTES = 4096;
 const MAX_AUDIENCE_LENGTH = 600;
 const MAX_SCOPE_LENGTH = 2048;
 /** The API carries the identity proof in a header; a direct invocation in the event itself. */
-const API_FIELDS = ['audience', 'scope'] as const;
-const DIRECT_FIELDS = ['audience', 'scope', 'proof'] as const;
+const API_FIELDS = ['audience', 'scope', 'organization'] as const;
+const DIRECT_FIELDS = ['audience', 'scope', 'organization', 'proof'] as const;
 // eslint-disable-next-line no-control-regex -- refusing control characters is the point
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
 export interface VendBody {
   readonly audience: string;
   readonly scope?: string | undefined;
+  /** an Auth0 organization id (`org_…`) or name (issue 12); bound into the identity proof */
+  readonly organization?: string | undefined;
 }
 
 /** A direct invocation: the request and its identity proof (docs/identity-proof.md). */
@@ -39,7 +42,7 @@ export function parseVendBody(doc: unknown, allowed: readonly string[] = API_FIE
   if (unknownFields.length > 0) {
     throw new InvalidRequestError(`Unknown field ${unknownFields.map((f) => JSON.stringify(f.slice(0, 40))).join(', ')}; allowed: ${allowed.join(', ')}.`);
   }
-  const { audience, scope } = doc as Record<string, unknown>;
+  const { audience, scope, organization } = doc as Record<string, unknown>;
   if (audience === undefined) throw new InvalidRequestError('audience is required.');
   if (typeof audience !== 'string' || audience.trim() === '') throw new InvalidRequestError('audience must be a non-empty string.');
   if (audience.length > MAX_AUDIENCE_LENGTH) throw new InvalidRequestError(`audience must be at most ${MAX_AUDIENCE_LENGTH} characters.`);
@@ -48,7 +51,16 @@ export function parseVendBody(doc: unknown, allowed: readonly string[] = API_FIE
   if (CONTROL.test(audience)) throw new InvalidRequestError('audience must not contain control characters.');
   if (scope !== undefined && typeof scope !== 'string') throw new InvalidRequestError('scope must be a string of space-separated scopes.');
   if (scope !== undefined && scope.length > MAX_SCOPE_LENGTH) throw new InvalidRequestError(`scope must be at most ${MAX_SCOPE_LENGTH} characters.`);
-  return { audience, scope };
+  if (organization === undefined) return { audience, scope };
+  if (typeof organization !== 'string' || organization === '') throw new InvalidRequestError('organization must be a non-empty string: an Auth0 organization id (org_…) or name.');
+  if (organization.length > MAX_ORGANIZATION_LENGTH) throw new InvalidRequestError(`organization must be at most ${MAX_ORGANIZATION_LENGTH} characters.`);
+  // The proof binds it after a newline (core/identityProof.ts): no control character may hide in it.
+  if (CONTROL.test(organization)) throw new InvalidRequestError('organization must not contain control characters.');
+  // Auth0's own forms (grants.ts): an id `org_` + letters or digits, or a lower-case name.
+  if (!isOrganization(organization)) {
+    throw new InvalidRequestError('organization must be an Auth0 organization id (org_ and letters or digits) or name (lower-case letters, digits, _ and -).');
+  }
+  return { audience, scope, organization };
 }
 
 /** Decode and parse an API Gateway body (possibly base64) as a vend request. */

@@ -8,13 +8,17 @@
  */
 import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { requestBindingHash } from '../../client/index.js';
 import { StsIdentityVerifier } from '../../functions/adapters/stsIdentityVerifier.js';
 import { IdentityProofError } from '../../functions/core/errors.js';
+import { requestBinding as vendorRequestBinding } from '../../functions/core/identityProof.js';
+import { requestBinding as localRequestBinding } from '../../local/stsProof.js';
 import type { LocalCredential } from '../../local/gateway.js';
 import { ORDERS } from '../helpers/testStack.js';
 import { REGION, SERVER_ID } from './fakes.js';
 import { CHECKOUT, REPORTING as REPORTING_TEMPORARY, cleanEnv, envKeysOf as keysOf, startVendorStack, type VendorStack } from './vendorStack.js';
 import { runCommand, type Run } from '../helpers/runCommand.js';
+import { proofBinds, startRecordingVendor } from './recordingVendor.js';
 
 const SCRIPT = resolve(import.meta.dirname, '../../examples/python/vend_token.py');
 
@@ -106,5 +110,77 @@ describe('vend_token.py against the real vendor behind the local gateway', () =>
     expect(run.code).toBe(2);
     expect(run.stdout).toBe('');
     expect(run.stderr).toContain('--endpoint is required');
+  });
+});
+
+describe('vend_token.py: an Auth0 organization (issue 12)', () => {
+  const ACME = 'org_W0pZ5hnWr4BCGg8a';
+
+  it('binds \\n<organization>: one fixed vector, the same in Python, the client, local/stsProof.ts and the vendor', async () => {
+    // Known answer from coreutils:
+    //   printf 'tvp1\nhttps://orders.example.com\nread:orders write:orders\norg_W0pZ5hnWr4BCGg8a' | sha256sum
+    const expected = '23ca7bc7ed70eac1a3331281c65e3593738deb16bf0b84b7fc18b9e2d60a7171';
+    const code = [
+      'import sys',
+      `sys.path.insert(0, ${JSON.stringify(resolve(SCRIPT, '..'))})`,
+      'from vend_token import request_binding',
+      'print(request_binding(sys.argv[1], sys.argv[2], sys.argv[3]))',
+      // Without an organization: the binding of before.
+      'print(request_binding(sys.argv[1], sys.argv[2]))',
+    ].join('\n');
+
+    const run = await python(['-c', code, ORDERS, 'write:orders read:orders write:orders', ACME], {});
+
+    expect(run).toMatchObject({ code: 0, stderr: '' });
+    const [withOrganization, without] = run.stdout.trim().split('\n');
+    expect(withOrganization).toBe(expected);
+    expect(requestBindingHash(ORDERS, 'write:orders read:orders', ACME)).toBe(expected);
+    expect(localRequestBinding(ORDERS, 'write:orders read:orders', ACME)).toBe(expected);
+    expect(vendorRequestBinding(ORDERS, 'write:orders read:orders', ACME)).toBe(expected);
+    expect(without).toBe(vendorRequestBinding(ORDERS, 'read:orders write:orders'));
+  });
+
+  it('--organization: sent in the body exactly as named, with a proof bound to it', async () => {
+    const recorder = await startRecordingVendor([CHECKOUT]);
+    try {
+      const run = await python([SCRIPT, '--audience', ORDERS, '--scope', 'read:orders', '--organization', ACME], {
+        ...keysOf(CHECKOUT),
+        TOKEN_VENDOR_ENDPOINT: recorder.url,
+        AWS_REGION: REGION,
+        TOKEN_VENDOR_SERVER_ID: SERVER_ID,
+      });
+
+      expect(run).toMatchObject({ code: 0, stderr: '' });
+      expect(run.stdout === `${recorder.accessToken}\n`).toBe(true);
+      expect(recorder.requests.map((r) => r.body)).toEqual([{ audience: ORDERS, scope: 'read:orders', organization: ACME }]);
+      const { proof } = recorder.requests[0]!;
+      expect(proofBinds(proof, { audience: ORDERS, scope: 'read:orders', organization: ACME }, CHECKOUT)).toBe(true);
+      expect(proofBinds(proof, { audience: ORDERS, scope: 'read:orders' }, CHECKOUT)).toBe(false);
+      expect(proofBinds(proof, { audience: ORDERS, scope: 'read:orders', organization: 'globex' }, CHECKOUT)).toBe(false);
+    } finally {
+      await recorder.close();
+    }
+  });
+
+  it.each([
+    ['empty', '', 'non-empty'],
+    ['a newline', 'acme\nglobex', 'control characters'],
+    ['101 characters', 'o'.repeat(101), 'at most 100'],
+  ])('--organization %s -> usage error, exit 2, no request', async (_case, organization, message) => {
+    const recorder = await startRecordingVendor([CHECKOUT]);
+    try {
+      const run = await python([SCRIPT, '--audience', ORDERS, '--organization', organization], {
+        ...keysOf(CHECKOUT),
+        TOKEN_VENDOR_ENDPOINT: recorder.url,
+        AWS_REGION: REGION,
+        TOKEN_VENDOR_SERVER_ID: SERVER_ID,
+      });
+
+      expect(run).toMatchObject({ code: 2, stdout: '' });
+      expect(run.stderr).toContain(message);
+      expect(recorder.requests).toHaveLength(0);
+    } finally {
+      await recorder.close();
+    }
   });
 });

@@ -7,7 +7,7 @@ import {
   type TokenVendorApiOptions,
   type TokenVendorDirectOptions,
 } from '../../client/index.js';
-import { checkProof } from '../../functions/core/identityProof.js';
+import { checkProof, requestBinding as vendorRequestBinding } from '../../functions/core/identityProof.js';
 import { startLocalGateway } from '../../local/gateway.js';
 import { verifyPresignedSigV4 } from '../../local/sigv4.js';
 import { CREDENTIALS, ORDERS, REGION, SERVER_ID, caught, deferred, fakeClock, fakeFetch, headersOf, proofUrl, tokenBody, tokenResponse } from './fakes.js';
@@ -27,14 +27,16 @@ function direct(overrides: Partial<TokenVendorDirectOptions>): TokenVendorClient
 /**
  * Does `proof` verify, as the vendor would use it: checked by the vendor's own pre-STS checks
  * (functions/core/identityProof.ts), which rebuild the request and supply the binding headers
- * for (`audience`, `scope`) and `serverId`; then the signature checked as the local STS stand-in
- * checks it (local/sigv4.ts `verifyPresignedSigV4`).
+ * for (`audience`, `scope`) and `serverId`, the request binding being the vendor's
+ * `requestBinding` with `organization` (issue 12); then the signature checked as the local STS
+ * stand-in checks it (local/sigv4.ts `verifyPresignedSigV4`).
  */
-function provesFor(proof: string, audience: string, scope: string | undefined, serverId = SERVER_ID): boolean {
+function provesFor(proof: string, audience: string, scope: string | undefined, serverId = SERVER_ID, organization?: string): boolean {
   const checked = checkProof(proof, { audience, scope }, { region: REGION, serverId }, Date.now());
   const url = new URL(checked.url);
+  const headers = { host: url.host, ...checked.headers, 'x-token-vendor-request': vendorRequestBinding(audience, scope, organization) };
   const result = verifyPresignedSigV4(
-    { method: 'GET', url: `${url.pathname}${url.search}`, headers: { host: url.host, ...checked.headers }, body: new Uint8Array() },
+    { method: 'GET', url: `${url.pathname}${url.search}`, headers, body: new Uint8Array() },
     {
       region: REGION,
       service: 'sts',
@@ -536,6 +538,114 @@ describe('TokenVendorClient: errors', () => {
     expect(() => client({ endpoint: 'ftp://example.com/prod' })).toThrow(TypeError);
     expect(() => client({ endpoint: `${ENDPOINT}?stage=prod` })).toThrow(TypeError);
     expect(calls).toHaveLength(0);
+  });
+});
+
+describe('TokenVendorClient: an Auth0 organization (issue 12)', () => {
+  const ACME = 'org_W0pZ5hnWr4BCGg8a';
+  const GLOBEX = 'globex';
+
+  it('sends organization in the API body, exactly as named, with a proof bound to it', async () => {
+    const { fetch, calls } = fakeFetch(() => tokenResponse('tok-acme'));
+
+    await client({ fetch }).getToken({ audience: ORDERS, scope: 'write:orders read:orders', organization: ACME });
+
+    expect(JSON.parse(String(calls[0]!.init.body))).toEqual({ audience: ORDERS, scope: 'read:orders write:orders', organization: ACME });
+    const proof = headersOf(calls[0]!)['x-token-vendor-proof'] ?? '';
+    expect(provesFor(proof, ORDERS, 'read:orders write:orders', SERVER_ID, ACME)).toBe(true);
+    // Made for that organization only: not for none, another organization or another case.
+    expect(provesFor(proof, ORDERS, 'read:orders write:orders')).toBe(false);
+    expect(provesFor(proof, ORDERS, 'read:orders write:orders', SERVER_ID, GLOBEX)).toBe(false);
+    expect(provesFor(proof, ORDERS, 'read:orders write:orders', SERVER_ID, ACME.toUpperCase())).toBe(false);
+  });
+
+  it('sends organization in the direct-invocation event, with a proof bound to it', async () => {
+    const { fetch, calls } = fakeFetch(() => Response.json(tokenBody('tok-direct-acme')));
+
+    await direct({ fetch }).getToken({ audience: ORDERS, organization: ACME });
+
+    const event = JSON.parse(String(calls[0]!.init.body)) as Record<string, string>;
+    expect(Object.keys(event).sort()).toEqual(['audience', 'organization', 'proof']);
+    expect(event.organization).toBe(ACME);
+    expect(provesFor(event.proof ?? '', ORDERS, undefined, SERVER_ID, ACME)).toBe(true);
+    expect(provesFor(event.proof ?? '', ORDERS, undefined)).toBe(false);
+  });
+
+  it('keeps organizations apart in the cache: each organization and none is its own token', async () => {
+    const { fetch, calls } = fakeFetch(
+      () => tokenResponse('tok-acme'),
+      () => tokenResponse('tok-globex'),
+      () => tokenResponse('tok-none'),
+    );
+    const tvc = client({ fetch });
+
+    const acme = await tvc.getToken({ audience: ORDERS, scope: 'read:orders', organization: ACME });
+    const globex = await tvc.getToken({ audience: ORDERS, scope: 'read:orders', organization: GLOBEX });
+    const none = await tvc.getToken({ audience: ORDERS, scope: 'read:orders' });
+    const acmeAgain = await tvc.getToken({ audience: ORDERS, scope: ' read:orders', organization: ACME });
+    const noneAgain = await tvc.getToken({ audience: ORDERS, scope: 'read:orders', organization: undefined });
+
+    expect([acme, globex, none, acmeAgain, noneAgain].map((t) => t.accessToken)).toEqual(['tok-acme', 'tok-globex', 'tok-none', 'tok-acme', 'tok-none']);
+    expect(calls).toHaveLength(3);
+    expect(calls.map((call) => (JSON.parse(String(call.init.body)) as { organization?: string }).organization)).toEqual([ACME, GLOBEX, undefined]);
+  });
+
+  it('keeps organizations apart in the single flight: concurrent calls for two organizations make two requests', async () => {
+    const gates = [deferred<Response>(), deferred<Response>()];
+    const { fetch, calls } = fakeFetch(
+      () => gates[0]!.promise,
+      () => gates[1]!.promise,
+    );
+    const tvc = client({ fetch });
+
+    const pending = [ACME, GLOBEX, ACME, GLOBEX].map((organization) => tvc.getToken({ audience: ORDERS, organization }));
+    await new Promise((r) => setTimeout(r, 10)); // let the signer finish and both fetches start
+    const first = (JSON.parse(String(calls[0]!.init.body)) as { organization: string }).organization;
+    gates[0]!.resolve(tokenResponse(`tok-${first}`));
+    gates[1]!.resolve(tokenResponse(`tok-${first === ACME ? GLOBEX : ACME}`));
+    const tokens = await Promise.all(pending);
+
+    expect(calls).toHaveLength(2);
+    expect(tokens.map((t) => t.accessToken)).toEqual([`tok-${ACME}`, `tok-${GLOBEX}`, `tok-${ACME}`, `tok-${GLOBEX}`]);
+  });
+
+  it.each([
+    ['empty', ''],
+    ['blank', '   '],
+    ['101 characters', 'o'.repeat(101)],
+    ['a newline', 'acme\nglobex'],
+    ['a tab', 'acme\t'],
+    ['DEL', 'acme\u007f'],
+    ['a C1 control (NEL)', 'acme\u0085'],
+    ['not a string', 42 as unknown as string],
+  ])('refuses an organization that is %s with a TypeError, before any request', async (_case, organization) => {
+    const { fetch, calls } = fakeFetch(() => tokenResponse('never'));
+
+    await expect(client({ fetch }).getToken({ audience: ORDERS, organization })).rejects.toThrow(TypeError);
+    expect(calls).toHaveLength(0);
+  });
+
+  it('takes an organization of exactly 100 characters', async () => {
+    const { fetch, calls } = fakeFetch(() => tokenResponse('tok-long'));
+
+    await client({ fetch }).getToken({ audience: ORDERS, organization: 'o'.repeat(100) });
+
+    expect((JSON.parse(String(calls[0]!.init.body)) as { organization: string }).organization).toHaveLength(100);
+  });
+
+  it('binds \\n<organization> after the scope: a fixed vector, the same as the vendor\'s binding', () => {
+    // Known answers from coreutils:
+    //   printf 'tvp1\nhttps://orders.example.com\nread:orders write:orders\norg_W0pZ5hnWr4BCGg8a' | sha256sum
+    //   printf 'tvp1\nhttps://orders.example.com\n\nacme-corp' | sha256sum
+    const withScope = '23ca7bc7ed70eac1a3331281c65e3593738deb16bf0b84b7fc18b9e2d60a7171';
+    const withoutScope = '0562d3f62f70ded3c5ed9f3f56af508ab3719736ea4bed0834f121df929d1b2f';
+
+    expect(requestBindingHash(ORDERS, 'write:orders read:orders write:orders', ACME)).toBe(withScope);
+    expect(requestBindingHash(ORDERS, undefined, 'acme-corp')).toBe(withoutScope);
+    expect(vendorRequestBinding(ORDERS, 'write:orders read:orders', ACME)).toBe(withScope);
+    expect(vendorRequestBinding(ORDERS, undefined, 'acme-corp')).toBe(withoutScope);
+    // Without an organization, exactly the binding of before (the known answer of the test above).
+    expect(requestBindingHash(ORDERS, undefined, undefined)).toBe('cfb689387f9bd1f3ec6978de096f75e385b244ce793709123f68008dfad3f8f0');
   });
 });
 

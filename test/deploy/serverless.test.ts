@@ -15,6 +15,7 @@ import { createSealKey, createTokenTable } from '../../local/seed.js';
 import { withFreshProof } from '../../local/stsProof.js';
 import { deployedSettings } from '../helpers/deployedSettings.js';
 import { proofFor } from '../helpers/events.js';
+import { runCommand } from '../helpers/runCommand.js';
 import { REPORTING_ROLE_SESSION, startTestStack, type TestStack } from '../helpers/testStack.js';
 import { cfnLint, packageService, runPackage, zipEntries, type CfnResource, type Packaged } from '../../scripts/packaging.js';
 
@@ -616,7 +617,7 @@ describe('osls invoke local, with the sample events, against the local stack', (
   const invoke = async (event: string, fn = 'vend'): Promise<unknown> => {
     const env: NodeJS.ProcessEnv = { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', POWERTOOLS_LOG_LEVEL: 'WARN' };
     // A sample file cannot hold a proof (60 s): a fresh one is added, as npm run invoke:local does.
-    const signed = withFreshProof(JSON.parse(readFileSync(event, 'utf8')), (arn, audience, scope) => (arn === undefined ? undefined : proofFor(arn, audience, scope)), REPORTING_ROLE_SESSION);
+    const signed = withFreshProof(JSON.parse(readFileSync(event, 'utf8')), (arn, audience, scope, organization) => (arn === undefined ? undefined : proofFor(arn, audience, scope, undefined, organization)), REPORTING_ROLE_SESSION);
     const payload = join(eventsDir, `${event.replace(/\W/g, '_')}.json`);
     writeFileSync(payload, JSON.stringify(signed));
     const args = ['node_modules/osls/bin/serverless.js', 'invoke', 'local', '-f', fn, '--stage', stage, '-p', payload];
@@ -895,4 +896,17 @@ describe('packaging a grants file edited as the README says (a new client and it
     expect(lint.output).toBe('');
     expect(lint.status).toBe(0);
   });
+});
+
+describe('npm run size leaves nothing in the temp directory', () => {
+  // Here, not in test/integration/tidy.test.ts: it rebuilds dist/, as every packaging run of this
+  // file does, and the tests of one file run one after the other.
+  it('nothing: tsx runs as a loader with its cache off, and the package osls made is gone', async () => {
+    const tmp = tempDir('size-');
+    const env = { ...process.env, TOKEN_VENDOR_SENSITIVE_RECORD: '', TOKEN_VENDOR_REPORT_FD: '', TMPDIR: tmp } as Record<string, string>;
+    const result = await runCommand('npm', ['run', '-s', 'size'], { env });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/^\| vend \| /m);
+    expect(readdirSync(tmp)).toEqual([]);
+  }, 180_000);
 });

@@ -4,8 +4,8 @@
  * (docs/identity-proof.md).
  *
  * Proofs: a test stack (testStack.ts) registers its STS stand-in's signer here, so `apiEvent()`
- * adds a valid `X-Token-Vendor-Proof` for the event's `userArn`, bound to the body's audience and
- * scope, whenever the stack holds a credential for that principal, and `directEvent()` does the
+ * adds a valid `X-Token-Vendor-Proof` for the event's `userArn`, bound to the body's audience,
+ * scope and organization, whenever the stack holds a credential for that principal, and `directEvent()` does the
  * same for `as`. The most recently started stack that is still open signs (a file may run a second
  * stack inside a test). The signer also travels to child processes the test spawns with
  * `process.env` (vendorProcess.ts), through one test-only environment variable.
@@ -51,10 +51,11 @@ function currentSigner(): ProofSignerConfig | undefined {
 }
 
 /**
- * A proof for `arn` bound to (`audience`, `scope`), signed at `at` (default now); undefined when no
- * stack is registered or it holds no credential for `arn`.
+ * A proof for `arn` bound to (`audience`, `scope`, `organization`), signed at `at` (default now);
+ * undefined when no stack is registered or it holds no credential for `arn`. `organization` is
+ * last so that the callers written before organizations (issue 12) keep their meaning.
  */
-export function proofFor(arn: string, audience: string, scope: string | undefined, at?: Date | number): string | undefined {
+export function proofFor(arn: string, audience: string, scope: string | undefined, at?: Date | number, organization?: string): string | undefined {
   const signer = currentSigner();
   const credential = signer?.credentials[arn];
   if (signer === undefined || credential === undefined) return undefined;
@@ -65,6 +66,7 @@ export function proofFor(arn: string, audience: string, scope: string | undefine
     serverId: signer.serverId,
     audience,
     scope,
+    ...(organization === undefined ? {} : { organization }),
     ...(at === undefined ? {} : { now: new Date(at) }),
   });
 }
@@ -79,7 +81,7 @@ export interface EventOptions {
   headers?: Record<string, string>;
   /**
    * The `X-Token-Vendor-Proof` header: by default a valid proof for `userArn`, bound to the body's
-   * audience and scope, when the registered stack has a credential for it (none otherwise, and
+   * audience, scope and organization, when the registered stack has a credential for it (none otherwise, and
    * none when the body has no string audience); `null` for no proof; a string to send that exact
    * value. A proof header in `headers` is left alone.
    */
@@ -158,14 +160,17 @@ function apiProof(opts: EventOptions, userArn: string | null, body: string | nul
     return undefined; // the vendor refuses the body before it looks at a proof
   }
   if (typeof doc !== 'object' || doc === null) return undefined;
-  const { audience, scope } = doc as Record<string, unknown>;
+  const { audience, scope, organization } = doc as Record<string, unknown>;
   if (typeof audience !== 'string') return undefined;
-  return proofFor(userArn, audience, typeof scope === 'string' ? scope : undefined, opts.proofAt);
+  // A non-string organization is refused by the vendor before it looks at a proof: bind none.
+  return proofFor(userArn, audience, typeof scope === 'string' ? scope : undefined, opts.proofAt, typeof organization === 'string' ? organization : undefined);
 }
 
 export interface DirectEventOptions {
   audience: string;
   scope?: string;
+  /** the Auth0 organization (issue 12): sent in the event and bound into the default proof */
+  organization?: string;
   /** the invoker: a role session ARN (`arn:aws:sts::ACCT:assumed-role/NAME/SESSION`) or a user ARN */
   as?: string;
   /** default: a valid proof for `as`; `null` for none; a string to send that exact value */
@@ -174,13 +179,17 @@ export interface DirectEventOptions {
   proofAt?: Date | number;
 }
 
-/** A direct invocation's event, `{"audience", "scope"?, "proof"?}`, as the client's direct mode sends it. */
-export function directEvent(opts: DirectEventOptions): { audience: string; scope?: string; proof?: string } {
-  const event: { audience: string; scope?: string; proof?: string } = { audience: opts.audience, ...(opts.scope === undefined ? {} : { scope: opts.scope }) };
+/** A direct invocation's event, `{"audience", "scope"?, "organization"?, "proof"?}`, as the client's direct mode sends it. */
+export function directEvent(opts: DirectEventOptions): { audience: string; scope?: string; organization?: string; proof?: string } {
+  const event: { audience: string; scope?: string; organization?: string; proof?: string } = {
+    audience: opts.audience,
+    ...(opts.scope === undefined ? {} : { scope: opts.scope }),
+    ...(opts.organization === undefined ? {} : { organization: opts.organization }),
+  };
   if (opts.proof === null) return event;
   if (opts.proof !== undefined) return { ...event, proof: opts.proof };
   if (opts.as === undefined) throw new Error('directEvent: give `as` (the invoker) for a signed proof, or `proof` (a string, or null for none)');
-  const proof = proofFor(opts.as, opts.audience, opts.scope, opts.proofAt);
+  const proof = proofFor(opts.as, opts.audience, opts.scope, opts.proofAt, opts.organization);
   if (proof === undefined) {
     throw new Error(`directEvent: no test stack credential for ${opts.as} (start a test stack first, or pass \`proof\` explicitly)`);
   }

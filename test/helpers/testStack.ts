@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { inject } from 'vitest';
 import { loadConfig } from '../../functions/config.js';
 import { createVendor, type Vendor, type VendorDeps } from '../../functions/vendor.js';
-import { startLocalAuth0Tenant, type LocalAuth0Tenant } from '../../local/auth0Tenant.js';
+import { startLocalAuth0Tenant, type ClientGrantOrganizations, type LocalAuth0Tenant, type TenantOrganization } from '../../local/auth0Tenant.js';
 import { LOCAL_REGION, createSealKey, createTokenTable, localDynamoDb, localFunctionEnv, localKms, localSecretsManager, putClientSecret } from '../../local/seed.js';
 import type { LocalCredential } from '../../local/sigv4.js';
 import { startLocalSts, stsCallerIdentity, type LocalSts } from '../../local/sts.js';
@@ -90,6 +90,15 @@ export interface TestStackOptions {
   readonly timeScale?: number;
   /** more caller identities (session or user ARNs) to give STS keys to, besides TEST_CALLERS */
   readonly callers?: readonly string[];
+  /**
+   * Issue 12: the tenant's organizations (declaring them turns on M2M Access for Organizations,
+   * local/auth0Organizations.ts), and the client grants' organization settings, by client id
+   * (`orders-client`, `billing-client`) and audience.
+   */
+  readonly organizations?: readonly TenantOrganization[];
+  readonly organizationGrants?: Record<string, Record<string, ClientGrantOrganizations>>;
+  /** more grants for the grants file, after the usual three (clients `orders` and `billing`) */
+  readonly extraGrants?: readonly unknown[];
 }
 
 /**
@@ -129,6 +138,8 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
       'billing-client': { [BILLING]: ['read:billing'] },
     },
     ...(recordFile ? { recordFile } : {}),
+    ...(options.organizations !== undefined ? { organizations: [...options.organizations] } : {}),
+    ...(options.organizationGrants !== undefined ? { organizationGrants: options.organizationGrants } : {}),
   });
 
   const suffix = randomUUID().slice(0, 8);
@@ -157,6 +168,7 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
         { principals: ['arn:aws:iam::111122223333:role/checkout-service'], client: 'orders', audience: ORDERS, scopes: ['read:orders', 'write:orders'] },
         { principals: ['arn:aws:iam::111122223333:role/reporting-*'], prefetch: true, client: 'orders', audience: ORDERS, scopes: ['read:orders'] },
         { principals: ['arn:aws:iam::111122223333:role/billing-api'], client: 'billing', audience: BILLING, scopes: ['read:billing'] },
+        ...(options.extraGrants ?? []),
       ],
     }),
   );

@@ -93,10 +93,10 @@ describe('npm run ops', () => {
     await stack.vendor().handler(request('read:orders'));
     const status = await opsText('status');
     expect(status[0]).toMatch(new RegExp(`^table ${stack.tableName}: 1 token\\(s\\), `));
-    expect(status[1]).toMatch(/^ {2}fingerprint +client +audience +scopes +expires in +expires at +fetched at +last used at$/);
-    expect(status[2]).toMatch(new RegExp(`^  \\S{12} +orders +${ORDERS.replace(/[.]/g, '\\.')} +read:orders +\\d+ s +`));
+    expect(status[1]).toMatch(/^ {2}fingerprint +client +audience +scopes +organization +expires in +expires at +fetched at +last used at$/);
+    expect(status[2]).toMatch(new RegExp(`^  \\S{12} +orders +${ORDERS.replace(/[.]/g, '\\.')} +read:orders +- +\\d+ s +`));
     const refreshed = await opsText('refresh', '--client', 'orders');
-    expect(refreshed).toEqual([expect.stringMatching(/^outcome +audience +scopes$/), expect.stringMatching(new RegExp(`^refreshed +${ORDERS.replace(/[.]/g, '\\.')} +read:orders$`))]);
+    expect(refreshed).toEqual([expect.stringMatching(/^outcome +audience +scopes +organization$/), expect.stringMatching(new RegExp(`^refreshed +${ORDERS.replace(/[.]/g, '\\.')}  +read:orders +-$`))]);
   });
 
   it('refuses an unknown client, naming the known ones', async () => {

@@ -70,7 +70,7 @@ describe('npm run ops: help', () => {
     for (const args of [['help', 'flush'], ['flush', '--help']]) {
       const result = await ops(...args);
       expect(result).toMatchObject({ code: 0, stderr: '' });
-      expect(result.stdout).toMatch(/^usage: npm run ops -- flush --client C \[--audience A\] \(--stage S \| --local \| --env-file F\)/);
+      expect(result.stdout).toMatch(/^usage: npm run ops -- flush --client C \[--audience A\] \[--organization O\] \(--stage S \| --local \| --env-file F\)/);
       expect(result.stdout).toContain('--client C ');
       expect(result.stdout).toContain('--audience A ');
       expect(result.stdout).toContain('MEMORY_REVALIDATE_SECONDS');

@@ -5,7 +5,8 @@ import { SignatureV4 } from '@smithy/signature-v4';
 import { describe, expect, it } from 'vitest';
 import { checkProof, requestBinding as vendorRequestBinding } from '../../functions/core/identityProof.js';
 import { verifyPresignedSigV4, type LocalCredential, type SigV4Request } from '../../local/sigv4.js';
-import { decodeProof, presignProof, presignProofUrl, requestBinding, type PresignProofOptions } from '../../local/stsProof.js';
+import { decodeProof, presignProof, presignProofUrl, requestBinding, withFreshProof, type PresignProofOptions } from '../../local/stsProof.js';
+import { apiEvent, directEvent, registerProofSigner } from '../helpers/events.js';
 import { botocorePresign } from './botocore.js';
 
 const NOW = new Date('2025-11-24T03:07:00Z');
@@ -25,12 +26,17 @@ function options(overrides: Partial<PresignProofOptions> = {}): PresignProofOpti
 }
 
 /** The GET the vendor sends to STS for this URL, with the header values it computes itself. */
-function stsRequest(url: string, binding: { audience: string; scope?: string }, serverId = SERVER_ID): SigV4Request {
+function stsRequest(url: string, binding: { audience: string; scope?: string; organization?: string }, serverId = SERVER_ID): SigV4Request {
   const parsed = new URL(url);
   return {
     method: 'GET',
     url: `${parsed.pathname}${parsed.search}`,
-    headers: { host: parsed.host, 'x-token-vendor-request': requestBinding(binding.audience, binding.scope), 'x-token-vendor-server-id': serverId, accept: 'application/json' },
+    headers: {
+      host: parsed.host,
+      'x-token-vendor-request': requestBinding(binding.audience, binding.scope, binding.organization),
+      'x-token-vendor-server-id': serverId,
+      accept: 'application/json',
+    },
     body: new Uint8Array(),
   };
 }
@@ -63,6 +69,26 @@ describe('requestBinding', () => {
     ] as const) {
       expect(requestBinding(audience, scope)).toBe(vendorRequestBinding(audience, scope));
     }
+  });
+
+  it('appends \n<organization> when the request names one: a fixed vector, the same as the vendor\'s', () => {
+    // Known answer from coreutils:
+    //   printf 'tvp1\nhttps://orders.example.com\nread:orders write:orders\norg_W0pZ5hnWr4BCGg8a' | sha256sum
+    const expected = '23ca7bc7ed70eac1a3331281c65e3593738deb16bf0b84b7fc18b9e2d60a7171';
+
+    expect(requestBinding('https://orders.example.com', 'write:orders read:orders', 'org_W0pZ5hnWr4BCGg8a')).toBe(expected);
+    expect(vendorRequestBinding('https://orders.example.com', 'write:orders read:orders', 'org_W0pZ5hnWr4BCGg8a')).toBe(expected);
+    for (const [scope, organization] of [
+      [undefined, 'acme-corp'],
+      ['read:orders', 'org_W0pZ5hnWr4BCGg8a'],
+      ['read:orders', undefined],
+    ] as const) {
+      expect(requestBinding('https://orders.example.com', scope, organization)).toBe(vendorRequestBinding('https://orders.example.com', scope, organization));
+    }
+    // Without an organization, exactly the binding of before; an organization, even one that
+    // looks like a scope, is never read as part of the scope.
+    expect(requestBinding('https://orders.example.com', 'read:orders', undefined)).toBe(requestBinding('https://orders.example.com', 'read:orders'));
+    expect(requestBinding('https://orders.example.com', 'read:orders', 'acme')).not.toBe(requestBinding('https://orders.example.com', 'read:orders acme'));
   });
 });
 
@@ -111,6 +137,15 @@ describe('presignProof: the wire format of docs/identity-proof.md', () => {
     expect(verify(stsRequest(url, { audience: 'https://orders.example.com', scope: 'read:orders write:orders' }))).toMatchObject({ failure: 'signature_mismatch' });
     expect(verify(stsRequest(url, { audience: 'https://billing.example.com', scope: 'read:orders' }))).toMatchObject({ failure: 'signature_mismatch' });
     expect(verify(stsRequest(url, { audience: 'https://orders.example.com', scope: 'read:orders' }, 'token-vendor-prod'))).toMatchObject({ failure: 'signature_mismatch' });
+  });
+
+  it('binds the organization it is given: it verifies for that organization only', () => {
+    const url = presignProofUrl(options({ organization: 'org_W0pZ5hnWr4BCGg8a' }));
+    const orders = { audience: 'https://orders.example.com', scope: 'read:orders' };
+
+    expect(verify(stsRequest(url, { ...orders, organization: 'org_W0pZ5hnWr4BCGg8a' })).ok).toBe(true);
+    expect(verify(stsRequest(url, orders))).toMatchObject({ failure: 'signature_mismatch' });
+    expect(verify(stsRequest(url, { ...orders, organization: 'globex' }))).toMatchObject({ failure: 'signature_mismatch' });
   });
 
   it('refuses an stsOrigin with a path or query, and a non-positive expiry', () => {
@@ -178,5 +213,79 @@ describe('presignProof agrees with the AWS SDKs', () => {
     expect(theirs.searchParams.get('X-Amz-SignedHeaders')).toBe('host;x-token-vendor-request;x-token-vendor-server-id');
     expect(ours.searchParams.get('X-Amz-Signature')).toBe(theirs.searchParams.get('X-Amz-Signature'));
     expect(Object.fromEntries(ours.searchParams)).toEqual(Object.fromEntries(theirs.searchParams));
+  });
+});
+
+describe('withFreshProof: the organization of a sample event reaches the signer', () => {
+  type Signed = [string | undefined, string, string | undefined, string | undefined];
+  const recorder = () => {
+    const calls: Signed[] = [];
+    const sign = (...args: Signed) => {
+      calls.push(args);
+      return 'tvp1.proof';
+    };
+    return { calls, sign };
+  };
+
+  it('a direct invocation: its organization, or none', () => {
+    const { calls, sign } = recorder();
+
+    const signed = withFreshProof({ audience: 'https://orders.example.com', scope: 'read:orders', organization: 'acme' }, sign, 'arn:aws:sts::111122223333:assumed-role/reporting-daily/job');
+    withFreshProof({ audience: 'https://orders.example.com' }, sign, 'arn:aws:sts::111122223333:assumed-role/reporting-daily/job');
+
+    expect(signed).toMatchObject({ organization: 'acme', proof: 'tvp1.proof' });
+    expect(calls.map((call) => call.slice(1))).toEqual([
+      ['https://orders.example.com', 'read:orders', 'acme'],
+      ['https://orders.example.com', undefined, undefined],
+    ]);
+  });
+
+  it("an API Gateway event: its body's organization", () => {
+    const { calls, sign } = recorder();
+    const event = {
+      httpMethod: 'POST',
+      headers: {},
+      body: JSON.stringify({ audience: 'https://orders.example.com', organization: 'org_W0pZ5hnWr4BCGg8a' }),
+      requestContext: { identity: { userArn: 'arn:aws:sts::111122223333:assumed-role/checkout-service/i-0abc' } },
+    };
+
+    withFreshProof(event, sign);
+
+    expect(calls).toEqual([['arn:aws:sts::111122223333:assumed-role/checkout-service/i-0abc', 'https://orders.example.com', undefined, 'org_W0pZ5hnWr4BCGg8a']]);
+  });
+});
+
+describe('test/helpers/events.ts: the default proofs bind the organization', () => {
+  const CALLER = 'arn:aws:sts::111122223333:assumed-role/checkout-service/i-0abc';
+  const orders = { audience: 'https://orders.example.com', scope: 'read:orders' };
+
+  /** The events' signer is the one registered last; each test registers its own and removes it. */
+  function withSigner<T>(run: () => T): T {
+    const unregister = registerProofSigner({ stsOrigin: STS_ORIGIN, region: REGION, serverId: SERVER_ID, credentials: { [CALLER]: ROLE } });
+    try {
+      return run();
+    } finally {
+      unregister();
+    }
+  }
+  const verifyNow = (url: string, binding: { audience: string; scope?: string; organization?: string }) =>
+    verifyPresignedSigV4(stsRequest(url, binding), { lookup: (akid) => (akid === ROLE.accessKeyId ? ROLE : undefined), region: REGION, service: 'sts' });
+
+  it("apiEvent: the body's organization", () => {
+    const event = withSigner(() => apiEvent({ userArn: CALLER, body: JSON.stringify({ ...orders, organization: 'acme' }) }));
+    const url = decodeProof(event.headers['X-Token-Vendor-Proof'] ?? '');
+
+    expect(verifyNow(url, { ...orders, organization: 'acme' }).ok).toBe(true);
+    expect(verifyNow(url, orders)).toMatchObject({ failure: 'signature_mismatch' });
+  });
+
+  it("directEvent: sends the organization and binds it; without one, binds none", () => {
+    const [withOrganization, without] = withSigner(() => [directEvent({ ...orders, organization: 'acme', as: CALLER }), directEvent({ ...orders, as: CALLER })]);
+
+    expect(withOrganization).toMatchObject({ ...orders, organization: 'acme' });
+    expect(verifyNow(decodeProof(withOrganization?.proof ?? ''), { ...orders, organization: 'acme' }).ok).toBe(true);
+    expect(verifyNow(decodeProof(withOrganization?.proof ?? ''), orders)).toMatchObject({ failure: 'signature_mismatch' });
+    expect(without).not.toHaveProperty('organization');
+    expect(verifyNow(decodeProof(without?.proof ?? ''), orders).ok).toBe(true);
   });
 });

@@ -33,8 +33,10 @@ describe('parseOpsArgs: help', () => {
   });
 
   it('a command’s usage lists only the options it takes', () => {
-    expect(commandUsage('flush')).toMatch(/^usage: npm run ops -- flush --client C \[--audience A\] \(--stage S \| --local \| --env-file F\)/);
+    expect(commandUsage('flush')).toMatch(/^usage: npm run ops -- flush --client C \[--audience A\] \[--organization O\] \(--stage S \| --local \| --env-file F\)/);
     expect(commandUsage('flush')).toContain('--audience A');
+    expect(commandUsage('rotate')).not.toContain('--organization');
+    expect(commandUsage('status')).not.toContain('--organization');
     expect(commandUsage('rotate')).toContain('--client C');
     expect(commandUsage('rotate')).not.toContain('--audience');
     expect(commandUsage('status')).not.toContain('--client');
@@ -43,6 +45,14 @@ describe('parseOpsArgs: help', () => {
 });
 
 describe('parseOpsArgs: what to run', () => {
+  it('flush and refresh take --organization (issue 12); status and rotate refuse it', () => {
+    expect(parseOpsArgs(['flush', '--client', 'orders', '--organization', 'org_acme1', '--local'])).toMatchObject({ kind: 'run', command: 'flush', client: 'orders', organization: 'org_acme1' });
+    expect(parseOpsArgs(['refresh', '--client', 'orders', '--organization=acme', '--local'])).toMatchObject({ kind: 'run', command: 'refresh', organization: 'acme' });
+    expect(parseOpsArgs(['status', '--organization', 'org_acme1', '--local'])).toMatchObject({ kind: 'error', message: 'status takes no --organization' });
+    expect(parseOpsArgs(['rotate', '--client', 'orders', '--organization', 'org_acme1', '--local'])).toMatchObject({ kind: 'error', message: 'rotate takes no --organization' });
+    expect(parseOpsArgs(['flush', '--client', 'orders', '--local'])).not.toHaveProperty('organization');
+  });
+
   it('reads every option, before or after the command, as `--name value` or `--name=value`', () => {
     expect(parseOpsArgs(['--json', 'refresh', '--client', 'orders', '--audience=https://orders.example.com', '--stage', 'prod', '--region', 'eu-west-1', '--grants', 'g.json'])).toEqual({
       kind: 'run',

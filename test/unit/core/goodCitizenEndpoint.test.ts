@@ -7,6 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   IdpBackoffError,
+  IdpOrganizationQuotaError,
   IdpRateLimitedError,
   IdpRejectedError,
   IdpUnavailableError,
@@ -16,7 +17,7 @@ import {
 import type { ClientConfig } from '../../../functions/core/grants.js';
 import { GoodCitizenEndpoint, type GoodCitizenOptions } from '../../../functions/core/goodCitizenEndpoint.js';
 import type { Backoff, ClientCredentials, FetchCause, IssuedToken, QuotaReading, TokenEndpoint, TokenFetchRequest } from '../../../functions/core/ports.js';
-import { clientKey } from '../../../functions/core/tokenIdentity.js';
+import { clientKey, organizationKey } from '../../../functions/core/tokenIdentity.js';
 import { RecordingLog } from '../../helpers/recordingLog.js';
 
 const HOUR_MS = 3_600_000;
@@ -652,5 +653,52 @@ describe('a back-off only on evidence about the IdP', () => {
     // Assert
     expect(idp.requests.map((r) => r.credentials)).toEqual([current, pending]);
     expect(credentials.preferred).toEqual([{ secretId: client.secretId, credentials: pending }]);
+  });
+});
+
+describe('organizations (issue 12): one organization\'s quota pauses that organization only', () => {
+  const ACME = 'org_acme0000000001';
+  const GLOBEX = 'org_globex00000001';
+
+  it('a 429 for the organization\'s quota records a back-off for that organization of the client; others and no organization go on', async () => {
+    // Arrange: acme's quota is used up (Auth0-Organization-Quota-Limit r=0); then every call succeeds
+    const { endpoint, idp, limits, observer } = setup({ steps: [new IdpOrganizationQuotaError('429 organization quota', 120, ACME), token()] });
+    // Act
+    const first = await endpoint.fetchToken(request({ organization: ACME })).catch((e: unknown) => e);
+    const again = await endpoint.fetchToken(request({ organization: ACME, scopes: ['write'] })).catch((e: unknown) => e);
+    const globex = await endpoint.fetchToken(request({ organization: GLOBEX })).then(() => 'ok');
+    const none = await endpoint.fetchToken(request()).then(() => 'ok');
+    // Assert
+    expect(first).toBeInstanceOf(IdpOrganizationQuotaError);
+    expect(again).toBeInstanceOf(IdpBackoffError);
+    expect([globex, none]).toEqual(['ok', 'ok']);
+    expect(idp.requests.map((r) => r.organization ?? null)).toEqual([ACME, GLOBEX, null]);
+    expect(limits.calls.putBackoff.map((p) => [p.clientKey, p.backoff.reason])).toEqual([[organizationKey(CLIENT_KEY, ACME), 'organization_quota']]);
+    expect(limits.backoffs.has(CLIENT_KEY)).toBe(false);
+    expect(observer.backoffs).toEqual(['organization_quota']);
+  });
+
+  it('Auth0\'s count of an organization\'s quota stops new tokens for that organization only', async () => {
+    // Arrange: a 200 for acme says acme's quota has nothing left; the client's own is fine
+    const empty = { bucket: 'per_hour', limit: 8, remaining: 0, resetsInSeconds: 600 };
+    const plenty = { ...empty, remaining: 7 };
+    const { endpoint, idp } = setup({ steps: [{ ...token(), quota: plenty, organizationQuota: empty }, token()], options: { quotaReserveRatio: 0.25 } });
+    // Act
+    await endpoint.fetchToken(request({ organization: ACME }));
+    const acme = await endpoint.fetchToken(request({ organization: ACME, scopes: ['write'] })).catch((e: unknown) => e);
+    const globex = await endpoint.fetchToken(request({ organization: GLOBEX })).then(() => 'ok');
+    const none = await endpoint.fetchToken(request()).then(() => 'ok');
+    // Assert
+    expect(acme).toBeInstanceOf(QuotaGuardError);
+    expect([globex, none]).toEqual(['ok', 'ok']);
+    expect(idp.requests).toHaveLength(3);
+  });
+
+  it('a remembered refusal is per organization', async () => {
+    const { endpoint, idp } = setup({ steps: [idpRefusal('access_denied', 403, 'refused'), token()], options: { refusalMemoryMs: 60_000 } });
+    await expect(endpoint.fetchToken(request({ organization: ACME }))).rejects.toBeInstanceOf(IdpRejectedError);
+    await expect(endpoint.fetchToken(request({ organization: ACME }))).rejects.toBeInstanceOf(IdpRejectedError);
+    await endpoint.fetchToken(request({ organization: GLOBEX }));
+    expect(idp.requests.map((r) => r.organization)).toEqual([ACME, GLOBEX]);
   });
 });
