@@ -148,7 +148,10 @@ export class Auth0TokenEndpoint implements TokenEndpoint {
     if (!response.ok) {
       const parsed = parseJson(text) as { error?: unknown } | undefined;
       const code = typeof parsed?.error === 'string' && OAUTH_ERROR_CODE.test(parsed.error) ? parsed.error : 'invalid_response';
-      throw idpRefusal(code, response.status, `token endpoint ${url} answered ${response.status}${summary}`);
+      // An organization refusal is told by its description, the only place Auth0 names it (§14.7).
+      const description = (parsed as { error_description?: unknown } | undefined)?.error_description;
+      const organizationNamed = request.organization !== undefined && typeof description === 'string' && /organi[sz]ation/i.test(description);
+      throw idpRefusal(code, response.status, `token endpoint ${url} answered ${response.status}${summary}`, organizationNamed);
     }
     if (refused !== undefined) {
       throw new InvalidTokenResponseError(`token endpoint ${url} answered ${response.status} with a body that was not read: ${refused.message}`, { cause: refused });

@@ -119,9 +119,23 @@ export class IdpCredentialRefusedError extends IdpRejectedError {
  * cannot spend the quota asking again.
  */
 export class IdpGrantMismatchError extends IdpRejectedError {
-  override readonly code = 'ERR_IDP_GRANT_MISMATCH';
+  override readonly code: string = 'ERR_IDP_GRANT_MISMATCH';
   override get publicDescription(): string {
     return `The identity provider does not grant this client the audience or scope asked for (${this.idpError}); the token vendor's grants and the identity provider's client grant disagree.`;
+  }
+}
+
+/**
+ * 502: the IdP refused the organization a request named: Auth0's client grant does not allow it
+ * (organization_usage, associations; docs/auth0-wire-behaviour.md §14.7). No public source shows
+ * Auth0's exact answer in this grant, so a 400 `invalid_request` or 403 `access_denied` whose
+ * description names the organization is read as this; it is remembered per organization, like a
+ * grant mismatch, and never taken for a refused credential.
+ */
+export class IdpOrganizationRefusedError extends IdpGrantMismatchError {
+  override readonly code = 'ERR_IDP_ORGANIZATION_REFUSED';
+  override get publicDescription(): string {
+    return `The identity provider does not grant this client the organization asked for (${this.idpError}); the token vendor's grants and the identity provider's client grant disagree.`;
   }
 }
 
@@ -130,8 +144,11 @@ export class IdpGrantMismatchError extends IdpRejectedError {
  * adapter): 401 is a refused credential whatever the `error`, and so is `invalid_client`; a 403
  * `access_denied` or `invalid_scope` is a client grant that does not cover the request.
  */
-export function idpRefusal(idpError: string, idpStatus: number, message: string): IdpRejectedError {
+export function idpRefusal(idpError: string, idpStatus: number, message: string, organizationNamed = false): IdpRejectedError {
   if (idpStatus === 401 || idpError === 'invalid_client') return new IdpCredentialRefusedError(idpError, idpStatus, message);
+  if (organizationNamed && ((idpStatus === 400 && idpError === 'invalid_request') || (idpStatus === 403 && idpError === 'access_denied'))) {
+    return new IdpOrganizationRefusedError(idpError, idpStatus, message);
+  }
   if (idpStatus === 403 && (idpError === 'access_denied' || idpError === 'invalid_scope')) return new IdpGrantMismatchError(idpError, idpStatus, message);
   return new IdpRejectedError(idpError, idpStatus, message);
 }

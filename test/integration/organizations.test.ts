@@ -156,6 +156,32 @@ describe('tokens are kept per organization', () => {
   });
 });
 
+describe('Auth0 refusing an organization the grants allow (its exact answer is unknown: §14.7)', () => {
+  it.each(['invalid_request', 'access_denied'] as const)(
+    'answered %s: 502 naming the IdP\'s error, remembered for that organization only, never a refused credential',
+    async (answer) => {
+      stack.tenant.setOrganizationRefusalAnswer(answer);
+      stack.tenant.dissociateOrganization(GLOBEX.id, 'orders-client', ORDERS);
+      try {
+        const vendor = await freshVendor();
+        const ask = (organization: string) => vendor.service.vend({ caller: caller(BACKOFFICE), audience: ORDERS, scope: 'read:orders', organization });
+        await expect(ask(GLOBEX.id)).rejects.toMatchObject({ code: 'ERR_IDP_ORGANIZATION_REFUSED', status: 502, oauthError: answer });
+        const afterFirst = stack.tenant.tokenRequests();
+        // Remembered: the next request for that organization does not reach Auth0 ...
+        await expect(ask(GLOBEX.id)).rejects.toMatchObject({ code: 'ERR_IDP_ORGANIZATION_REFUSED' });
+        expect(stack.tenant.tokenRequests()).toBe(afterFirst);
+        // ... and the other organization is served.
+        await expect(ask(ACME.id)).resolves.toMatchObject({ token_type: 'Bearer' });
+        // One attempt: a refused organization is no reason to try the other credential.
+        expect(afterFirst).toBe(1);
+      } finally {
+        stack.tenant.associateOrganization(GLOBEX.id, 'orders-client', ORDERS);
+        stack.tenant.setOrganizationRefusalAnswer('invalid_request');
+      }
+    },
+  );
+});
+
 describe('the token\'s organization is verified before it is cached or served', () => {
   it('a token for another organization than the one asked for: 502, never cached', async () => {
     // Between the vendor and the tenant, the request's organization is swapped for another the
