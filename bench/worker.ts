@@ -20,6 +20,9 @@ const mode = process.argv[2] ?? 'vendor';
 const audience = process.env.BENCH_AUDIENCE ?? '';
 const scope = process.env.BENCH_SCOPE ?? '';
 const callerArn = process.env.BENCH_CALLER_ARN ?? '';
+// The storm split between Auth0 organizations, request by request (empty: no organization).
+const organizations = (process.env.BENCH_ORGANIZATIONS ?? '').split(',').filter((o) => o !== '');
+let sent = 0;
 let offset = 0;
 const now = () => Date.now() + offset;
 
@@ -29,9 +32,12 @@ const { observer, counts } = countingObserver();
 async function sourceFor(): Promise<{ request: () => Promise<number>; idle: () => Promise<void> }> {
   if (mode === 'vendor') {
     const vendor = createVendor(loadConfig(process.env), { now, observer });
-    const body = JSON.stringify({ audience, scope });
+    const bodyFor = (organization: string | undefined) => JSON.stringify(organization === undefined ? { audience, scope } : { audience, scope, organization });
     return {
-      request: async () => ((await vendor.handler(apiEvent({ body, userArn: callerArn }))) as { statusCode: number }).statusCode,
+      request: async () => {
+        const organization = organizations.length === 0 ? undefined : organizations[(sent += 1) % organizations.length];
+        return ((await vendor.handler(apiEvent({ body: bodyFor(organization), userArn: callerArn }))) as { statusCode: number }).statusCode;
+      },
       idle: () => vendor.service.idle(),
     };
   }
