@@ -16,7 +16,7 @@ import { withFreshProof } from '../../local/stsProof.js';
 import { deployedSettings } from '../helpers/deployedSettings.js';
 import { proofFor } from '../helpers/events.js';
 import { runCommand } from '../helpers/runCommand.js';
-import { REPORTING_ROLE_SESSION, startTestStack, type TestStack } from '../helpers/testStack.js';
+import { ORDERS, REPORTING_ROLE_SESSION, startTestStack, type TestStack } from '../helpers/testStack.js';
 import { cfnLint, packageService, runPackage, zipEntries, type CfnResource, type Packaged } from '../../scripts/packaging.js';
 
 const execFileAsync = promisify(execFile);
@@ -602,7 +602,15 @@ describe('osls invoke local, with the sample events, against the local stack', (
   const stage = `inv${Date.now().toString(36)}`;
   beforeAll(async () => {
     // marketing-batch has a key (it proves who it is) but no grant.
-    stack = await startTestStack({ callers: ['arn:aws:sts::111122223333:assumed-role/marketing-batch/i-0fedcba9876543210'] });
+    // The organization of events/direct-invoke-organization.json, granted to the reporting roles and
+    // allowed by the tenant's client grant (Auth0's side, §14).
+    const organization = 'org_W0pZ5hnWr4BCGg8a';
+    stack = await startTestStack({
+      callers: ['arn:aws:sts::111122223333:assumed-role/marketing-batch/i-0fedcba9876543210'],
+      organizations: [{ id: organization, name: 'acme' }],
+      organizationGrants: { 'orders-client': { [ORDERS]: { organizationUsage: 'allow', organizations: [organization] } } },
+      extraGrants: [{ principals: ['arn:aws:iam::111122223333:role/reporting-*'], client: 'orders', audience: ORDERS, scopes: ['read:orders'], organizations: [organization] }],
+    });
     // The deployed function's table is token-vendor-<stage> and its seal key alias/token-vendor-<stage>.
     await createTokenTable(stack.dynamodb, `token-vendor-${stage}`);
     await createSealKey(stack.kms, `alias/token-vendor-${stage}`);
@@ -634,11 +642,17 @@ describe('osls invoke local, with the sample events, against the local stack', (
   const body = (res: { body: unknown }): Record<string, unknown> => (typeof res.body === 'string' ? JSON.parse(res.body) : res.body) as Record<string, unknown>;
 
   it('has a sample event for every entry point', () => {
-    expect(readdirSync('events').sort()).toEqual(['api-assumed-role.json', 'api-base64-body.json', 'api-denied-caller.json', 'direct-invoke.json', 'rotation-create-secret.json', 'scheduled-refresh.json']);
+    expect(readdirSync('events').sort()).toEqual(['api-assumed-role.json', 'api-base64-body.json', 'api-denied-caller.json', 'direct-invoke-organization.json', 'direct-invoke.json', 'rotation-create-secret.json', 'scheduled-refresh.json']);
   });
 
   it('direct-invoke.json: a scheduled job gets a token', async () => {
     expect(await invoke('events/direct-invoke.json')).toMatchObject({ token_type: 'Bearer', scope: 'read:orders', expires_in: expect.any(Number) });
+  });
+
+  it('direct-invoke-organization.json: a scheduled job gets its organization\'s token', async () => {
+    const token = (await invoke('events/direct-invoke-organization.json')) as { access_token?: string };
+    expect(token).toMatchObject({ token_type: 'Bearer', scope: 'read:orders' });
+    expect(JSON.parse(Buffer.from(String(token.access_token).split('.')[1] ?? '', 'base64url').toString())).toMatchObject({ org_id: 'org_W0pZ5hnWr4BCGg8a' });
   });
 
   it('api-assumed-role.json: an assumed-role caller gets 200 with the token', async () => {
@@ -657,14 +671,15 @@ describe('osls invoke local, with the sample events, against the local stack', (
     expect(body(res).error).toBe('access_denied');
   });
 
-  it('each separate invocation reused the table: one IdP call per distinct scope set', () => {
-    // read:orders (three events) and, for the base64 event that names no scope, read:orders write:orders
-    expect(stack.tenant.tokenRequests()).toBe(2);
+  it('each separate invocation reused the table: one IdP call per distinct scope set and organization', () => {
+    // read:orders (three events), read:orders for the organization, and, for the base64 event that
+    // names no scope, read:orders write:orders
+    expect(stack.tenant.tokenRequests()).toBe(3);
   });
 
-  it('scheduled-refresh.json: the refresher finds the two recently used tokens fresh and leaves them', async () => {
-    expect(await invoke('events/scheduled-refresh.json', 'refresh')).toMatchObject({ considered: 2, fresh: 2, refreshed: 0, failed: 0 });
-    expect(stack.tenant.tokenRequests()).toBe(2);
+  it('scheduled-refresh.json: the refresher finds the three recently used tokens fresh and leaves them', async () => {
+    expect(await invoke('events/scheduled-refresh.json', 'refresh')).toMatchObject({ considered: 3, fresh: 3, refreshed: 0, failed: 0 });
+    expect(stack.tenant.tokenRequests()).toBe(3);
   });
 });
 
