@@ -13,6 +13,7 @@ import type * as JoseModule from './joseModule.js';
 import { onFirstUse } from '../core/onFirstUse.js';
 import {
   ConfigError,
+  IdpOrganizationMismatchError,
   IdpOrganizationQuotaError,
   IdpRateLimitedError,
   idpRefusal,
@@ -136,7 +137,9 @@ export class Auth0TokenEndpoint implements TokenEndpoint {
       const wait = retryAfterSeconds(response.headers, receivedAt, quota) ?? DEFAULT_RETRY_AFTER_SECONDS;
       // Only the organization's quota is used up (§9, §14.9): pause that organization, not the
       // client. Any other 429 (the client's quota, the tenant's rate limit) pauses the client.
-      if (request.organization !== undefined && organizationQuotaOnly(quota)) throw new IdpOrganizationQuotaError(message, wait, request.organization);
+      // A request without organization can meet an organization's quota too, when the IdP applies a
+      // default organization (§14.5): that pauses this request, never the whole client.
+      if (organizationQuotaOnly(quota)) throw new IdpOrganizationQuotaError(message, wait, request.organization);
       throw new IdpRateLimitedError(message, wait);
     }
     if (response.status >= 500) {
@@ -148,10 +151,10 @@ export class Auth0TokenEndpoint implements TokenEndpoint {
     if (!response.ok) {
       const parsed = parseJson(text) as { error?: unknown } | undefined;
       const code = typeof parsed?.error === 'string' && OAUTH_ERROR_CODE.test(parsed.error) ? parsed.error : 'invalid_response';
-      // An organization refusal is told by its description, the only place Auth0 names it (§14.7).
-      const description = (parsed as { error_description?: unknown } | undefined)?.error_description;
-      const organizationNamed = request.organization !== undefined && typeof description === 'string' && /organi[sz]ation/i.test(description);
-      throw idpRefusal(code, response.status, `token endpoint ${url} answered ${response.status}${summary}`, organizationNamed);
+      // By status and `error` alone (§14.7: Auth0's wording is unknown, and the description is
+      // never a branch): a refusal of a request that names an organization is read as the
+      // organization's.
+      throw idpRefusal(code, response.status, `token endpoint ${url} answered ${response.status}${summary}`, request.organization !== undefined);
     }
     if (refused !== undefined) {
       throw new InvalidTokenResponseError(`token endpoint ${url} answered ${response.status} with a body that was not read: ${refused.message}`, { cause: refused });
@@ -246,7 +249,8 @@ export class Auth0TokenEndpoint implements TokenEndpoint {
  *   a tenant answering with an organization not asked for, would otherwise have its organization's
  *   token cached and served as the organization-less one.
  * A tenant that ignores the parameter (§14.8) issues no `org_id`: refused too. Every mismatch is an
- * InvalidTokenResponseError, so nothing is cached.
+ * IdpOrganizationMismatchError (an InvalidTokenResponseError), so nothing is cached, and the request is
+ * remembered as refused for a while (core/goodCitizenEndpoint.ts).
  * @returns the token's `org_id`, if any
  */
 function checkOrganizationClaims(payload: JWTPayload, organization: string | undefined, url: string): string | undefined {
@@ -255,15 +259,15 @@ function checkOrganizationClaims(payload: JWTPayload, organization: string | und
   if (orgId !== undefined && (typeof orgId !== 'string' || orgId === '')) throw new InvalidTokenResponseError(`access token from ${url} has an org_id that is not a string`);
   if (organization === undefined) {
     if (orgId !== undefined || orgName !== undefined) {
-      throw new InvalidTokenResponseError(`access token from ${url} is for organization ${String(orgId ?? orgName).slice(0, 60)}, but none was requested (a default organization?)`);
+      throw new IdpOrganizationMismatchError(`access token from ${url} is for organization ${String(orgId ?? orgName).slice(0, 60)}, but none was requested (a default organization?)`);
     }
     return undefined;
   }
-  if (orgId === undefined) throw new InvalidTokenResponseError(`access token from ${url} has no org_id, but organization ${organization} was requested (does the tenant ignore the parameter?)`);
+  if (orgId === undefined) throw new IdpOrganizationMismatchError(`access token from ${url} has no org_id, but organization ${organization} was requested (does the tenant ignore the parameter?)`);
   if (organization.startsWith('org_')) {
-    if (orgId !== organization) throw new InvalidTokenResponseError(`access token from ${url} is for organization ${orgId.slice(0, 60)}, not the ${organization} requested`);
+    if (orgId !== organization) throw new IdpOrganizationMismatchError(`access token from ${url} is for organization ${orgId.slice(0, 60)}, not the ${organization} requested`);
   } else if (typeof orgName !== 'string' || orgName.toLowerCase() !== organization) {
-    throw new InvalidTokenResponseError(`access token from ${url} has org_name ${JSON.stringify(typeof orgName === 'string' ? orgName.slice(0, 60) : orgName)}, not the ${organization} requested`);
+    throw new IdpOrganizationMismatchError(`access token from ${url} has org_name ${JSON.stringify(typeof orgName === 'string' ? orgName.slice(0, 60) : orgName)}, not the ${organization} requested`);
   }
   return orgId;
 }

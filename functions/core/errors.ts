@@ -128,9 +128,10 @@ export class IdpGrantMismatchError extends IdpRejectedError {
 /**
  * 502: the IdP refused the organization a request named: Auth0's client grant does not allow it
  * (organization_usage, associations; docs/auth0-wire-behaviour.md §14.7). No public source shows
- * Auth0's exact answer in this grant, so a 400 `invalid_request` or 403 `access_denied` whose
- * description names the organization is read as this; it is remembered per organization, like a
- * grant mismatch, and never taken for a refused credential.
+ * Auth0's exact answer in this grant, so a 400 `invalid_request` or 403 `access_denied` to a
+ * request that names an organization is read as this, by status and `error` alone (never the
+ * description, §14); it is remembered per organization, like a grant mismatch, and never taken for
+ * a refused credential.
  */
 export class IdpOrganizationRefusedError extends IdpGrantMismatchError {
   override readonly code = 'ERR_IDP_ORGANIZATION_REFUSED';
@@ -155,10 +156,20 @@ export function idpRefusal(idpError: string, idpStatus: number, message: string,
 
 /** 502: the IdP answered 2xx with something that is not a usable token (bad shape, bad signature, wrong aud). */
 export class InvalidTokenResponseError extends VendorError {
-  readonly code = 'ERR_IDP_INVALID_RESPONSE';
+  readonly code: string = 'ERR_IDP_INVALID_RESPONSE';
   readonly oauthError = 'server_error';
   readonly status = 502;
   readonly publicDescription = 'The identity provider returned an invalid token response.';
+}
+
+/**
+ * 502: the IdP issued a token for another organization than the request's, or for one where none
+ * was asked (a default organization, §14.5), or none where one was (a tenant ignoring the
+ * parameter, §14.8). Never cached; remembered for the request like a grant mismatch, so that
+ * asking again does not mint (and charge) another useless token.
+ */
+export class IdpOrganizationMismatchError extends InvalidTokenResponseError {
+  override readonly code = 'ERR_IDP_ORGANIZATION_MISMATCH';
 }
 
 /** A 503 that tells the caller when to come back. */
@@ -201,7 +212,8 @@ export class IdpOrganizationQuotaError extends IdpRateLimitedError {
   constructor(
     message: string,
     retryAfterSeconds: number,
-    readonly organization: string,
+    /** the organization asked for; none when the IdP applied a default organization (§14.5) */
+    readonly organization: string | undefined,
     options?: { cause?: unknown },
   ) {
     super(message, retryAfterSeconds, options);

@@ -28,6 +28,7 @@ import {
   IdpOrganizationQuotaError,
   IdpCredentialRefusedError,
   IdpGrantMismatchError,
+  IdpOrganizationMismatchError,
   IdpRateLimitedError,
   IdpRejectedError,
   IdpUnavailableError,
@@ -91,7 +92,7 @@ export class GoodCitizenEndpoint implements TokenEndpoint {
   /** Auth0's last word on each client's quota, and when it was heard (epoch ms) */
   private readonly readings = new Map<string, { readonly reading: QuotaReading; readonly at: number }>();
   /** grant mismatches, by client, audience and scopes, until when they are remembered (epoch ms) */
-  private readonly refusals = new Map<string, { readonly error: IdpGrantMismatchError; readonly until: number }>();
+  private readonly refusals = new Map<string, { readonly error: RememberedRefusal; readonly until: number }>();
 
   constructor(
     private readonly deps: GoodCitizenDeps,
@@ -125,11 +126,22 @@ export class GoodCitizenEndpoint implements TokenEndpoint {
         this.deps.observer.idpError(codeOf(error), error instanceof IdpRejectedError ? error.idpError : undefined);
         if (error instanceof IdpGrantMismatchError) {
           this.remember(refusalKey, error);
-          this.deps.log.error('the IdP refused an audience or scope the grants allow: the grants file and the client grant disagree', {
+          this.deps.log.error('the IdP refused an audience, scope or organization the grants allow: the grants file and the client grant disagree', {
             client: request.client.name,
             audience: request.audience,
             scopes: request.scopes,
+            ...(request.organization === undefined ? {} : { organization: request.organization }),
             idpError: error.idpError,
+          });
+          throw error;
+        }
+        if (error instanceof IdpOrganizationMismatchError) {
+          // Asking again would mint (and charge the quota for) another token nobody can use.
+          this.remember(refusalKey, error);
+          this.deps.log.error('the IdP issued a token for another organization than asked (a default organization, or a tenant ignoring the parameter?)', {
+            client: request.client.name,
+            audience: request.audience,
+            ...(request.organization === undefined ? {} : { organization: request.organization }),
           });
           throw error;
         }
@@ -144,10 +156,12 @@ export class GoodCitizenEndpoint implements TokenEndpoint {
           credentials = next;
           continue;
         }
-        if (error instanceof IdpOrganizationQuotaError && organization !== undefined) {
+        if (error instanceof IdpOrganizationQuotaError) {
           // The organization's own quota: its tokens pause, the client's other organizations and
-          // its organization-less tokens go on.
-          await this.recordBackoff(organization, { until: this.deps.now() + error.retryAfterSeconds * 1000, reason: 'organization_quota' });
+          // its organization-less tokens go on. Without an organization in the request (the IdP
+          // applied a default one, §14.5) only this request waits: never the whole client.
+          if (organization !== undefined) await this.recordBackoff(organization, { until: this.deps.now() + error.retryAfterSeconds * 1000, reason: 'organization_quota' });
+          else this.remember(refusalKey, error, error.retryAfterSeconds * 1000);
           throw error;
         }
         if (error instanceof IdpRateLimitedError) {
@@ -281,8 +295,8 @@ export class GoodCitizenEndpoint implements TokenEndpoint {
     this.refusals.delete(refusalKey);
   }
 
-  private remember(refusalKey: string, error: IdpGrantMismatchError): void {
-    if (this.options.refusalMemoryMs <= 0) return;
+  private remember(refusalKey: string, error: RememberedRefusal, forMs = this.options.refusalMemoryMs): void {
+    if (forMs <= 0) return;
     const now = this.deps.now();
     if (this.refusals.size >= MAX_REMEMBERED_REFUSALS) {
       for (const [key, { until }] of this.refusals) if (until <= now) this.refusals.delete(key);
@@ -290,9 +304,12 @@ export class GoodCitizenEndpoint implements TokenEndpoint {
       const oldest = this.refusals.keys().next();
       if (this.refusals.size >= MAX_REMEMBERED_REFUSALS && oldest.done !== true) this.refusals.delete(oldest.value);
     }
-    this.refusals.set(refusalKey, { error, until: now + this.options.refusalMemoryMs });
+    this.refusals.set(refusalKey, { error, until: now + forMs });
   }
 }
+
+/** What a request is answered from memory with, without the IdP, for a while. */
+type RememberedRefusal = IdpGrantMismatchError | IdpOrganizationMismatchError | IdpOrganizationQuotaError;
 
 /** The internal code of a failure, for the IdpError metric: the vendor's own, or the type of anything else. */
 function codeOf(error: unknown): string {

@@ -51,6 +51,8 @@ export function parseVendBody(doc: unknown, allowed: readonly string[] = API_FIE
   if (CONTROL.test(audience)) throw new InvalidRequestError('audience must not contain control characters.');
   if (scope !== undefined && typeof scope !== 'string') throw new InvalidRequestError('scope must be a string of space-separated scopes.');
   if (scope !== undefined && scope.length > MAX_SCOPE_LENGTH) throw new InvalidRequestError(`scope must be at most ${MAX_SCOPE_LENGTH} characters.`);
+  // The proof binds `audience \n scope \n organization`: a newline in scope could pass for the organization line.
+  if (scope !== undefined && CONTROL.test(scope)) throw new InvalidRequestError('scope must not contain control characters.');
   if (organization === undefined) return { audience, scope };
   if (typeof organization !== 'string' || organization === '') throw new InvalidRequestError('organization must be a non-empty string: an Auth0 organization id (org_…) or name.');
   if (organization.length > MAX_ORGANIZATION_LENGTH) throw new InvalidRequestError(`organization must be at most ${MAX_ORGANIZATION_LENGTH} characters.`);

@@ -182,6 +182,39 @@ describe('Auth0 refusing an organization the grants allow (its exact answer is u
   );
 });
 
+describe('a default organization at Auth0 (§14.5): tokens for an organization nobody asked for', () => {
+  // Between the vendor and the tenant, acme is added to every request that names no organization,
+  // which is what Auth0 does for an application with a default organization for client_credentials.
+  const defaulting: typeof fetch = (input, init) => {
+    if (String(input).endsWith('/oauth/token') && typeof init?.body === 'string') {
+      const body = JSON.parse(init.body) as Record<string, unknown>;
+      if (body.organization === undefined) return fetch(input, { ...init, body: JSON.stringify({ ...body, organization: ACME.id }) });
+    }
+    return fetch(input, init);
+  };
+
+  it('502 ERR_IDP_ORGANIZATION_MISMATCH, never cached, and remembered: asking again mints no second useless token', async () => {
+    const vendor = await freshVendor({ deps: { fetch: defaulting } });
+    const ask = () => vendor.service.vend({ caller: caller(BACKOFFICE), audience: ORDERS, scope: 'read:orders' });
+    await expect(ask()).rejects.toMatchObject({ code: 'ERR_IDP_ORGANIZATION_MISMATCH', status: 502 });
+    await expect(ask()).rejects.toMatchObject({ code: 'ERR_IDP_ORGANIZATION_MISMATCH' });
+    expect(stack.tenant.tokenRequests()).toBe(1);
+    expect(await vendor.store.listTokens()).toEqual([]);
+  });
+
+  it("the default organization's exhausted quota stops that request only: other organizations go on, the client is not paused", async () => {
+    const vendor = await freshVendor({ deps: { fetch: defaulting } });
+    stack.tenant.setOrganizationQuota(ACME.id, { perHour: 1, enforce: true });
+    // The one acme token of the hour goes to an organization-less request (refused: 502) ...
+    await expect(vendor.service.vend({ caller: caller(BACKOFFICE), audience: ORDERS, scope: 'read:orders' })).rejects.toMatchObject({ code: 'ERR_IDP_ORGANIZATION_MISMATCH' });
+    // ... the next organization-less request meets acme's quota: a 429 for that request alone
+    await expect(vendor.service.vend({ caller: caller(BACKOFFICE), audience: ORDERS, scope: 'write:orders' })).rejects.toMatchObject({ code: 'ERR_IDP_ORGANIZATION_QUOTA' });
+    // ... and globex is served, with no client back-off recorded.
+    await expect(vendor.service.vend({ caller: caller(BACKOFFICE), audience: ORDERS, scope: 'read:orders', organization: GLOBEX.id })).resolves.toMatchObject({ token_type: 'Bearer' });
+    expect((await vendor.store.inspect()).backoffs).toEqual([]);
+  });
+});
+
 describe('the token\'s organization is verified before it is cached or served', () => {
   it('a token for another organization than the one asked for: 502, never cached', async () => {
     // Between the vendor and the tenant, the request's organization is swapped for another the
@@ -195,20 +228,27 @@ describe('the token\'s organization is verified before it is cached or served', 
     };
     const vendor = await freshVendor({ deps: { fetch: swapping } });
     await expect(vendor.service.vend({ caller: caller(BACKOFFICE), audience: ORDERS, scope: 'read:orders', organization: ACME.id })).rejects.toMatchObject({
-      code: 'ERR_IDP_INVALID_RESPONSE',
+      code: 'ERR_IDP_ORGANIZATION_MISMATCH',
+      oauthError: 'server_error',
       status: 502,
     });
     expect(stack.tenant.issued().map((t) => decodeJwt(t.accessToken).org_id)).toEqual([GLOBEX.id]);
     expect(await vendor.store.listTokens()).toEqual([]);
-    // Not cached in memory either: asking again goes to the IdP again.
+    // Not cached in memory either, and not asked for again at once: the refusal is remembered
+    // (REFUSAL_MEMORY_SECONDS), so a second request mints no second useless token ...
     await expect(vendor.service.vend({ caller: caller(BACKOFFICE), audience: ORDERS, scope: 'read:orders', organization: ACME.id })).rejects.toMatchObject({ status: 502 });
+    expect(stack.tenant.tokenRequests()).toBe(1);
+    // ... while another instance, which never saw it, asks again and is refused again.
+    const other = await freshVendor({ deps: { fetch: swapping } });
+    await expect(other.service.vend({ caller: caller(BACKOFFICE), audience: ORDERS, scope: 'read:orders', organization: ACME.id })).rejects.toMatchObject({ code: 'ERR_IDP_ORGANIZATION_MISMATCH' });
     expect(stack.tenant.tokenRequests()).toBe(2);
+    expect(await other.store.listTokens()).toEqual([]);
   });
 
   it('a tenant that ignores the organization (no org_id in the token): 502, never cached', async () => {
     stack.tenant.setOrganizationParameter('ignored');
     const vendor = await freshVendor();
-    await expect(vendor.service.vend({ caller: caller(BACKOFFICE), audience: ORDERS, scope: 'read:orders', organization: GLOBEX.id })).rejects.toMatchObject({ code: 'ERR_IDP_INVALID_RESPONSE' });
+    await expect(vendor.service.vend({ caller: caller(BACKOFFICE), audience: ORDERS, scope: 'read:orders', organization: GLOBEX.id })).rejects.toMatchObject({ code: 'ERR_IDP_ORGANIZATION_MISMATCH' });
     expect(stack.tenant.tokenRequests()).toBe(1);
     expect(await vendor.store.listTokens()).toEqual([]);
   });
