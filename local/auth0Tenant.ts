@@ -38,7 +38,6 @@ import { appendFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { Agent, createServer, request as httpRequest } from 'node:http';
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, Server, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { createPublicKey, randomBytes, randomUUID } from 'node:crypto';
 import { SignJWT, calculateJwkThumbprint, decodeJwt, decodeProtectedHeader, errors as joseErrors, exportJWK, generateKeyPair, jwtVerify } from 'jose';
 import type { JWK } from 'jose';
@@ -91,6 +90,7 @@ import {
 } from './auth0Provider.js';
 import type { QuotaOutcome } from './auth0Provider.js';
 import type { M2mQuota, QuotaBucket, RateLimit } from './auth0Limits.js';
+import { closeServer, listenOnLoopback } from './loopbackServer.js';
 
 export { auth0ServerError } from './auth0Answers.js';
 export type {
@@ -510,7 +510,7 @@ export async function startLocalAuth0Tenant(opts: TenantOptions): Promise<LocalA
       else res.destroy();
     });
   });
-  const port = await listen(front, opts.port ?? 0);
+  const port = await listenOnLoopback(front, opts.port ?? 0);
   const origin = `http://127.0.0.1:${port}`;
   const issuer = `${origin}/`;
   const mgmtAudience = managementAudience({ issuer });
@@ -553,7 +553,7 @@ export async function startLocalAuth0Tenant(opts: TenantOptions): Promise<LocalA
       organization: (clientId, audience, requested) => directory.resolve(clientId, audience, requested),
     });
     inner = createServer(provider.callback());
-    innerPort = await listen(inner, 0);
+    innerPort = await listenOnLoopback(inner, 0);
   } catch (err) {
     await closeServer(front);
     throw err;
@@ -1309,20 +1309,4 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
   send(res, status, { 'content-type': 'application/json; charset=utf-8' }, Buffer.from(JSON.stringify(body)));
 }
 
-function listen(server: Server, port: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve((server.address() as AddressInfo).port);
-    });
-  });
-}
 
-/** Stops listening and destroys every connection, including requests left hanging on purpose. */
-function closeServer(server: Server): Promise<void> {
-  return new Promise((resolve, reject) => {
-    server.close((err) => (err ? reject(err) : resolve()));
-    server.closeAllConnections();
-  });
-}

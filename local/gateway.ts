@@ -10,9 +10,9 @@
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { parseQuery, splitUrl, verifySigV4, type LocalCredential } from './sigv4.js';
+import { closerOf, listenOnLoopback } from './loopbackServer.js';
 
 export type { LocalCredential } from './sigv4.js';
 
@@ -88,27 +88,11 @@ export async function startLocalGateway(opts: LocalGatewayOptions): Promise<Loca
     });
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port ?? 0, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const { port } = server.address() as AddressInfo;
-
-  let closing: Promise<void> | undefined;
+  const port = await listenOnLoopback(server, opts.port ?? 0);
   return {
     url: `http://127.0.0.1:${port}/${opts.stage}`,
     port,
-    close() {
-      closing ??= new Promise<void>((resolve, reject) => {
-        server.close((error) => (error ? reject(error) : resolve()));
-        // server.close() only stops accepting: keep-alive sockets would hold it open for minutes.
-        server.closeAllConnections();
-      });
-      return closing;
-    },
+    close: closerOf(server),
   };
 }
 

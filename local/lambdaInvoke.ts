@@ -21,10 +21,10 @@
  * client context.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Context } from 'aws-lambda';
 import { parseQuery, splitUrl, verifySigV4, type LocalCredential, type SigV4Failure } from './sigv4.js';
+import { closerOf, listenOnLoopback } from './loopbackServer.js';
 
 export type LocalLambdaHandler = (event: unknown, context: Context) => Promise<unknown>;
 
@@ -153,21 +153,13 @@ export async function startLocalLambdaInvoke(opts: LocalLambdaInvokeOptions): Pr
       else res.destroy();
     });
   });
-  const port = await listen(server, opts.port ?? 0);
-
-  let closing: Promise<void> | undefined;
+  const port = await listenOnLoopback(server, opts.port ?? 0);
   return {
     origin: `http://127.0.0.1:${port}`,
     port,
     functionArn,
     invocations: (name) => (name === undefined ? [...counts.values()].reduce((a, b) => a + b, 0) : (counts.get(name) ?? 0)),
-    close: () => {
-      closing ??= new Promise<void>((resolve, reject) => {
-        server.close((error) => (error ? reject(error) : resolve()));
-        server.closeAllConnections();
-      });
-      return closing;
-    },
+    close: closerOf(server),
   };
 }
 
@@ -266,12 +258,3 @@ function safeDecode(value: string): string {
   }
 }
 
-function listen(server: Server, port: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve((server.address() as AddressInfo).port);
-    });
-  });
-}

@@ -25,9 +25,9 @@
  * counters (`calls()`, `callsBy(arn)`) so a test can assert that no STS call was made.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { parseQuery, splitUrl, verifyPresignedSigV4, type LocalCredential, type SigV4Failure } from './sigv4.js';
+import { closerOf, listenOnLoopback } from './loopbackServer.js';
 
 export type { LocalCredential } from './sigv4.js';
 
@@ -201,9 +201,7 @@ export async function startLocalSts(opts: LocalStsOptions): Promise<LocalSts> {
       else res.destroy();
     });
   });
-  const port = await listen(server, opts.port ?? 0);
-
-  let closing: Promise<void> | undefined;
+  const port = await listenOnLoopback(server, opts.port ?? 0);
   return {
     origin: `http://127.0.0.1:${port}`,
     port,
@@ -221,14 +219,7 @@ export async function startLocalSts(opts: LocalStsOptions): Promise<LocalSts> {
       clock = next ?? startClock;
     },
     credentialFor: (arn) => byArn.get(arn),
-    close: () => {
-      closing ??= new Promise<void>((resolve, reject) => {
-        server.close((error) => (error ? reject(error) : resolve()));
-        // server.close() only stops accepting: hung requests and keep-alive sockets would hold it open.
-        server.closeAllConnections();
-      });
-      return closing;
-    },
+    close: closerOf(server),
   };
 }
 
@@ -318,12 +309,3 @@ function readBody(req: IncomingMessage): Promise<Uint8Array | undefined> {
   });
 }
 
-function listen(server: Server, port: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve((server.address() as AddressInfo).port);
-    });
-  });
-}
