@@ -17,7 +17,7 @@
 import type { AuthorizedRequest, GrantBook } from './grants.js';
 import { checkGrantedScope } from './grants.js';
 import { DegradedModeStore, UNAVAILABLE } from './degradedStore.js';
-import { CallerQuotaError, InvalidTokenResponseError, LeaseTimeoutError, describe } from './errors.js';
+import { CallerQuotaError, IdpOrganizationMismatchError, InvalidTokenResponseError, LeaseTimeoutError, describe } from './errors.js';
 import { isDue, isFreshFor, isServable, isUsable, serve, type ExpiryPolicy, type VendedToken } from './expiry.js';
 import { GoodCitizenEndpoint, type GoodCitizenOptions } from './goodCitizenEndpoint.js';
 import { InstanceTier, SingleFlight, type RefreshOutcome } from './instanceTier.js';
@@ -412,16 +412,17 @@ function keyed(authorized: AuthorizedRequest, caller?: string): KeyedRequest {
  * endpoint against `org_name` and must come with some `org_id`. A token for a request without
  * organization must carry no `org_id`: a default organization (docs/auth0-wire-behaviour.md §14.5)
  * would otherwise be served as the organization-less token. Opaque tokens carry no claims, and
- * grants refuse organizations for them (grants.ts).
+ * grants refuse organizations for them (grants.ts). The same error the Auth0 endpoint raises for it
+ * (adapters/auth0TokenEndpoint.ts), which this repeats for any other endpoint.
  */
 function checkOrganization(requested: string | undefined, orgId: string | undefined, format: 'jwt' | 'opaque'): void {
   if (format !== 'jwt') return;
   if (requested === undefined) {
-    if (orgId !== undefined) throw new InvalidTokenResponseError(`the IdP issued a token for organization ${orgId.slice(0, 60)} to a request without organization`);
+    if (orgId !== undefined) throw new IdpOrganizationMismatchError(`the IdP issued a token for organization ${orgId.slice(0, 60)} to a request without organization`);
     return;
   }
-  if (orgId === undefined) throw new InvalidTokenResponseError(`the IdP issued a token without org_id for organization ${requested}`);
+  if (orgId === undefined) throw new IdpOrganizationMismatchError(`the IdP issued a token without org_id for organization ${requested}`);
   if (requested.startsWith('org_') && orgId !== requested) {
-    throw new InvalidTokenResponseError(`the IdP issued a token for organization ${orgId.slice(0, 60)} to a request for ${requested}`);
+    throw new IdpOrganizationMismatchError(`the IdP issued a token for organization ${orgId.slice(0, 60)} to a request for ${requested}`);
   }
 }
